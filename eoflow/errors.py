@@ -1,0 +1,221 @@
+"""The one error hierarchy of eoflow.
+
+Every error eoflow raises on purpose is an `EoflowError`. Each carries structured fields
+(workflow_id, step, path, ...) as attributes and a one-line message that names the thing at fault
+and the fix, so the CLI can print `str(error)` alone and a program can branch on the fields.
+
+The message is always `args[0]`: errors are rebuilt from the journal by restoring `args` and the
+attributes, never by calling `__init__` again.
+"""
+
+from __future__ import annotations
+
+
+class EoflowError(Exception):
+    """Root of every error eoflow raises deliberately."""
+
+
+# -- definitions, configuration and context ---------------------------------------------------
+
+
+class ConfigError(EoflowError):
+    """An option or setting has a value eoflow cannot use."""
+
+    def __init__(self, setting: str, problem: str) -> None:
+        self.setting = setting
+        super().__init__(f"{setting}: {problem}")
+
+
+class DefinitionError(EoflowError):
+    """A decorator was used in a way eoflow cannot honour."""
+
+    def __init__(self, function: str, problem: str) -> None:
+        self.function = function
+        super().__init__(f"{function}: {problem}")
+
+
+class AppLoadError(EoflowError):
+    """An application file or module could not be loaded."""
+
+    def __init__(self, app: str, problem: str) -> None:
+        self.app = app
+        super().__init__(f"cannot load app {app!r}: {problem}")
+
+
+class ContextError(EoflowError):
+    """An eoflow function was called where it has no meaning (e.g. db() outside a transaction)."""
+
+
+class NoEngineError(ContextError):
+    """A workflow was called while no engine is running: it would not be durable."""
+
+    def __init__(self, function: str) -> None:
+        self.function = function
+        super().__init__(
+            f"workflow {function!r} was called with no eoflow engine running; "
+            "open one first (`with eoflow.Engine(journal=...):`) or use `eoflow run`"
+        )
+
+
+class EngineClosedError(EoflowError):
+    """The engine is closed or closing and accepts no new work."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(f"the eoflow engine on {path!r} is closed; open a new Engine to run work")
+
+
+class SerializationError(EoflowError):
+    """A value could not be stored as JSON in the journal."""
+
+    def __init__(self, function: str, what: str, type_name: str) -> None:
+        self.function = function
+        self.what = what
+        self.type_name = type_name
+        super().__init__(
+            f"{function!r}: cannot journal {what} of type {type_name!r}; use JSON data, bytes, "
+            "tuples, sets, datetimes, Decimal, UUID or dataclasses of those"
+        )
+
+
+# -- workflow outcomes -----------------------------------------------------------------------
+
+
+class DeterminismError(EoflowError):
+    """Replay met a step whose recorded name differs from the one called now."""
+
+    def __init__(self, workflow_id: str, step: int, recorded: str, called: str) -> None:
+        self.workflow_id = workflow_id
+        self.step = step
+        self.recorded = recorded
+        self.called = called
+        super().__init__(
+            f"workflow {workflow_id!r} is not deterministic: step {step} was recorded as "
+            f"{recorded!r} but the code now calls {called!r}; keep the step order of running "
+            "workflows stable, or fork the workflow"
+        )
+
+
+class WorkflowConflictError(EoflowError):
+    """A workflow id is already used by a run of another workflow function."""
+
+    def __init__(self, workflow_id: str, existing: str, requested: str) -> None:
+        self.workflow_id = workflow_id
+        self.existing = existing
+        self.requested = requested
+        super().__init__(
+            f"workflow id {workflow_id!r} already belongs to a run of {existing!r}, "
+            f"not {requested!r}; choose another workflow id"
+        )
+
+
+class WorkflowNotFoundError(EoflowError):
+    """No workflow with this id is in the journal."""
+
+    def __init__(self, workflow_id: str) -> None:
+        self.workflow_id = workflow_id
+        super().__init__(f"no workflow with id {workflow_id!r} in the journal")
+
+
+class WorkflowStateError(EoflowError):
+    """An operation does not apply to a workflow in its current status."""
+
+    def __init__(self, workflow_id: str, status: str, operation: str) -> None:
+        self.workflow_id = workflow_id
+        self.status = status
+        self.operation = operation
+        super().__init__(f"cannot {operation} workflow {workflow_id!r}: its status is {status}")
+
+
+class WorkflowCancelledError(EoflowError):
+    """The workflow was cancelled (or timed out) and stopped at a step boundary."""
+
+    def __init__(self, workflow_id: str, reason: str = "cancelled") -> None:
+        self.workflow_id = workflow_id
+        self.reason = reason
+        super().__init__(
+            f"workflow {workflow_id!r} was {reason}; resume it with "
+            f"`eoflow workflows resume {workflow_id}`"
+        )
+
+
+class WorkflowParkedError(EoflowError):
+    """The workflow kept crashing the process and was parked by recovery."""
+
+    def __init__(self, workflow_id: str, attempts: int) -> None:
+        self.workflow_id = workflow_id
+        self.attempts = attempts
+        super().__init__(
+            f"workflow {workflow_id!r} was parked after {attempts} recovery attempts; fix the "
+            f"cause, then `eoflow workflows resume {workflow_id}`"
+        )
+
+
+class StepRetriesExhaustedError(EoflowError):
+    """A step failed on every allowed attempt; the last error is its `__cause__`."""
+
+    def __init__(self, step: str, attempts: int, last_error: str) -> None:
+        self.step_name = step
+        self.attempts = attempts
+        self.last_error = last_error
+        super().__init__(f"step {step!r} failed {attempts} times; last error: {last_error}")
+
+
+class RecordedError(EoflowError):
+    """An error replayed from the journal whose original type is not importable here."""
+
+    def __init__(self, type_name: str, message: str) -> None:
+        self.type_name = type_name
+        self.message = message
+        super().__init__(f"{type_name}: {message}")
+
+
+class AwaitTimeoutError(EoflowError, TimeoutError):
+    """Waiting for a workflow's result (or an event, or a message) took longer than allowed."""
+
+    def __init__(self, what: str, timeout: float) -> None:
+        self.what = what
+        self.timeout = timeout
+        super().__init__(f"timed out after {timeout:g}s waiting for {what}")
+
+
+# -- the journal -----------------------------------------------------------------------------
+
+
+class JournalError(EoflowError):
+    """The journal file cannot be used."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        self.path = path
+        self.problem = problem
+        super().__init__(f"journal {path!r}: {problem}")
+
+
+class JournalLockedError(JournalError):
+    """Another engine owns the journal."""
+
+    def __init__(self, path: str, owner: str) -> None:
+        super().__init__(
+            path,
+            f"in use by another eoflow engine ({owner}); stop it, or give this one its own "
+            "--journal (readers such as `eoflow status` need no lock)",
+        )
+
+
+class JournalFormatError(JournalError):
+    """The file is not an eoflow journal, is corrupt, or comes from a newer eoflow."""
+
+
+class JournalWriteError(JournalError):
+    """A write to the journal failed (read-only file, full disk, I/O error)."""
+
+
+# -- Kafka -----------------------------------------------------------------------------------
+
+
+class KafkaConsumeError(EoflowError):
+    """A Kafka consumer could not be set up or cannot reach its brokers."""
+
+    def __init__(self, where: str, problem: str) -> None:
+        self.where = where
+        super().__init__(f"kafka {where}: {problem}")

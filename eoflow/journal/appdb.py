@@ -1,0 +1,35 @@
+"""A separate application database for @transaction functions (`Engine(app_db=...)`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import apsw
+
+from eoflow.journal.batching import GroupCommitter
+from eoflow.journal.connection import connect, translate
+from eoflow.journal.sql import Q
+from eoflow.journal.txstore import SQLiteTxStore
+
+
+class AppDatabase:
+    """Holds the application's tables, `eoflow_tx_outputs` and `eoflow_kafka_keys`."""
+
+    def __init__(self, path: str, conn: Any) -> None:
+        self.path = path
+        self.committer = GroupCommitter(conn, path, translate)
+        self.tx = SQLiteTxStore(self.committer, in_journal=False)
+
+    @classmethod
+    def open(cls, path: str, durability: str = "full") -> AppDatabase:
+        conn = connect(path, durability=durability)
+        try:
+            conn.execute(Q["tx_schema_1"])
+        except apsw.Error as error:
+            conn.close()
+            raise translate(path, error) from error
+        return cls(path, conn)
+
+    def close(self) -> None:
+        self.committer.close()
+        self.committer.conn.close()

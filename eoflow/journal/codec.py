@@ -1,0 +1,219 @@
+"""How values and errors are stored in the journal: JSON text, readable from the sqlite3 shell.
+
+JSON-native values (str, int, finite float, bool, None, lists, dicts with string keys) are stored
+as themselves. Other supported values are stored as a tagged object `{"$eoflow": TAG, "v": ...}`:
+
+    bytes/bytearray -> base64 text        tuple, set, frozenset -> list of items
+    datetime, date, time -> ISO 8601      timedelta -> seconds (float)
+    Decimal, UUID -> text                 float nan/inf -> text
+    dict with non-string keys, or with a "$eoflow" key -> list of [key, value] pairs
+    dataclass instance -> {"type": "module:QualName", "v": {field: value}}
+    Enum member -> {"type": "module:QualName", "v": member value}
+
+Decoding never imports or unpickles anything: a dataclass or enum is rebuilt only if its module
+is already loaded in this process (it is, when the app that wrote it is running). Errors are
+stored as their type name, message, traceback text and (when storable) their args and attributes,
+and rebuilt the same way; an error whose type is not loaded comes back as `RecordedError`.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime as dt
+import enum
+import json
+import math
+import sys
+import traceback
+import uuid
+from decimal import Decimal
+from typing import Any
+
+from eoflow.errors import RecordedError
+
+TAG = "$eoflow"
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+_PLAIN = (str, int, bool, type(None))
+
+
+class Unserializable(Exception):
+    """Raised by `encode` with the name of the first type it cannot store."""
+
+    def __init__(self, type_name: str) -> None:
+        super().__init__(type_name)
+        self.type_name = type_name
+
+
+def _type_path(cls: type) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def _loaded_type(path: str) -> Any:
+    module_name, _, qualname = path.partition(":")
+    obj: Any = sys.modules.get(module_name)
+    for part in qualname.split("."):
+        if obj is None:
+            return None
+        obj = getattr(obj, part, None)
+    return obj
+
+
+def to_jsonable(value: Any) -> Any:
+    """Turn `value` into plain JSON data, tagging what JSON cannot express."""
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    if kind is float:
+        return value if math.isfinite(value) else {TAG: "float", "v": repr(value)}
+    if kind is list:
+        return [to_jsonable(item) for item in value]
+    if kind is dict:
+        if all(type(key) is str for key in value) and TAG not in value:
+            return {key: to_jsonable(item) for key, item in value.items()}
+        return {TAG: "dict", "v": [[to_jsonable(k), to_jsonable(v)] for k, v in value.items()]}
+    return _tagged(value)
+
+
+def _tagged(value: Any) -> Any:
+    if isinstance(value, enum.Enum):
+        return {TAG: "enum", "type": _type_path(type(value)), "v": to_jsonable(value.value)}
+    if isinstance(value, (bool, int, str)):  # subclasses such as IntFlag members handled above
+        return value
+    if isinstance(value, (bytes, bytearray)):
+        return {TAG: "bytes", "v": base64.b64encode(value).decode("ascii")}
+    if isinstance(value, tuple):  # a namedtuple comes back as a plain tuple
+        return {TAG: "tuple", "v": [to_jsonable(item) for item in value]}
+    if isinstance(value, (set, frozenset)):
+        tag = "set" if isinstance(value, set) else "frozenset"
+        return {TAG: tag, "v": [to_jsonable(item) for item in value]}
+    if isinstance(value, dt.datetime):
+        return {TAG: "datetime", "v": value.isoformat()}
+    if isinstance(value, dt.date):
+        return {TAG: "date", "v": value.isoformat()}
+    if isinstance(value, dt.time):
+        return {TAG: "time", "v": value.isoformat()}
+    if isinstance(value, dt.timedelta):
+        return {TAG: "timedelta", "v": value.total_seconds()}
+    if isinstance(value, Decimal):
+        return {TAG: "decimal", "v": str(value)}
+    if isinstance(value, uuid.UUID):
+        return {TAG: "uuid", "v": str(value)}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {TAG: "dataclass", "type": _type_path(type(value)), "v": fields}
+    if isinstance(value, float):
+        return to_jsonable(float(value))
+    raise Unserializable(type(value).__qualname__)
+
+
+def _from_tagged(obj: dict[str, Any]) -> Any:
+    tag = obj.get(TAG)
+    if tag is None:
+        return obj
+    v = obj.get("v")
+    if tag == "bytes":
+        return base64.b64decode(v)
+    if tag == "tuple":
+        return tuple(v)
+    if tag == "set":
+        return set(v)
+    if tag == "frozenset":
+        return frozenset(v)
+    if tag == "dict":
+        return {_hashable(k): item for k, item in v}
+    if tag == "datetime":
+        return dt.datetime.fromisoformat(v)
+    if tag == "date":
+        return dt.date.fromisoformat(v)
+    if tag == "time":
+        return dt.time.fromisoformat(v)
+    if tag == "timedelta":
+        return dt.timedelta(seconds=v)
+    if tag == "decimal":
+        return Decimal(v)
+    if tag == "uuid":
+        return uuid.UUID(v)
+    if tag == "float":
+        return float(v)
+    if tag in ("dataclass", "enum"):
+        cls = _loaded_type(obj["type"])
+        if tag == "enum" and isinstance(cls, type) and issubclass(cls, enum.Enum):
+            return cls(v)
+        if tag == "dataclass" and dataclasses.is_dataclass(cls) and isinstance(cls, type):
+            return cls(**v)
+        raise ValueError(
+            f"the journal holds a {tag} of type {obj['type']!r}, which is not loaded in this "
+            "process; import its module before reading this value"
+        )
+    return obj
+
+
+_DECODER = json.JSONDecoder(object_hook=_from_tagged)
+
+
+def _hashable(key: Any) -> Any:
+    return tuple(_hashable(k) for k in key) if isinstance(key, list) else key
+
+
+def encode(value: Any) -> str:
+    """JSON text for `value`; raises `Unserializable` naming the first type it cannot store."""
+    if type(value) in _PLAIN:
+        return _ENCODER.encode(value)
+    return _ENCODER.encode(to_jsonable(value))
+
+
+def decode(text: str | None) -> Any:
+    """The value stored by `encode` (None for a NULL column)."""
+    if text is None:
+        return None
+    return _DECODER.decode(text)
+
+
+def encode_error(error: BaseException) -> str:
+    """JSON text describing `error`: type, message, traceback, and rebuildable state."""
+    cls = type(error)
+    record: dict[str, Any] = {
+        "type": _type_path(cls),
+        "message": str(error),
+        "traceback": "".join(traceback.format_exception(error)),
+    }
+    try:
+        record["args"] = to_jsonable(list(error.args))
+        attrs = {k: v for k, v in vars(error).items() if not k.startswith("_")}
+        record["attrs"] = to_jsonable(attrs)
+    except (Unserializable, TypeError):
+        record.pop("args", None)
+    return json.dumps(record, separators=(",", ":"), allow_nan=False)
+
+
+def error_summary(text: str) -> tuple[str, str]:
+    """(type name, message) of a stored error, without rebuilding it."""
+    data = json.loads(text)
+    return data["type"].replace(":", "."), data["message"]
+
+
+def decode_error(text: str) -> BaseException:
+    """Rebuild a stored error as its own type when loaded here, else as `RecordedError`."""
+    data = json.loads(text)
+    cls = _loaded_type(data["type"])
+    type_name = data["type"].replace(":", ".")
+    if isinstance(cls, type) and issubclass(cls, BaseException) and "args" in data:
+        try:
+            error = cls.__new__(cls)
+            error.args = tuple(_decode_plain(data["args"]))
+            for key, value in _decode_plain(data.get("attrs", {})).items():
+                setattr(error, key, value)
+            return error
+        except Exception:  # a type with an unusual constructor: fall back to the record
+            pass
+    return RecordedError(type_name, data["message"])
+
+
+def _decode_plain(value: Any) -> Any:
+    return json.loads(json.dumps(value), object_hook=_from_tagged)
+
+
+def error_traceback(text: str) -> str:
+    """The traceback text recorded with an error."""
+    return str(json.loads(text).get("traceback", ""))

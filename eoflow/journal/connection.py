@@ -1,0 +1,101 @@
+"""The one place where journal connections are opened, tuned and their errors translated."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+from typing import Any
+
+import apsw
+
+from eoflow.errors import (
+    JournalError,
+    JournalFormatError,
+    JournalLockedError,
+    JournalWriteError,
+)
+
+BUSY_TIMEOUT_MS = 10_000
+DURABILITY_PRAGMAS = {"full": "FULL", "normal": "NORMAL"}
+
+
+def translate(path: str, error: BaseException) -> JournalError:
+    """Map an apsw error on the journal at `path` to a one-line JournalError with the fix."""
+    if isinstance(error, JournalError):
+        return error
+    if isinstance(error, (apsw.NotADBError, apsw.CorruptError)):
+        return JournalFormatError(path, "is not an eoflow journal (not a readable SQLite database)")
+    if isinstance(error, apsw.ReadOnlyError):
+        return JournalWriteError(path, "is read-only; check the file's and its folder's permissions")
+    if isinstance(error, apsw.FullError):
+        return JournalWriteError(path, "the disk is full; free space, then restart (nothing is lost)")
+    if isinstance(error, apsw.BusyError):
+        return JournalWriteError(path, "stayed locked by another process for too long; retry")
+    if isinstance(error, apsw.CantOpenError):
+        return JournalError(path, "cannot be opened; check that its folder exists and is writable")
+    if isinstance(error, apsw.IOError):
+        return JournalWriteError(path, f"I/O error ({error}); check the disk")
+    return JournalError(path, f"{type(error).__name__}: {error}")
+
+
+def connect(path: str, *, readonly: bool = False, durability: str = "full") -> Any:
+    """Open the journal (or app database) at `path` with eoflow's pragmas.
+
+    Writers get WAL (readers never block the engine, and the engine never blocks `eoflow status`)
+    and `synchronous` = FULL by default, so a committed record survives power loss.
+    """
+    if readonly:
+        if not os.path.exists(path):
+            raise JournalError(path, "does not exist; check --journal (or EOFLOW_JOURNAL)")
+        flags = apsw.SQLITE_OPEN_READONLY
+    else:
+        flags = apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
+    try:
+        conn = apsw.Connection(path, flags=flags)
+        conn.setbusytimeout(BUSY_TIMEOUT_MS)
+        conn.execute("PRAGMA schema_version").fetchall()  # fails at once on a non-database
+        if not readonly:
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchall()[0][0]
+            if str(mode).lower() != "wal":
+                raise JournalError(path, f"cannot switch to WAL mode (got {mode})")
+            conn.execute(f"PRAGMA synchronous={DURABILITY_PRAGMAS[durability]}")
+            conn.execute("PRAGMA foreign_keys=ON")
+    except apsw.Error as error:
+        raise translate(path, error) from error
+    return conn
+
+
+class OwnerLock:
+    """An exclusive advisory lock that makes one engine the only writer-owner of a journal.
+
+    The lock is held on `<journal>.lock` with flock, so the kernel releases it when the owning
+    process dies, even by SIGKILL: a crashed engine never leaves a stale lock behind.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.lock_path = f"{path}.lock"
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        try:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:
+            raise JournalError(self.path, f"cannot create its lock file ({error.strerror})") from error
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            owner = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "unknown process"
+            os.close(fd)
+            if error.errno in (errno.EAGAIN, errno.EACCES):
+                raise JournalLockedError(self.path, owner) from error
+            raise JournalError(self.path, f"cannot lock it ({error.strerror})") from error
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()}".encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor drops the flock
+            self._fd = None

@@ -1,0 +1,245 @@
+-- The SQL of the SQLite journal, one named section per query ("-- name: NAME").
+-- Every table is prefixed eoflow_ because, by default, the application's own tables live in
+-- the same file. Times are integer milliseconds since the epoch.
+
+-- name: migration_1
+CREATE TABLE IF NOT EXISTS eoflow_meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE eoflow_workflows (
+    workflow_id       TEXT PRIMARY KEY,
+    name              TEXT NOT NULL,
+    status            TEXT NOT NULL,
+    inputs            TEXT NOT NULL,
+    output            TEXT,
+    error             TEXT,
+    created_ms        INTEGER NOT NULL,
+    updated_ms        INTEGER NOT NULL,
+    recovery_attempts INTEGER NOT NULL DEFAULT 0,
+    progress_mark     INTEGER NOT NULL DEFAULT 0,  -- steps recorded at the last recovery
+    parent_id         TEXT,
+    queue             TEXT,
+    lane              TEXT,     -- runs of one lane (a Kafka partition) never overlap
+    deadline_ms       INTEGER,  -- cancelled as timed out after this moment
+    priority          INTEGER NOT NULL DEFAULT 0,
+    dedup_id          TEXT,
+    not_before_ms     INTEGER   -- an enqueued run starts no earlier than this
+);
+CREATE INDEX eoflow_workflows_status ON eoflow_workflows (status, name);
+CREATE INDEX eoflow_workflows_updated ON eoflow_workflows (updated_ms);
+CREATE UNIQUE INDEX eoflow_workflows_dedup ON eoflow_workflows (queue, dedup_id)
+    WHERE dedup_id IS NOT NULL AND status IN ('ENQUEUED', 'PENDING');
+CREATE TABLE eoflow_steps (
+    workflow_id TEXT NOT NULL,
+    step        INTEGER NOT NULL,
+    name        TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    output      TEXT,
+    error       TEXT,
+    attempts    INTEGER NOT NULL,
+    started_ms  INTEGER NOT NULL,
+    ended_ms    INTEGER NOT NULL,
+    PRIMARY KEY (workflow_id, step)
+) WITHOUT ROWID;
+CREATE TABLE eoflow_kafka_offsets (
+    group_id   TEXT NOT NULL,
+    topic      TEXT NOT NULL,
+    partition  INTEGER NOT NULL,
+    offset     INTEGER NOT NULL,   -- the highest offset recorded in this journal
+    messages   INTEGER NOT NULL,   -- messages recorded for this partition, in all
+    updated_ms INTEGER NOT NULL,
+    PRIMARY KEY (group_id, topic, partition)
+) WITHOUT ROWID;
+CREATE TABLE eoflow_quarantine (
+    key            TEXT PRIMARY KEY,
+    group_id       TEXT NOT NULL,
+    topic          TEXT NOT NULL,
+    partition      INTEGER NOT NULL,
+    offset         INTEGER NOT NULL,
+    handler        TEXT NOT NULL,
+    message_key    BLOB,
+    value          BLOB,
+    headers        TEXT NOT NULL,
+    timestamp_ms   INTEGER,
+    error          TEXT NOT NULL,
+    attempts       INTEGER NOT NULL,
+    quarantined_ms INTEGER NOT NULL,
+    status         TEXT NOT NULL
+);
+CREATE TABLE eoflow_requests (
+    id          INTEGER PRIMARY KEY,
+    workflow_id TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    created_ms  INTEGER NOT NULL
+);
+
+-- name: tx_schema_1
+-- Kept by whichever database runs @transaction functions (the journal, or --app-db).
+CREATE TABLE IF NOT EXISTS eoflow_tx_outputs (
+    workflow_id TEXT NOT NULL,
+    step        INTEGER NOT NULL,
+    name        TEXT NOT NULL,
+    output      TEXT,
+    error       TEXT,
+    ended_ms    INTEGER NOT NULL,
+    PRIMARY KEY (workflow_id, step)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS eoflow_kafka_keys (
+    key        TEXT PRIMARY KEY,  -- the message's idempotency key; see engine/kafka_keys.py
+    handler    TEXT NOT NULL,
+    applied_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+
+-- name: get_meta
+SELECT value FROM eoflow_meta WHERE key = ?;
+
+-- name: set_meta
+INSERT INTO eoflow_meta (key, value) VALUES (?, ?)
+ON CONFLICT (key) DO UPDATE SET value = excluded.value;
+
+-- name: insert_workflow
+INSERT INTO eoflow_workflows
+    (workflow_id, name, status, inputs, created_ms, updated_ms, parent_id, queue, lane,
+     deadline_ms, priority, dedup_id, not_before_ms)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (workflow_id) DO NOTHING;
+
+-- name: get_workflow
+SELECT workflow_id, name, status, inputs, output, error, created_ms, updated_ms,
+       recovery_attempts, parent_id, queue, lane, deadline_ms
+FROM eoflow_workflows WHERE workflow_id = ?;
+
+-- name: workflow_name_status
+SELECT name, status FROM eoflow_workflows WHERE workflow_id = ?;
+
+-- name: finish_workflow
+UPDATE eoflow_workflows SET status = ?, output = ?, error = ?, updated_ms = ?
+WHERE workflow_id = ? AND status = 'PENDING';
+
+-- name: set_status
+UPDATE eoflow_workflows SET status = ?, updated_ms = ? WHERE workflow_id = ?;
+
+-- name: resume_workflow
+UPDATE eoflow_workflows
+SET status = 'PENDING', recovery_attempts = 0, deadline_ms = ?, updated_ms = ?, output = NULL,
+    error = NULL
+WHERE workflow_id = ?;
+
+-- name: insert_step
+INSERT INTO eoflow_steps
+    (workflow_id, step, name, kind, output, error, attempts, started_ms, ended_ms)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?);
+
+-- name: steps_of
+SELECT workflow_id, step, name, kind, output, error, attempts, started_ms, ended_ms
+FROM eoflow_steps WHERE workflow_id = ? ORDER BY step;
+
+-- name: step_count
+SELECT count(*) FROM eoflow_steps WHERE workflow_id = ?;
+
+-- name: step_counts_of_pending
+SELECT w.workflow_id, count(s.step) FROM eoflow_workflows AS w
+LEFT JOIN eoflow_steps AS s ON s.workflow_id = w.workflow_id
+WHERE w.status = 'PENDING' GROUP BY w.workflow_id;
+
+-- name: copy_steps_before
+INSERT INTO eoflow_steps
+    (workflow_id, step, name, kind, output, error, attempts, started_ms, ended_ms)
+SELECT ?, step, name, kind, output, error, attempts, started_ms, ended_ms
+FROM eoflow_steps WHERE workflow_id = ? AND step < ?;
+
+-- name: runnable_workflows
+-- PENDING runs in the order they were created: recovery preserves each lane's order.
+SELECT workflow_id, name, status, inputs, output, error, created_ms, updated_ms,
+       recovery_attempts, parent_id, queue, lane, deadline_ms
+FROM eoflow_workflows WHERE status = 'PENDING' ORDER BY rowid;
+
+-- name: note_recovery
+UPDATE eoflow_workflows
+SET recovery_attempts = CASE WHEN progress_mark < ?1 THEN 1 ELSE recovery_attempts + 1 END,
+    progress_mark = ?1, updated_ms = ?2
+WHERE workflow_id = ?3
+RETURNING recovery_attempts;
+
+-- name: park_workflow
+UPDATE eoflow_workflows SET status = 'PARKED', updated_ms = ? WHERE workflow_id = ?;
+
+-- name: list_workflows
+SELECT workflow_id, name, status, inputs, output, error, created_ms, updated_ms,
+       recovery_attempts, parent_id, queue, lane, deadline_ms
+FROM eoflow_workflows
+WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR name = ?2)
+ORDER BY rowid DESC LIMIT ?3;
+
+-- name: count_by_status
+SELECT status, count(*) FROM eoflow_workflows GROUP BY status;
+
+-- name: count_by_name
+SELECT name, status, count(*) FROM eoflow_workflows GROUP BY name, status ORDER BY name;
+
+-- name: recent_failures
+SELECT workflow_id, name, status, error, updated_ms FROM eoflow_workflows
+WHERE status IN ('ERROR', 'PARKED') ORDER BY updated_ms DESC LIMIT ?;
+
+-- name: finished_since
+SELECT count(*) FROM eoflow_workflows WHERE updated_ms >= ? AND status = 'SUCCESS';
+
+-- name: insert_tx_output
+INSERT INTO eoflow_tx_outputs (workflow_id, step, name, output, error, ended_ms)
+VALUES (?, ?, ?, ?, ?, ?);
+
+-- name: get_tx_output
+SELECT name, output, error, ended_ms FROM eoflow_tx_outputs WHERE workflow_id = ? AND step = ?;
+
+-- name: get_step
+SELECT workflow_id, step, name, kind, output, error, attempts, started_ms, ended_ms
+FROM eoflow_steps WHERE workflow_id = ? AND step = ?;
+
+-- name: insert_kafka_key
+INSERT INTO eoflow_kafka_keys (key, handler, applied_ms) VALUES (?, ?, ?)
+ON CONFLICT (key) DO NOTHING;
+
+-- name: kafka_key_exists
+SELECT 1 FROM eoflow_kafka_keys WHERE key = ?;
+
+-- name: note_kafka_offset
+INSERT INTO eoflow_kafka_offsets (group_id, topic, partition, offset, messages, updated_ms)
+VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (group_id, topic, partition) DO UPDATE
+SET offset = max(offset, excluded.offset), messages = messages + excluded.messages,
+    updated_ms = excluded.updated_ms;
+
+-- name: kafka_offsets
+SELECT group_id, topic, partition, offset, messages, updated_ms FROM eoflow_kafka_offsets
+ORDER BY group_id, topic, partition;
+
+-- name: insert_quarantine
+INSERT INTO eoflow_quarantine
+    (key, group_id, topic, partition, offset, handler, message_key, value, headers,
+     timestamp_ms, error, attempts, quarantined_ms, status)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'QUARANTINED')
+ON CONFLICT (key) DO NOTHING;
+
+-- name: list_quarantine
+SELECT key, group_id, topic, partition, offset, handler, message_key, value, headers,
+       timestamp_ms, error, attempts, quarantined_ms, status
+FROM eoflow_quarantine WHERE (?1 IS NULL OR status = ?1) ORDER BY quarantined_ms DESC LIMIT ?2;
+
+-- name: get_quarantine
+SELECT key, group_id, topic, partition, offset, handler, message_key, value, headers,
+       timestamp_ms, error, attempts, quarantined_ms, status
+FROM eoflow_quarantine WHERE key = ?;
+
+-- name: set_quarantine_status
+UPDATE eoflow_quarantine SET status = ?, error = coalesce(?, error), attempts = attempts + ?
+WHERE key = ?;
+
+-- name: insert_request
+INSERT INTO eoflow_requests (workflow_id, action, created_ms) VALUES (?, ?, ?);
+
+-- name: has_requests
+SELECT EXISTS (SELECT 1 FROM eoflow_requests);
+
+-- name: take_requests
+DELETE FROM eoflow_requests RETURNING id, workflow_id, action;

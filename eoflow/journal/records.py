@@ -1,0 +1,111 @@
+"""What the journal holds, as plain frozen records. Values inside are JSON text (see codec)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Status(str, enum.Enum):
+    """The life of a workflow run. Only PENDING and ENQUEUED runs are picked up by recovery."""
+
+    ENQUEUED = "ENQUEUED"  # waiting in a queue for a free slot
+    PENDING = "PENDING"  # started, not finished: recovery resumes it
+    SUCCESS = "SUCCESS"
+    ERROR = "ERROR"
+    CANCELLED = "CANCELLED"  # cancelled or timed out; resumable
+    PARKED = "PARKED"  # kept crashing the process; resumable after a fix
+
+    @property
+    def terminal(self) -> bool:
+        return self not in (Status.ENQUEUED, Status.PENDING)
+
+
+class StepKind(str, enum.Enum):
+    STEP = "step"
+    TRANSACTION = "transaction"
+    CHILD = "child"  # a child workflow started from this step; output is the child's id
+    SLEEP = "sleep"  # output is the wake-up time (ms since the epoch)
+    SEND = "send"
+    RECV = "recv"
+    SET_EVENT = "set_event"
+    GET_EVENT = "get_event"
+
+
+@dataclass(frozen=True)
+class NewWorkflow:
+    """A run to create. `lane` orders runs that must not overlap (a Kafka partition)."""
+
+    workflow_id: str
+    name: str
+    inputs: str
+    created_ms: int
+    status: Status = Status.PENDING
+    parent_id: str | None = None
+    queue: str | None = None
+    lane: str | None = None
+    deadline_ms: int | None = None
+    priority: int = 0
+    dedup_id: str | None = None
+    not_before_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class WorkflowRecord:
+    workflow_id: str
+    name: str
+    status: Status
+    inputs: str
+    output: str | None
+    error: str | None
+    created_ms: int
+    updated_ms: int
+    recovery_attempts: int
+    parent_id: str | None
+    queue: str | None
+    lane: str | None
+    deadline_ms: int | None
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """The outcome of step number `step` of a workflow: `output` or `error`, never both."""
+
+    workflow_id: str
+    step: int
+    name: str
+    kind: StepKind
+    output: str | None
+    error: str | None
+    attempts: int
+    started_ms: int
+    ended_ms: int
+
+
+@dataclass(frozen=True)
+class KafkaKey:
+    """The idempotency key of one Kafka message, and where it came from."""
+
+    key: str
+    group_id: str
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class QuarantinedMessage:
+    key: str
+    group_id: str
+    topic: str
+    partition: int
+    offset: int
+    handler: str
+    message_key: bytes | None
+    value: bytes | None
+    headers: str
+    timestamp_ms: int | None
+    error: str
+    attempts: int
+    quarantined_ms: int
+    status: str  # QUARANTINED, or RETRIED once it has been applied by a retry

@@ -1,0 +1,65 @@
+"""Schema versions and migrations, applied when a journal is opened for writing.
+
+The version lives in the `eoflow_meta` table rather than `PRAGMA user_version`: by default the
+journal file also holds the application's own tables, and applications often use user_version
+for their own migrations. Migrations are numbered SQL sections (migration_1, migration_2, ...).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eoflow.errors import JournalFormatError
+from eoflow.journal.sql import Q
+
+MIGRATIONS = [Q["migration_1"]]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def _has_table(conn: Any, name: str) -> bool:
+    row = conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,))
+    return row.fetchone() is not None
+
+
+def schema_version(conn: Any, path: str) -> int:
+    """The journal's schema version (0 when no journal has been created in this file yet)."""
+    if not _has_table(conn, "eoflow_meta"):
+        return 0
+    row = conn.execute(Q["get_meta"], ("schema_version",)).fetchone()
+    if row is None:
+        raise JournalFormatError(path, "has an eoflow_meta table but no schema version")
+    version = int(row[0])
+    if version > SCHEMA_VERSION:
+        raise JournalFormatError(
+            path,
+            f"was written by a newer eoflow (schema {version}; this eoflow reads up to "
+            f"{SCHEMA_VERSION}); upgrade eoflow",
+        )
+    return version
+
+
+def migrate(conn: Any, path: str) -> None:
+    """Bring the journal at `path` to SCHEMA_VERSION in one IMMEDIATE transaction."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = schema_version(conn, path)
+        for number in range(version, SCHEMA_VERSION):
+            conn.execute(MIGRATIONS[number])
+        if version != SCHEMA_VERSION:
+            conn.execute(Q["set_meta"], ("schema_version", str(SCHEMA_VERSION)))
+        conn.execute(Q["tx_schema_1"])
+        conn.execute("COMMIT")
+    except BaseException:
+        if not conn.getautocommit():
+            conn.execute("ROLLBACK")
+        raise
+
+
+def require_journal(conn: Any, path: str) -> int:
+    """For readers: fail clearly unless `path` holds an eoflow journal; return its version."""
+    version = schema_version(conn, path)
+    if version == 0:
+        raise JournalFormatError(
+            path, "is not an eoflow journal (no eoflow tables); check --journal"
+        )
+    return version

@@ -1,0 +1,209 @@
+"""The SQLite journal (apsw): the engine's only store, one file, owned by one engine at a time.
+
+Writes go through one GroupCommitter (one write connection); reads through a second connection
+that sees only committed records. `tx` runs @transaction functions in this same file unless the
+engine was given a separate application database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import apsw
+
+from eoflow.errors import WorkflowConflictError
+from eoflow.journal.batching import GroupCommitter
+from eoflow.journal.connection import OwnerLock, connect, translate
+from eoflow.journal.reader import SQLiteReader
+from eoflow.journal.records import KafkaKey, NewWorkflow, Status, StepRecord
+from eoflow.journal.schema import migrate
+from eoflow.journal.sql import Q
+from eoflow.journal.txstore import SQLiteTxStore
+
+Created = tuple[bool, str, Status]  # (created now?, name of the run, its status)
+
+
+class SQLiteJournal(SQLiteReader):
+    """The engine's journal. Open with `SQLiteJournal.open(path)`; close exactly once."""
+
+    def __init__(self, path: str, lock: OwnerLock, writer: Any, reader: Any) -> None:
+        super().__init__(path, reader)
+        self._owner = lock
+        self.committer = GroupCommitter(writer, path, translate)
+        self.tx = SQLiteTxStore(self.committer, in_journal=True)
+
+    @classmethod
+    def open(cls, path: str, durability: str = "full") -> SQLiteJournal:
+        lock = OwnerLock(path)
+        lock.acquire()
+        writer = reader = None
+        try:
+            writer = connect(path, durability=durability)
+            try:
+                migrate(writer, path)
+            except apsw.Error as error:
+                raise translate(path, error) from error
+            reader = connect(path, durability=durability)
+            return cls(path, lock, writer, reader)
+        except BaseException:
+            for conn in (writer, reader):
+                if conn is not None:
+                    conn.close()
+            lock.release()
+            raise
+
+    def close(self) -> None:
+        self.committer.close()
+        self.committer.conn.close()
+        super().close()
+        self._owner.release()
+
+    def flush(self) -> None:
+        self.committer.flush()
+
+    # -- workflows ----------------------------------------------------------------------------
+
+    def create_workflows(
+        self, runs: Sequence[NewWorkflow], now_ms: int, step: StepRecord | None = None
+    ) -> list[Created]:
+        """Insert the runs that do not exist yet, durably; report each run's name and status.
+
+        `step` (a parent's CHILD step) is recorded in the same transaction."""
+
+        def insert(conn: Any) -> list[Created]:
+            results: list[Created] = []
+            if step is not None:
+                self._insert_step(conn, step)
+            for run in runs:
+                if self._insert_workflow(conn, run, now_ms):
+                    results.append((True, run.name, run.status))
+                else:
+                    name, status = conn.execute(
+                        Q["workflow_name_status"], (run.workflow_id,)
+                    ).fetchone()
+                    results.append((False, name, Status(status)))
+            return results
+
+        return self.committer.write(insert, wait=True, savepoint=True)
+
+    @staticmethod
+    def _insert_workflow(conn: Any, run: NewWorkflow, now_ms: int) -> bool:
+        conn.execute(Q["insert_workflow"], (
+            run.workflow_id, run.name, run.status.value, run.inputs, run.created_ms, now_ms,
+            run.parent_id, run.queue, run.lane, run.deadline_ms, run.priority, run.dedup_id,
+            run.not_before_ms,
+        ))
+        return bool(conn.changes())
+
+    def finish_workflow(
+        self, workflow_id: str, status: Status, output: str | None, error: str | None,
+        now_ms: int, on_durable: Callable[[BaseException | None, bool], None] | None = None,
+    ) -> None:
+        """Record a PENDING run's outcome without waiting; `on_durable(error, applied)` follows
+        the commit, `applied` False if the run was no longer PENDING (e.g. cancelled)."""
+        applied = [False]
+
+        def finish(conn: Any) -> None:
+            conn.execute(Q["finish_workflow"], (status.value, output, error, now_ms, workflow_id))
+            applied[0] = bool(conn.changes())
+
+        def durable(failure: BaseException | None) -> None:
+            if on_durable is not None:
+                on_durable(failure, applied[0])
+
+        self.committer.write(finish, wait=False, on_durable=durable)
+
+    def set_status(self, workflow_id: str, status: Status, now_ms: int) -> None:
+        self.committer.write(
+            lambda conn: conn.execute(Q["set_status"], (status.value, now_ms, workflow_id))
+        )
+
+    def resume_workflow(self, workflow_id: str, deadline_ms: int | None, now_ms: int) -> None:
+        self.committer.write(
+            lambda conn: conn.execute(Q["resume_workflow"], (deadline_ms, now_ms, workflow_id))
+        )
+
+    def note_recoveries(self, runs: Sequence[tuple[str, int]], now_ms: int) -> list[int]:
+        """For each (workflow id, steps recorded): count one more recovery, restarting the count
+        when the run recorded new steps since its last recovery. Returns the counts."""
+
+        def note(conn: Any) -> list[int]:
+            return [
+                int(conn.execute(Q["note_recovery"], (steps, now_ms, wid)).fetchone()[0])
+                for wid, steps in runs
+            ]
+
+        return self.committer.write(note, savepoint=True)
+
+    def park_workflow(self, workflow_id: str, now_ms: int) -> None:
+        self.committer.write(lambda conn: conn.execute(Q["park_workflow"], (now_ms, workflow_id)))
+
+    # -- steps --------------------------------------------------------------------------------
+
+    def record_step(self, record: StepRecord) -> None:
+        """Record a step's outcome; returns once it is durable."""
+        self.committer.write(lambda conn: self._insert_step(conn, record))
+
+    @staticmethod
+    def _insert_step(conn: Any, record: StepRecord) -> None:
+        conn.execute(Q["insert_step"], (
+            record.workflow_id, record.step, record.name, record.kind.value, record.output,
+            record.error, record.attempts, record.started_ms, record.ended_ms,
+        ))
+
+    def step_count(self, workflow_id: str) -> int:
+        return int(self._all("step_count", (workflow_id,))[0][0])
+
+    def fork_workflow(self, run: NewWorkflow, source_id: str, before_step: int,
+                      now_ms: int) -> None:
+        """Create `run` with copies of `source_id`'s step records before `before_step`."""
+
+        def fork(conn: Any) -> None:
+            if not self._insert_workflow(conn, run, now_ms):
+                raise WorkflowConflictError(run.workflow_id, "an existing run", run.name)
+            conn.execute(Q["copy_steps_before"], (run.workflow_id, source_id, before_step))
+
+        self.committer.write(fork, savepoint=True)
+
+    # -- Kafka bookkeeping --------------------------------------------------------------------
+
+    def note_offsets(self, keys: Sequence[KafkaKey], now_ms: int) -> None:
+        """Remember the highest offset recorded per partition (for `eoflow status`)."""
+        best: dict[tuple[str, str, int], list[int]] = {}
+        for k in keys:
+            entry = best.setdefault((k.group_id, k.topic, k.partition), [k.offset, 0])
+            entry[0] = max(entry[0], k.offset)
+            entry[1] += 1
+
+        def note(conn: Any) -> None:
+            for (group, topic, partition), (offset, count) in best.items():
+                conn.execute(
+                    Q["note_kafka_offset"], (group, topic, partition, offset, count, now_ms)
+                )
+
+        self.committer.write(note, wait=False)
+
+    def quarantine(
+        self, key: KafkaKey, handler: str, message_key: bytes | None, value: bytes | None,
+        headers: str, timestamp_ms: int | None, error: str, attempts: int, now_ms: int,
+    ) -> None:
+        """Park a poison message with its payload and error, durably."""
+        self.committer.write(lambda conn: conn.execute(Q["insert_quarantine"], (
+            key.key, key.group_id, key.topic, key.partition, key.offset, handler, message_key,
+            value, headers, timestamp_ms, error, attempts, now_ms,
+        )))
+
+    def set_quarantine_status(
+        self, key: str, status: str, error: str | None = None, attempts: int = 0
+    ) -> None:
+        self.committer.write(
+            lambda conn: conn.execute(Q["set_quarantine_status"], (status, error, attempts, key))
+        )
+
+    # -- operator requests (from the CLI while an engine runs) --------------------------------
+
+    def take_requests(self) -> list[tuple[int, str, str]]:
+        return self.committer.write(
+            lambda conn: [tuple(row) for row in conn.execute(Q["take_requests"])]
+        )

@@ -1,0 +1,139 @@
+"""Running @transaction functions exactly once, in the database that holds the application's data.
+
+A transaction's own outcome record is written in the same SQLite transaction as the user's SQL,
+so either both are durable or neither is. By default that database is the journal itself (the
+outcome is the step record); with an `app_db`, it is `eoflow_tx_outputs` in that database and the
+engine copies the outcome into the journal afterwards.
+
+Kafka messages handled by a transaction are applied in batches: one SQLite transaction for a whole
+polled batch, one savepoint per message, so a message that raises rolls back alone. Each message's
+idempotency key is inserted in its own savepoint, before its work: a key already present means the
+message was applied before, and its work is skipped.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from eoflow.journal.batching import GroupCommitter
+from eoflow.journal.codec import encode_error
+from eoflow.journal.records import StepKind
+from eoflow.journal.sql import Q
+
+Work = Callable[[Any], str]  # runs the user's SQL, returns the output encoded as JSON
+
+
+@dataclass(frozen=True)
+class TxOutcome:
+    output: str | None
+    error: str | None
+    fresh: bool  # False when an earlier attempt had already committed this transaction
+
+
+class Applied(enum.Enum):
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class KeyedResult:
+    outcome: Applied
+    error: Exception | None = None
+
+
+class SQLiteTxStore:
+    """Exactly-once transactions on one SQLite database, through its group committer."""
+
+    def __init__(self, committer: GroupCommitter, *, in_journal: bool) -> None:
+        self.committer = committer
+        self.path = committer.path
+        self.in_journal = in_journal
+
+    def run_transaction(
+        self, workflow_id: str, step: int, name: str, work: Work, started_ms: int,
+        clock_ms: Callable[[], int],
+    ) -> TxOutcome:
+        """Run `work` and record its outcome atomically; return the winner's outcome on a race."""
+
+        def attempt(conn: Any) -> TxOutcome:
+            found = self._recorded(conn, workflow_id, step)
+            if found is not None:
+                return found
+            conn.execute("SAVEPOINT eoflow_tx")
+            try:
+                output, error = work(conn), None
+            except Exception as failure:
+                conn.execute("ROLLBACK TO eoflow_tx")
+                output, error = None, encode_error(failure)
+            except BaseException:
+                conn.execute("ROLLBACK TO eoflow_tx")
+                conn.execute("RELEASE eoflow_tx")
+                raise
+            self._record(conn, workflow_id, step, name, output, error, started_ms, clock_ms())
+            conn.execute("RELEASE eoflow_tx")
+            return TxOutcome(output, error, fresh=True)
+
+        return self.committer.turn(attempt, savepoint=False)
+
+    def recorded(self, workflow_id: str, step: int) -> TxOutcome | None:
+        """The committed outcome of a transaction, if an earlier attempt committed it."""
+        return self.committer.read(lambda conn: self._recorded(conn, workflow_id, step))
+
+    def apply_keyed(
+        self, items: Sequence[tuple[str, str, Callable[[Any], object]]], now_ms: int
+    ) -> list[KeyedResult]:
+        """Apply (key, handler name, work) items in one durable transaction, skipping known keys."""
+
+        def batch(conn: Any) -> list[KeyedResult]:
+            results = []
+            for key, handler, work in items:
+                conn.execute("SAVEPOINT eoflow_msg")
+                try:
+                    conn.execute(Q["insert_kafka_key"], (key, handler, now_ms))
+                    if conn.changes() == 0:
+                        results.append(KeyedResult(Applied.DUPLICATE))
+                    else:
+                        work(conn)
+                        results.append(KeyedResult(Applied.APPLIED))
+                except Exception as failure:
+                    conn.execute("ROLLBACK TO eoflow_msg")
+                    results.append(KeyedResult(Applied.FAILED, failure))
+                except BaseException:
+                    conn.execute("ROLLBACK TO eoflow_msg")
+                    conn.execute("RELEASE eoflow_msg")
+                    raise
+                conn.execute("RELEASE eoflow_msg")
+            return results
+
+        return self.committer.turn(batch, savepoint=False)
+
+    def key_applied(self, key: str) -> bool:
+        return self.committer.read(
+            lambda conn: conn.execute(Q["kafka_key_exists"], (key,)).fetchone() is not None
+        )
+
+    # -- where the outcome lives --------------------------------------------------------------
+
+    def _recorded(self, conn: Any, workflow_id: str, step: int) -> TxOutcome | None:
+        if self.in_journal:
+            row = conn.execute(Q["get_step"], (workflow_id, step)).fetchone()
+            return None if row is None else TxOutcome(row[4], row[5], fresh=False)
+        row = conn.execute(Q["get_tx_output"], (workflow_id, step)).fetchone()
+        return None if row is None else TxOutcome(row[1], row[2], fresh=False)
+
+    def _record(
+        self, conn: Any, workflow_id: str, step: int, name: str, output: str | None,
+        error: str | None, started_ms: int, ended_ms: int,
+    ) -> None:
+        if self.in_journal:
+            conn.execute(
+                Q["insert_step"],
+                (workflow_id, step, name, StepKind.TRANSACTION.value, output, error, 1,
+                 started_ms, ended_ms),
+            )
+        else:
+            conn.execute(Q["insert_tx_output"], (workflow_id, step, name, output, error, ended_ms))
