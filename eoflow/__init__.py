@@ -1,0 +1,29 @@
+"""eoflow: durable workflows and exactly-once Kafka consumption, on one SQLite file."""
+
+from __future__ import annotations
+
+import logging
+
+from eoflow.engine.context import db, set_workflow_id, workflow_id
+from eoflow.engine.decorators import step, transaction, workflow
+from eoflow.engine.engine import Engine
+from eoflow.engine.handle import WorkflowHandle
+from eoflow.errors import EoflowError
+from eoflow.journal.records import Status
+
+logger: logging.Logger = logging.getLogger("eoflow.app")
+"""A standard logger for application code (`eoflow.logger.info(...)`)."""
+
+__all__ = [
+    "Engine",
+    "EoflowError",
+    "Status",
+    "WorkflowHandle",
+    "db",
+    "logger",
+    "set_workflow_id",
+    "step",
+    "transaction",
+    "workflow",
+    "workflow_id",
+]

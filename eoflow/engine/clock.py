@@ -1,0 +1,47 @@
+"""Time, injected: the engine reads time and waits only through a Clock, so tests need no sleeps."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Protocol
+
+
+class Clock(Protocol):
+    def now_ms(self) -> int:
+        """Wall-clock time in integer milliseconds since the epoch (what the journal stores)."""
+
+    def wait(self, seconds: float, wakeup: threading.Event) -> bool:
+        """Wait `seconds`, or less if `wakeup` is set; True if woken early."""
+
+
+class SystemClock:
+    def now_ms(self) -> int:
+        return time.time_ns() // 1_000_000
+
+    def wait(self, seconds: float, wakeup: threading.Event) -> bool:
+        return wakeup.wait(max(0.0, seconds))
+
+
+class FakeClock:
+    """A clock for tests: time moves only when waited on or advanced; waits return at once."""
+
+    def __init__(self, start_ms: int = 1_700_000_000_000) -> None:
+        self._now = start_ms
+        self._lock = threading.Lock()
+        self.waits: list[float] = []
+
+    def now_ms(self) -> int:
+        with self._lock:
+            return self._now
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self._now += int(seconds * 1000)
+
+    def wait(self, seconds: float, wakeup: threading.Event) -> bool:
+        self.waits.append(seconds)
+        if wakeup.is_set():
+            return True
+        self.advance(seconds)
+        return False

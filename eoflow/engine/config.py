@@ -1,0 +1,91 @@
+"""Engine configuration: one frozen dataclass, validated when built.
+
+Each setting comes from the explicit argument, else its EOFLOW_* environment variable, else the
+default below. The caller's objects are never mutated.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from eoflow.errors import ConfigError
+
+DEFAULT_JOURNAL = "eoflow.db"
+DEFAULT_WORKERS = 64
+DEFAULT_GRACE = 10.0
+DEFAULT_BROKERS = ("localhost:9092",)
+
+
+def _pick(value: Any, env: Mapping[str, str], name: str, default: Any) -> Any:
+    if value is not None:
+        return value
+    return env.get(name, default)
+
+
+def _number(setting: str, raw: Any, kind: type, minimum: float) -> Any:
+    try:
+        value = kind(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(setting, f"expected a number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(setting, f"must be at least {minimum}, got {value}")
+    return value
+
+
+def parse_brokers(raw: str | list[str] | tuple[str, ...], setting: str = "brokers"
+                  ) -> tuple[str, ...]:
+    items = raw.split(",") if isinstance(raw, str) else list(raw)
+    brokers = tuple(item.strip() for item in items if item and item.strip())
+    if not brokers:
+        raise ConfigError(setting, "no broker address given; use HOST:PORT[,HOST:PORT...]")
+    for broker in brokers:
+        host, sep, port = broker.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ConfigError(setting, f"{broker!r} is not HOST:PORT")
+    return brokers
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    journal: str = DEFAULT_JOURNAL
+    app_db: str | None = None
+    workers: int = DEFAULT_WORKERS
+    durability: str = "full"
+    grace_period: float = DEFAULT_GRACE
+    brokers: tuple[str, ...] | None = None  # None: what the app's @kafka says, else the default
+    request_poll: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.durability not in ("full", "normal"):
+            raise ConfigError("durability", f"must be 'full' or 'normal', got {self.durability!r}")
+        if not self.journal:
+            raise ConfigError("journal", "must be a file path")
+
+    @classmethod
+    def resolve(
+        cls,
+        journal: str | os.PathLike[str] | None = None,
+        app_db: str | os.PathLike[str] | None = None,
+        workers: int | None = None,
+        durability: str | None = None,
+        grace_period: float | None = None,
+        brokers: str | list[str] | tuple[str, ...] | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> EngineConfig:
+        env = os.environ if env is None else env
+        raw_app_db = _pick(app_db, env, "EOFLOW_APP_DB", None)
+        raw_brokers = _pick(brokers, env, "EOFLOW_KAFKA_BROKERS", None)
+        return cls(
+            journal=os.fspath(_pick(journal, env, "EOFLOW_JOURNAL", DEFAULT_JOURNAL)),
+            app_db=os.fspath(raw_app_db) if raw_app_db else None,
+            workers=_number("workers", _pick(workers, env, "EOFLOW_WORKERS", DEFAULT_WORKERS),
+                            int, 1),
+            durability=str(_pick(durability, env, "EOFLOW_DURABILITY", "full")).lower(),
+            grace_period=_number(
+                "grace_period", _pick(grace_period, env, "EOFLOW_GRACE_PERIOD", DEFAULT_GRACE),
+                float, 0),
+            brokers=parse_brokers(raw_brokers) if raw_brokers else None,
+        )

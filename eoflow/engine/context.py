@@ -1,0 +1,173 @@
+"""Where a call is running: in which workflow run, which transaction, under which engine.
+
+The state lives in context variables set by the engine around each run, so a decorated function
+can tell a durable call (inside a workflow) from a plain one. Engines are found through
+`active_engine()`: the innermost `with engine:` block, else the one open engine of the process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import uuid
+from collections.abc import Iterator
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
+
+from eoflow.errors import ContextError
+from eoflow.journal.records import StepRecord
+
+if TYPE_CHECKING:
+    from eoflow.engine.engine import Engine
+    from eoflow.engine.registry import Definition
+
+
+class Interrupted(BaseException):
+    """Raised at a step boundary to stop a run: shutdown, cancellation or timeout.
+
+    A BaseException so user code's `except Exception` does not swallow it.
+    """
+
+    def __init__(self, reason: str, cause: BaseException | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.cause = cause
+
+
+class RunContext:
+    """The state of one workflow run in this process (not journaled itself)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        definition: Definition,
+        workflow_id: str,
+        recorded: dict[int, StepRecord],
+        deadline_ms: int | None = None,
+    ) -> None:
+        self.engine = engine
+        self.definition = definition
+        self.workflow_id = workflow_id
+        self.recorded = recorded
+        self.deadline_ms = deadline_ms
+        self.step = 0
+        self.in_step = False
+        self.in_transaction = False
+        self.stop_reason: str | None = None  # set from other threads: "cancelled", "shutdown"
+        self.fatal: BaseException | None = None  # a determinism error: the run must end in ERROR
+        self.wakeup = threading.Event()  # set with stop_reason, to cut a retry wait short
+
+    def next_step(self) -> int:
+        self.step += 1
+        return self.step
+
+    def stop(self, reason: str) -> None:
+        self.stop_reason = reason
+        self.wakeup.set()
+
+    def check_boundary(self) -> None:
+        """Called before every step: stop here if asked to, or if the deadline has passed."""
+        if self.stop_reason is not None:
+            raise Interrupted(self.stop_reason)
+        if self.fatal is not None:
+            raise self.fatal
+        if self.deadline_ms is not None and self.engine.clock.now_ms() >= self.deadline_ms:
+            raise Interrupted("timed out")
+
+
+current_run: ContextVar[RunContext | None] = ContextVar("eoflow_run", default=None)
+current_db: ContextVar[Any | None] = ContextVar("eoflow_db", default=None)
+next_workflow_id: ContextVar[list[str] | None] = ContextVar("eoflow_next_id", default=None)
+_entered_engine: ContextVar[Engine | None] = ContextVar("eoflow_engine", default=None)
+
+_open_lock = threading.Lock()
+_open_engines: list[Engine] = []
+
+
+def engine_opened(engine: Engine) -> None:
+    with _open_lock:
+        _open_engines.append(engine)
+
+
+def engine_closed(engine: Engine) -> None:
+    with _open_lock:
+        if engine in _open_engines:
+            _open_engines.remove(engine)
+
+
+@contextlib.contextmanager
+def entered(engine: Engine) -> Iterator[None]:
+    token = _entered_engine.set(engine)
+    try:
+        yield
+    finally:
+        _entered_engine.reset(token)
+
+
+def active_engine() -> Engine | None:
+    run = current_run.get()
+    if run is not None:
+        return run.engine
+    engine = _entered_engine.get()
+    if engine is not None and not engine.closed:
+        return engine
+    with _open_lock:
+        if len(_open_engines) == 1:
+            return _open_engines[0]
+        if len(_open_engines) > 1:
+            raise ContextError(
+                "several eoflow engines are open in this process; call through one with "
+                "`engine.run(fn, ...)` or inside `with engine:`"
+            )
+    return None
+
+
+def db() -> Any:
+    """The apsw connection of the running @transaction, whose SQLite transaction is open."""
+    conn = current_db.get()
+    if conn is None:
+        raise ContextError(
+            "eoflow.db() is only available inside a @transaction function; "
+            "move this database access into one"
+        )
+    return conn
+
+
+@contextlib.contextmanager
+def set_workflow_id(workflow_id: str) -> Iterator[None]:
+    """Give the next workflow started or called in this block the id `workflow_id`."""
+    if not isinstance(workflow_id, str) or not workflow_id:
+        raise ContextError(f"a workflow id must be a non-empty string, got {workflow_id!r}")
+    token = next_workflow_id.set([workflow_id])
+    try:
+        yield
+    finally:
+        next_workflow_id.reset(token)
+
+
+def new_workflow_id() -> str:
+    return uuid.uuid4().hex
+
+
+def take_workflow_id() -> str | None:
+    pending = next_workflow_id.get()
+    if pending:
+        return pending.pop()
+    return None
+
+
+def workflow_id() -> str:
+    """The id of the workflow run this code is part of."""
+    run = current_run.get()
+    if run is None:
+        raise ContextError("eoflow.workflow_id() was called outside a workflow")
+    return run.workflow_id
+
+
+def require_run(what: str) -> RunContext:
+    run = current_run.get()
+    if run is None:
+        raise ContextError(f"{what} can only be called inside a @workflow function")
+    if run.in_step or run.in_transaction:
+        raise ContextError(f"{what} cannot be called inside a step or transaction")
+    return run

@@ -1,0 +1,307 @@
+"""The Engine: all runtime state of eoflow, explicitly created and closed.
+
+Opening an engine takes ownership of the journal, migrates it, and resumes every PENDING run
+from its last recorded step. Workflows started with `start` run on a bounded worker pool; a
+workflow called directly runs durably in the caller's thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from types import TracebackType
+from typing import Any
+
+from eoflow.engine import crashpoints
+from eoflow.engine.clock import Clock, SystemClock
+from eoflow.engine.config import EngineConfig
+from eoflow.engine import operations
+from eoflow.engine.context import (
+    engine_closed,
+    engine_opened,
+    entered,
+    new_workflow_id,
+    take_workflow_id,
+)
+from eoflow.engine.handle import WorkflowHandle, recorded_outcome
+from eoflow.engine.pool import WorkerPool
+from eoflow.engine.registry import REGISTRY, Definition, Kind, definition_of
+from eoflow.engine.runs import ActiveRun, Runner, encode_inputs
+from eoflow.errors import DefinitionError, EngineClosedError, WorkflowConflictError
+from eoflow.journal.appdb import AppDatabase
+from eoflow.journal.records import NewWorkflow, Status
+from eoflow.journal.sqlite import SQLiteJournal
+from eoflow.journal.txstore import SQLiteTxStore
+
+log = logging.getLogger("eoflow.engine")
+
+
+class Engine:
+    """Runs workflows durably against one journal file. Use as a context manager."""
+
+    def __init__(
+        self,
+        journal: str | os.PathLike[str] | None = None,
+        app_db: str | os.PathLike[str] | None = None,
+        workers: int | None = None,
+        durability: str | None = None,
+        *,
+        grace_period: float | None = None,
+        brokers: str | list[str] | None = None,
+        clock: Clock | None = None,
+        recover: bool = True,
+    ) -> None:
+        self.config = EngineConfig.resolve(journal, app_db, workers, durability, grace_period,
+                                           brokers)
+        self.path = self.config.journal
+        self.clock: Clock = clock or SystemClock()
+        self.journal = SQLiteJournal.open(self.path, self.config.durability)
+        self._app_db: AppDatabase | None = None
+        try:
+            if self.config.app_db:
+                self._app_db = AppDatabase.open(self.config.app_db, self.config.durability)
+        except BaseException:
+            self.journal.close()
+            raise
+        self.txstore: SQLiteTxStore = self._app_db.tx if self._app_db else self.journal.tx
+        self.pool = WorkerPool(self.config.workers)
+        self.runner = Runner(self)
+        self._closed = False
+        self._close_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._services: list[Any] = []  # things with .stop(): Kafka consumers, pollers
+        engine_opened(self)
+        log.info("engine opened journal %s", self.path)
+        if recover:
+            self.recover()
+        self._poller = threading.Thread(target=self._poll_requests, name="eoflow-requests",
+                                        daemon=True)
+        self._poller.start()
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> Engine:
+        self._entered = entered(self)
+        self._entered.__enter__()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._entered.__exit__(kind, error, tb)
+        self.close()
+
+    def add_service(self, service: Any) -> None:
+        """Stop `service` (anything with .stop()) when the engine closes, before its workers."""
+        self._services.append(service)
+
+    def close(self, grace_period: float | None = None) -> None:
+        """Stop taking work, stop running workflows at their next step boundary (waiting up to
+        the grace period), and close the journal. Unfinished runs stay PENDING for next time."""
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        grace = self.config.grace_period if grace_period is None else grace_period
+        self._stop.set()
+        for service in reversed(self._services):
+            service.stop()
+        self.runner.stop_all("shutdown")
+        if not self.pool.shutdown(grace):
+            log.warning("engine: some workflows did not reach a step boundary within %.1fs; "
+                        "they stay PENDING and resume on the next start", grace)
+        self._poller.join(timeout=2)
+        self.journal.close()
+        if self._app_db is not None:
+            self._app_db.close()
+        engine_closed(self)
+        log.info("engine closed journal %s", self.path)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise EngineClosedError(self.path)
+
+    # -- starting and calling workflows ------------------------------------------------------
+
+    def start(self, fn: Callable[..., Any], *args: Any, workflow_id: str | None = None,
+              **kwargs: Any) -> WorkflowHandle:
+        """Record a new run durably and run it on the worker pool; returns its handle at once.
+
+        Starting an id that exists returns that run's handle and never runs it twice."""
+        definition = self._workflow(fn)
+        wid = workflow_id or take_workflow_id() or new_workflow_id()
+        return self._launch([(definition, wid, args, kwargs)])[0]
+
+    def start_many(self, fn: Callable[..., Any], calls: Iterable[Sequence[Any]],
+                   ) -> list[WorkflowHandle]:
+        """Start one run per argument tuple in `calls`, recorded in one durable transaction."""
+        definition = self._workflow(fn)
+        return self._launch([(definition, new_workflow_id(), tuple(c), {}) for c in calls])
+
+    def run(self, fn: Callable[..., Any], *args: Any, workflow_id: str | None = None,
+            **kwargs: Any) -> Any:
+        """Run a workflow durably in this thread and return its result."""
+        definition = self._workflow(fn)
+        wid = workflow_id or take_workflow_id() or new_workflow_id()
+        return self.call(definition, wid, args, kwargs)
+
+    def call(self, definition: Definition, wid: str, args: tuple[Any, ...],
+             kwargs: dict[str, Any]) -> Any:
+        """Create (or find) run `wid` and execute it in this thread unless it runs elsewhere."""
+        self._check_open()
+        new = NewWorkflow(wid, definition.name, encode_inputs(definition.name, args, kwargs),
+                          self.clock.now_ms(), deadline_ms=self._deadline(definition))
+        created, status = self._create([new], [definition])[0]
+        return self.attach(definition, wid, created, status, new)
+
+    def attach(self, definition: Definition, wid: str, created: bool, status: Status,
+               new: NewWorkflow | None = None) -> Any:
+        """Return the result of run `wid`, executing it in this thread if no thread is."""
+        if not created and status.terminal:
+            return self._recorded(wid)
+        run = self.runner.track(wid)
+        if self.runner.claim(run):
+            if created and new is not None:
+                self.runner.execute(run, definition, new.inputs, {}, new.deadline_ms)
+            else:
+                self._resume_claimed(run, definition)
+        run.done.wait()
+        return run.outcome()
+
+    def _launch(self, calls: list[tuple[Definition, str, tuple[Any, ...], dict[str, Any]]],
+                lane: str | None = None) -> list[WorkflowHandle]:
+        self._check_open()
+        now = self.clock.now_ms()
+        news = [
+            NewWorkflow(wid, d.name, encode_inputs(d.name, args, kwargs), now, lane=lane,
+                        deadline_ms=self._deadline(d))
+            for d, wid, args, kwargs in calls
+        ]
+        handles = []
+        outcomes = self._create(news, [call[0] for call in calls])
+        for (definition, wid, _, _), new, (created, status) in zip(calls, news, outcomes):
+            run = None
+            if created or not status.terminal:
+                run = self.runner.track(wid)
+                self.submit_run(run, definition, new if created else None, lane)
+            handles.append(WorkflowHandle(self, wid, run))
+        return handles
+
+    def _create(self, news: list[NewWorkflow], definitions: list[Definition]
+                ) -> list[tuple[bool, Status]]:
+        results = self.journal.create_workflows(news, self.clock.now_ms())
+        out = []
+        for new, definition, (created, name, status) in zip(news, definitions, results):
+            if not created and name != definition.name:
+                raise WorkflowConflictError(new.workflow_id, name, definition.name)
+            out.append((created, status))
+        if any(created for created, _ in out):
+            crashpoints.hit("after_start")
+        return out
+
+    def submit_run(self, run: ActiveRun, definition: Definition, new: NewWorkflow | None,
+                lane: str | None = None) -> None:
+        """Queue a run on the pool. `new`: it was just created (nothing to replay)."""
+
+        def task() -> None:
+            if not self.runner.claim(run):
+                return  # another thread ran it (a parent running its child inline)
+            if new is not None:
+                self.runner.execute(run, definition, new.inputs, {}, new.deadline_ms)
+            else:
+                self._resume_claimed(run, definition)
+
+        self.pool.submit(task, lane=lane)
+
+    def _resume_claimed(self, run: ActiveRun, definition: Definition) -> None:
+        """Execute a claimed run that already has a journal: replay its recorded steps."""
+        record = self.journal.get_workflow(run.workflow_id)
+        if record is None or record.status is not Status.PENDING:
+            self.runner.finish(run, record.status if record else Status.ERROR, None, None)
+            return
+        steps = self.journal.load_steps(run.workflow_id)
+        self.runner.execute(run, definition, record.inputs, steps, record.deadline_ms)
+
+    def _recorded(self, wid: str) -> Any:
+        record = self.journal.get_workflow(wid)
+        assert record is not None
+        return recorded_outcome(record)
+
+    def _deadline(self, definition: Definition) -> int | None:
+        if definition.timeout is None:
+            return None
+        return self.clock.now_ms() + int(definition.timeout * 1000)
+
+    @staticmethod
+    def _workflow(fn: Callable[..., Any]) -> Definition:
+        definition = definition_of(fn)
+        if definition.kind is not Kind.WORKFLOW:
+            raise DefinitionError(definition.name, f"is a {definition.kind.value}, not a workflow")
+        return definition
+
+    def retrieve(self, workflow_id: str) -> WorkflowHandle:
+        """A handle on an existing run (raises WorkflowNotFoundError when there is none)."""
+        handle = WorkflowHandle(self, workflow_id, self.runner.get(workflow_id))
+        handle.status()
+        return handle
+
+    # -- recovery ----------------------------------------------------------------------------
+
+    def recover(self) -> list[WorkflowHandle]:
+        """Resume every PENDING run from its last recorded step; park crash-looping ones."""
+        pending = self.journal.runnable_workflows()
+        if not pending:
+            return []
+        counts = self.journal.pending_step_counts()
+        attempts = self.journal.note_recoveries(
+            [(r.workflow_id, counts.get(r.workflow_id, 0)) for r in pending], self.clock.now_ms())
+        handles = []
+        for record, tries in zip(pending, attempts):
+            definition = REGISTRY.workflow(record.name)
+            if definition is None:
+                log.error("workflow %s: no workflow named %r is defined in this app; it stays "
+                          "PENDING until an app that defines it runs", record.workflow_id,
+                          record.name)
+                continue
+            if tries > definition.max_recovery_attempts:
+                self.journal.park_workflow(record.workflow_id, self.clock.now_ms())
+                log.error("workflow %s (%s) was recovered %d times without progress and is "
+                          "parked; fix the cause, then `eoflow workflows resume %s`",
+                          record.workflow_id, record.name, tries - 1, record.workflow_id)
+                continue
+            run = self.runner.track(record.workflow_id)
+            self.submit_run(run, definition, None, record.lane)
+            handles.append(WorkflowHandle(self, record.workflow_id, run))
+        log.info("engine: resuming %d pending workflow(s)", len(handles))
+        return handles
+
+    def _poll_requests(self) -> None:
+        """Apply cancel/resume requests written by `eoflow workflows ...` while we run."""
+        while not self._stop.wait(self.config.request_poll):
+            try:
+                if self.journal.has_requests():
+                    for _, wid, action in self.journal.take_requests():
+                        operations.apply_request(self, wid, action)
+            except Exception as error:  # keep polling; the journal may recover
+                if not self._closed:
+                    log.warning("engine: could not read operator requests: %s", error)
+
+    # -- operator actions (see operations.py) -------------------------------------------------
+
+    def cancel(self, workflow_id: str) -> None:
+        """Cancel a run; it stops at its next step boundary and can be resumed."""
+        operations.cancel(self, workflow_id)
+
+    def resume(self, workflow_id: str) -> WorkflowHandle:
+        """Resume a cancelled or parked run from its last recorded step."""
+        return operations.resume(self, workflow_id)
+
+    def fork(self, workflow_id: str, from_step: int, new_id: str | None = None
+             ) -> WorkflowHandle:
+        """Start a new run reusing `workflow_id`'s recorded steps before `from_step`."""
+        return operations.fork(self, workflow_id, from_step, new_id)

@@ -1,0 +1,179 @@
+"""Replay-or-run: how a step or transaction call inside a workflow becomes durable.
+
+Each call inside a workflow takes the next step number. If the journal holds a record for that
+number, the call returns the recorded output (or raises the recorded error) without running; a
+record with another name is a determinism error. Otherwise the function runs, and its outcome is
+recorded durably before the workflow goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from eoflow.engine import crashpoints
+from eoflow.engine.context import Interrupted, RunContext, current_db
+from eoflow.engine.registry import Definition
+from eoflow.errors import (
+    DeterminismError,
+    JournalError,
+    SerializationError,
+    StepRetriesExhaustedError,
+)
+from eoflow.journal import codec
+from eoflow.journal.records import StepKind, StepRecord
+
+log = logging.getLogger("eoflow.engine")
+
+
+def encode_value(function: str, what: str, value: Any) -> str:
+    """JSON for `value`, or a SerializationError naming the function and the type."""
+    try:
+        return codec.encode(value)
+    except codec.Unserializable as error:
+        raise SerializationError(function, what, error.type_name) from None
+
+
+def replayed(run: RunContext, number: int, name: str, kind: StepKind) -> StepRecord | None:
+    """The record of step `number`, checked against the call being made now."""
+    record = run.recorded.pop(number, None)
+    if record is None:
+        return None
+    if record.name != name or record.kind is not kind:
+        run.fatal = DeterminismError(run.workflow_id, number, record.name, name)
+        raise run.fatal
+    return record
+
+
+def journal_step(run: RunContext, step: StepRecord) -> None:
+    """Record a step durably; if the journal fails, stop the run (it stays PENDING)."""
+    try:
+        run.engine.journal.record_step(step)
+    except JournalError as error:
+        log.error("workflow %s: cannot record step %d (%s): %s; it will resume on the next "
+                  "start", run.workflow_id, step.step, step.name, error)
+        raise Interrupted("journal failure", error) from error
+
+
+def outcome_of(record: StepRecord) -> Any:
+    if record.error is not None:
+        raise codec.decode_error(record.error)
+    return codec.decode(record.output)
+
+
+def call_step(run: RunContext, definition: Definition, args: tuple[Any, ...],
+              kwargs: dict[str, Any]) -> Any:
+    run.check_boundary()
+    number = run.next_step()
+    record = replayed(run, number, definition.name, StepKind.STEP)
+    if record is not None:
+        return outcome_of(record)
+    crashpoints.hit("before_step")
+    engine = run.engine
+    policy = definition.retry
+    started = engine.clock.now_ms()
+    attempt = 0
+    while True:
+        attempt += 1
+        failure: BaseException | None = None
+        run.in_step = True
+        try:
+            value = definition.fn(*args, **kwargs)
+            output = encode_value(definition.name, "the return value", value)
+        except SerializationError as error:
+            failure = error
+        except Exception as error:
+            failure = error
+        finally:
+            run.in_step = False
+        if failure is None or isinstance(failure, SerializationError):
+            break
+        if attempt >= policy.max_attempts:
+            if policy.max_attempts > 1:
+                exhausted = StepRetriesExhaustedError(definition.name, attempt, str(failure))
+                exhausted.__cause__ = failure
+                failure = exhausted
+            break
+        delay = policy.delay(attempt)
+        log.warning("workflow %s: step %d %s failed (attempt %d of %d), retrying in %.2fs: %s",
+                    run.workflow_id, number, definition.name, attempt, policy.max_attempts,
+                    delay, failure)
+        if engine.clock.wait(delay, run.wakeup):
+            run.check_boundary()
+    ended = engine.clock.now_ms()
+    if failure is None:
+        journal_step(run, StepRecord(
+            run.workflow_id, number, definition.name, StepKind.STEP, output, None, attempt,
+            started, ended))
+        crashpoints.hit("after_step")
+        return value
+    journal_step(run, StepRecord(
+        run.workflow_id, number, definition.name, StepKind.STEP, None,
+        codec.encode_error(failure), attempt, started, ended))
+    crashpoints.hit("after_step")
+    raise failure
+
+
+def call_transaction(run: RunContext, definition: Definition, args: tuple[Any, ...],
+                     kwargs: dict[str, Any]) -> Any:
+    run.check_boundary()
+    number = run.next_step()
+    record = replayed(run, number, definition.name, StepKind.TRANSACTION)
+    if record is not None:
+        return outcome_of(record)
+    crashpoints.hit("before_step")
+    engine = run.engine
+    fresh: dict[str, Any] = {}
+
+    def work(conn: Any) -> str:
+        token = current_db.set(conn)
+        run.in_transaction = True
+        try:
+            value = definition.fn(*args, **kwargs)
+            output = encode_value(definition.name, "the return value", value)
+        except BaseException as error:
+            fresh["error"] = error
+            raise
+        finally:
+            run.in_transaction = False
+            current_db.reset(token)
+        fresh["value"] = value
+        crashpoints.hit("in_transaction")
+        return output
+
+    started = engine.clock.now_ms()
+    try:
+        outcome = engine.txstore.run_transaction(
+            run.workflow_id, number, definition.name, work, started, engine.clock.now_ms)
+    except JournalError as error:
+        log.error("workflow %s: transaction %d (%s) could not commit: %s; it will resume on "
+                  "the next start", run.workflow_id, number, definition.name, error)
+        raise Interrupted("journal failure", error) from error
+    if not engine.txstore.in_journal:
+        journal_step(run, StepRecord(
+            run.workflow_id, number, definition.name, StepKind.TRANSACTION, outcome.output,
+            outcome.error, 1, started, engine.clock.now_ms()))
+    crashpoints.hit("after_step")
+    if outcome.fresh:
+        if outcome.error is not None:
+            raise fresh["error"]
+        return fresh["value"]
+    log.info("workflow %s: transaction %d %s was already committed; reusing its outcome",
+             run.workflow_id, number, definition.name)
+    if outcome.error is not None:
+        raise codec.decode_error(outcome.error)
+    return codec.decode(outcome.output)
+
+
+def run_plain_transaction(engine: Any, definition: Definition, args: tuple[Any, ...],
+                          kwargs: dict[str, Any]) -> Any:
+    """A transaction called outside any workflow: one SQLite transaction, not journaled."""
+
+    def work(conn: Any) -> Any:
+        token = current_db.set(conn)
+        try:
+            return definition.fn(*args, **kwargs)
+        finally:
+            current_db.reset(token)
+
+    return engine.txstore.committer.turn(work, savepoint=True)

@@ -1,0 +1,71 @@
+"""WorkflowHandle: a workflow run's id, status and result, from anywhere in the process."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from eoflow.errors import (
+    AwaitTimeoutError,
+    WorkflowCancelledError,
+    WorkflowNotFoundError,
+    WorkflowParkedError,
+)
+from eoflow.journal import codec
+from eoflow.journal.records import Status, WorkflowRecord
+
+if TYPE_CHECKING:
+    from eoflow.engine.engine import Engine
+    from eoflow.engine.runs import ActiveRun
+
+
+def recorded_outcome(record: WorkflowRecord) -> Any:
+    """The result of a finished run as the journal holds it (an error is raised)."""
+    if record.status is Status.SUCCESS:
+        return codec.decode(record.output)
+    if record.status is Status.PARKED:
+        raise WorkflowParkedError(record.workflow_id, record.recovery_attempts)
+    if record.error is not None:
+        raise codec.decode_error(record.error)
+    raise WorkflowCancelledError(record.workflow_id)
+
+
+class WorkflowHandle:
+    def __init__(self, engine: Engine, workflow_id: str, run: ActiveRun | None = None) -> None:
+        self._engine = engine
+        self.workflow_id = workflow_id
+        self._run = run
+
+    def __repr__(self) -> str:
+        return f"WorkflowHandle({self.workflow_id!r})"
+
+    def status(self) -> Status:
+        """The run's status: from this process if it ran here, else from the journal."""
+        if self._run is not None and self._run.done.is_set():
+            return self._run.status
+        record = self._engine.journal.get_workflow(self.workflow_id)
+        if record is None:
+            raise WorkflowNotFoundError(self.workflow_id)
+        return record.status
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Wait for the run to finish and return its result (or raise its error)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pause = 0.005
+        while True:
+            run = self._run or self._engine.runner.get(self.workflow_id)
+            if run is not None:
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                if not run.done.wait(left):
+                    raise AwaitTimeoutError(f"workflow {self.workflow_id!r}", timeout or 0)
+                if run.status is not Status.PENDING or run.error is not None:
+                    return run.outcome()
+            record = self._engine.journal.get_workflow(self.workflow_id)
+            if record is None:
+                raise WorkflowNotFoundError(self.workflow_id)
+            if record.status.terminal:
+                return recorded_outcome(record)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise AwaitTimeoutError(f"workflow {self.workflow_id!r}", timeout or 0)
+            time.sleep(pause)  # the run is in another process, or not started: look again
+            pause = min(pause * 2, 0.2)

@@ -1,0 +1,103 @@
+"""Definitions: what the decorators register. No runtime state lives here.
+
+A workflow is found again after a crash by its *name*, so the name must be stable across runs:
+by default it is the function's qualified name (`process`, `Shop.process`), independent of how
+the app module was imported (`eoflow run app.py`, `python -m app`, a test).
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from eoflow.errors import ConfigError, DefinitionError
+
+
+class Kind(str, enum.Enum):
+    WORKFLOW = "workflow"
+    STEP = "step"
+    TRANSACTION = "transaction"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Step retries: attempt n (from 1) waits retry_interval * backoff**(n-1), capped."""
+
+    max_attempts: int = 1
+    retry_interval: float = 1.0
+    backoff: float = 2.0
+    max_interval: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ConfigError("max_attempts", f"must be at least 1, got {self.max_attempts}")
+        if self.retry_interval < 0 or self.max_interval < 0:
+            raise ConfigError("retry_interval", "must not be negative")
+        if self.backoff < 1:
+            raise ConfigError("backoff", f"must be at least 1.0, got {self.backoff}")
+
+    def delay(self, attempt: int) -> float:
+        return float(min(self.retry_interval * self.backoff ** (attempt - 1), self.max_interval))
+
+
+@dataclass
+class Definition:
+    """One decorated function. Kafka decorators add `consumers` after registration."""
+
+    kind: Kind
+    name: str
+    fn: Callable[..., Any]
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    max_recovery_attempts: int = 50
+    timeout: float | None = None
+    consumers: list[Any] = field(default_factory=list)
+
+    @property
+    def source(self) -> str:
+        code = getattr(self.fn, "__code__", None)
+        return f"{code.co_filename}:{code.co_firstlineno}" if code else repr(self.fn)
+
+
+class Registry:
+    """Workflows by name, so recovery can find the code of a run recorded by an earlier process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._workflows: dict[str, Definition] = {}
+
+    def add(self, definition: Definition) -> None:
+        if definition.kind is not Kind.WORKFLOW:
+            return
+        with self._lock:
+            known = self._workflows.get(definition.name)
+            if known is not None and known.source != definition.source:
+                raise DefinitionError(
+                    definition.name,
+                    f"a different workflow with this name is defined at {known.source}; "
+                    "give one of them another name with @workflow(name=...)",
+                )
+            self._workflows[definition.name] = definition
+
+    def workflow(self, name: str) -> Definition | None:
+        with self._lock:
+            return self._workflows.get(name)
+
+    def workflows(self) -> list[Definition]:
+        with self._lock:
+            return list(self._workflows.values())
+
+
+# Definitions are global like a Flask blueprint: importing the app registers them. Engines read
+# them; they never hold runtime state.
+REGISTRY = Registry()
+
+
+def definition_of(fn: Any) -> Definition:
+    definition = getattr(fn, "__eoflow__", None)
+    if not isinstance(definition, Definition):
+        name = getattr(fn, "__qualname__", repr(fn))
+        raise DefinitionError(name, "is not an eoflow workflow, step or transaction")
+    return definition

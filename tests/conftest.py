@@ -1,0 +1,28 @@
+"""Fixtures shared by every tier: temp journals, engines with a fake clock."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from eoflow import Engine
+from eoflow.engine.clock import FakeClock
+
+
+@pytest.fixture
+def journal_path(tmp_path: Path) -> str:
+    return os.fspath(tmp_path / "journal.db")
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def engine(journal_path: str, clock: FakeClock) -> Iterator[Engine]:
+    with Engine(journal=journal_path, clock=clock, workers=8, grace_period=5) as opened:
+        yield opened

@@ -1,0 +1,103 @@
+"""Values and errors round-trip through the journal's JSON, and nothing else gets in."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+import json
+import uuid
+from decimal import Decimal
+
+import pytest
+
+from eoflow.errors import DeterminismError, RecordedError
+from eoflow.journal import codec
+
+
+@dataclasses.dataclass(frozen=True)
+class Order:
+    id: int
+    items: tuple[str, ...]
+    placed: dt.datetime
+
+
+class Color(enum.Enum):
+    RED = "red"
+
+
+VALUES = [
+    None, True, 0, -7, 2**70, 1.5, "text", "", [1, "a"], {"a": 1},
+    b"\x00\xffbytes", bytearray(b"ab"), (1, (2, 3)), {1, 2}, frozenset({"x"}),
+    dt.datetime(2026, 1, 2, 3, 4, 5, 600000, tzinfo=dt.timezone.utc), dt.date(2026, 1, 2),
+    dt.time(3, 4, 5), dt.timedelta(seconds=90.5), Decimal("1.10"), uuid.UUID(int=5),
+    {1: "int key", (1, 2): "tuple key"}, {"$eoflow": "a user key"}, float("inf"),
+    Order(1, ("a", "b"), dt.datetime(2026, 1, 1)), Color.RED, [{"nested": (b"x",)}],
+]
+
+
+@pytest.mark.parametrize("value", VALUES, ids=lambda v: type(v).__name__)
+def test_round_trip(value: object) -> None:
+    text = codec.encode(value)
+    json.loads(text)  # standard JSON, readable from the sqlite3 shell
+    back = codec.decode(text)
+    if isinstance(value, bytearray):
+        assert back == bytes(value)
+    else:
+        assert back == value
+        assert type(back) is type(value)
+
+
+def test_nan_round_trips() -> None:
+    back = codec.decode(codec.encode(float("nan")))
+    assert back != back
+
+
+def test_plain_json_stays_plain() -> None:
+    assert codec.encode({"a": [1, "b", None]}) == '{"a":[1,"b",null]}'
+
+
+def test_unserializable_names_the_type() -> None:
+    with pytest.raises(codec.Unserializable) as info:
+        codec.encode({"ok": 1, "bad": object()})
+    assert info.value.type_name == "object"
+
+
+def test_dataclass_of_unloaded_module_is_not_imported() -> None:
+    text = json.dumps({"$eoflow": "dataclass", "type": "os:system", "v": {}})
+    with pytest.raises(ValueError, match="not loaded"):
+        codec.decode(text.replace("os:system", "no_such_module_xyz:Thing"))
+    with pytest.raises(ValueError):  # a loaded module but not a dataclass: never called
+        codec.decode(text)
+
+
+def test_builtin_error_round_trips_as_its_type() -> None:
+    try:
+        raise ValueError("bad value", 3)
+    except ValueError as error:
+        text = codec.encode_error(error)
+    back = codec.decode_error(text)
+    assert type(back) is ValueError and back.args == ("bad value", 3)
+    assert "raise ValueError" in codec.error_traceback(text)
+
+
+def test_eoflow_error_round_trips_with_fields() -> None:
+    error = DeterminismError("wf-1", 3, "charge", "refund")
+    back = codec.decode_error(codec.encode_error(error))
+    assert isinstance(back, DeterminismError)
+    assert (back.workflow_id, back.step, back.recorded, back.called) == ("wf-1", 3, "charge",
+                                                                          "refund")
+    assert str(back) == str(error)
+
+
+def test_error_of_unknown_type_becomes_recorded_error() -> None:
+    text = json.dumps({"type": "gone_module:GoneError", "message": "boom", "args": ["boom"]})
+    back = codec.decode_error(text)
+    assert isinstance(back, RecordedError)
+    assert str(back) == "gone_module.GoneError: boom"
+
+
+def test_error_with_unstorable_args_still_records_message() -> None:
+    error = RuntimeError(object())
+    back = codec.decode_error(codec.encode_error(error))
+    assert isinstance(back, RecordedError) and "RuntimeError" in str(back)

@@ -1,0 +1,209 @@
+"""The engine's public contract: start, call, handles, ids, conflicts, errors, transactions."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+import eoflow
+from eoflow import Engine, Status, step, transaction, workflow
+from eoflow.errors import (
+    ContextError,
+    EngineClosedError,
+    NoEngineError,
+    SerializationError,
+    WorkflowConflictError,
+    WorkflowNotFoundError,
+)
+
+CALLS: dict[str, int] = {}
+
+
+def count(name: str) -> None:
+    CALLS[name] = CALLS.get(name, 0) + 1
+
+
+@step()
+def e_add_one(i: int) -> int:
+    count("add_one")
+    return i + 1
+
+
+@step()
+def e_double(x: int) -> int:
+    return x * 2
+
+
+@transaction()
+def e_pay(order_id: str, amount: int) -> int:
+    conn = eoflow.db()
+    conn.execute("CREATE TABLE IF NOT EXISTS payments(order_id TEXT PRIMARY KEY, amount INT)")
+    conn.execute("INSERT INTO payments VALUES (?, ?)", (order_id, amount))
+    return amount
+
+
+@workflow()
+def e_math(i: int) -> int:
+    return e_double(e_add_one(i))
+
+
+@workflow()
+def e_order(order: dict) -> int:
+    e_add_one(order["amount"])
+    return e_pay(order["id"], order["amount"])
+
+
+@workflow()
+def e_other(i: int) -> int:
+    return i
+
+
+@workflow()
+def e_fails(message: str) -> None:
+    raise KeyError(message)
+
+
+@workflow()
+def e_returns_object() -> object:
+    return threading.Lock()
+
+
+def payments(engine: Engine) -> list[tuple[str, int]]:
+    return engine.txstore.committer.read(
+        lambda conn: conn.execute("SELECT order_id, amount FROM payments ORDER BY 1").fetchall())
+
+
+def test_direct_call_start_and_handles(engine: Engine) -> None:
+    assert e_math(3) == 8
+    handle = engine.start(e_math, 4, workflow_id="math-4")
+    assert handle.workflow_id == "math-4"
+    assert handle.result(timeout=10) == 10
+    assert handle.status() is Status.SUCCESS
+    assert engine.retrieve("math-4").result() == 10
+    assert engine.run(e_math, 5) == 12
+
+
+def test_set_workflow_id_names_the_next_call(engine: Engine) -> None:
+    with eoflow.set_workflow_id("order-43"):
+        assert e_order({"id": "o43", "amount": 7}) == 7
+    record = engine.journal.get_workflow("order-43")
+    assert record is not None and record.status is Status.SUCCESS and record.name == "e_order"
+
+
+def test_same_id_never_runs_twice(engine: Engine) -> None:
+    before = CALLS.get("add_one", 0)
+    first = engine.start(e_order, {"id": "o42", "amount": 5}, workflow_id="order-42")
+    second = engine.start(e_order, {"id": "o42", "amount": 5}, workflow_id="order-42")
+    assert first.result(timeout=10) == second.result(timeout=10) == 5
+    with eoflow.set_workflow_id("order-42"):
+        assert e_order({"id": "o42", "amount": 5}) == 5
+    assert CALLS["add_one"] - before == 1
+    assert payments(engine) == [("o42", 5)]
+
+
+def test_same_id_other_function_conflicts(engine: Engine) -> None:
+    engine.run(e_math, 1, workflow_id="shared")
+    with pytest.raises(WorkflowConflictError, match="'shared' already belongs to a run of"):
+        engine.start(e_other, 1, workflow_id="shared")
+
+
+def test_failed_workflow_raises_its_error_and_records_it(engine: Engine) -> None:
+    handle = engine.start(e_fails, "missing", workflow_id="f1")
+    with pytest.raises(KeyError, match="missing"):
+        handle.result(timeout=10)
+    assert handle.status() is Status.ERROR
+    with pytest.raises(KeyError):  # replaying a finished run raises the recorded error
+        engine.run(e_fails, "missing", workflow_id="f1")
+
+
+def test_unserializable_result_and_inputs_are_rejected_by_name(engine: Engine) -> None:
+    with pytest.raises(SerializationError, match="'e_returns_object'.*'lock'"):
+        engine.run(e_returns_object)
+    with pytest.raises(SerializationError, match="'e_other': cannot journal an input"):
+        engine.start(e_other, object())
+
+
+def test_workflow_without_engine_refuses_to_run() -> None:
+    with pytest.raises(NoEngineError, match="no eoflow engine running"):
+        e_math(1)
+
+
+def test_step_outside_workflow_runs_plain() -> None:
+    assert e_add_one(1) == 2
+
+
+def test_db_outside_transaction_is_an_error(engine: Engine) -> None:
+    with pytest.raises(ContextError, match="only available inside a @transaction"):
+        eoflow.db()
+
+
+def test_transaction_outside_workflow_runs_once_unjournaled(engine: Engine) -> None:
+    assert e_pay("plain", 3) == 3
+    assert payments(engine) == [("plain", 3)]
+    assert engine.journal.list_workflows() == []
+
+
+def test_transaction_rolls_back_on_error(engine: Engine) -> None:
+    e_pay("dup", 1)
+    with pytest.raises(Exception, match="UNIQUE"):
+        e_pay("dup", 2)
+    assert payments(engine) == [("dup", 1)]
+
+
+def test_transaction_in_workflow_is_recorded_in_the_same_file(engine: Engine) -> None:
+    assert engine.run(e_order, {"id": "t1", "amount": 9}, workflow_id="t1") == 9
+    steps = engine.journal.steps_of("t1")
+    assert [(s.step, s.name, s.kind.value) for s in steps] == [
+        (1, "e_add_one", "step"), (2, "e_pay", "transaction")]
+
+
+def test_app_db_holds_application_data(journal_path: str, tmp_path) -> None:
+    app_db = str(tmp_path / "app.db")
+    with Engine(journal=journal_path, app_db=app_db) as engine:
+        assert engine.run(e_order, {"id": "a1", "amount": 4}, workflow_id="a1") == 4
+        assert payments(engine) == [("a1", 4)]
+        assert engine.journal.steps_of("a1")[1].name == "e_pay"
+        out = engine.txstore.committer.read(
+            lambda c: c.execute("SELECT workflow_id, step FROM eoflow_tx_outputs").fetchall())
+        assert out == [("a1", 2)]
+
+
+def test_closed_engine_refuses_work(journal_path: str) -> None:
+    engine = Engine(journal=journal_path)
+    engine.close()
+    engine.close()  # idempotent
+    with pytest.raises(EngineClosedError):
+        engine.start(e_math, 1)
+
+
+def test_retrieve_unknown_id(engine: Engine) -> None:
+    with pytest.raises(WorkflowNotFoundError):
+        engine.retrieve("nope")
+
+
+def test_two_open_engines_need_an_explicit_choice(journal_path: str, tmp_path) -> None:
+    with Engine(journal=journal_path) as first, Engine(journal=str(tmp_path / "b.db")) as second:
+        with pytest.raises(ContextError, match="several eoflow engines"):
+            threading_result: list[object] = []
+            thread = threading.Thread(target=lambda: threading_result.append(_call_math()))
+            thread.start()
+            thread.join()
+            raise threading_result[0]  # type: ignore[misc]
+        assert first.run(e_math, 1) == 4 and second.run(e_math, 1) == 4
+        with second:
+            assert e_math(2) == 6
+
+
+def _call_math() -> object:
+    try:
+        return e_math(1)
+    except Exception as error:
+        return error
+
+
+def test_start_many_and_hundreds_at_once(engine: Engine) -> None:
+    handles = engine.start_many(e_math, [(i,) for i in range(300)])
+    handles += [engine.start(e_math, i) for i in range(300, 400)]
+    assert [h.result(timeout=60) for h in handles] == [(i + 1) * 2 for i in range(400)]
+    assert engine.journal.count_by_status() == {"SUCCESS": 400}
