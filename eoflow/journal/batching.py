@@ -97,6 +97,8 @@ class GroupCommitter:
         if op.error is None:  # the writer may have failed the batch before our turn came
             try:
                 op.result = self._execute(op)
+            except apsw.Error as error:
+                op.error = self._translate(self.path, error)
             except BaseException as error:
                 op.error = error
         op.finished.set()
@@ -150,8 +152,9 @@ class GroupCommitter:
         try:
             result = op.work(self.conn)
         except BaseException:
-            self.conn.execute("ROLLBACK TO eoflow_op")
-            self.conn.execute("RELEASE eoflow_op")
+            if not self.conn.getautocommit():  # else SQLite already rolled everything back
+                self.conn.execute("ROLLBACK TO eoflow_op")
+                self.conn.execute("RELEASE eoflow_op")
             raise
         self.conn.execute("RELEASE eoflow_op")
         return result
@@ -183,24 +186,35 @@ class GroupCommitter:
             except apsw.Error as error:
                 self._fail(ops, batch, self._translate(self.path, error))
                 continue
+            lost: BaseException | None = None
             for op in ops:
+                if lost is not None:  # SQLite rolled the whole batch back: run nothing more
+                    op.error = lost
+                    if op.turn:
+                        op.go.set()  # type: ignore[union-attr]
+                    continue
                 if op.turn:
                     op.go.set()  # type: ignore[union-attr]
                     op.finished.wait()  # type: ignore[union-attr]
-                    continue
+                else:
+                    try:
+                        op.result = self._execute(op)
+                    except apsw.Error as error:
+                        op.error = self._translate(self.path, error)
+                    except BaseException as error:
+                        op.error = error
+                if op.error is not None and self.conn.getautocommit():
+                    lost = op.error  # e.g. SQLITE_FULL or an I/O error ends the transaction
+            if lost is None:
                 try:
-                    op.result = self._execute(op)
+                    self.conn.execute("COMMIT")
                 except apsw.Error as error:
-                    op.error = self._translate(self.path, error)
-                except BaseException as error:
-                    op.error = error
-            try:
-                self.conn.execute("COMMIT")
-            except apsw.Error as error:
-                log.error("journal %s: a batch of %d writes failed to commit: %s",
-                          self.path, len(ops), error)
-                self._rollback()
-                batch.error = self._translate(self.path, error)
+                    lost = self._translate(self.path, error)
+                    self._rollback()
+            if lost is not None:
+                log.error("journal %s: a batch of %d writes was rolled back: %s",
+                          self.path, len(ops), lost)
+                batch.error = lost
             self._release(batch)
 
     def _fail(self, ops: list[_Op[Any]], batch: _Batch, error: BaseException) -> None:

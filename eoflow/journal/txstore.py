@@ -37,6 +37,7 @@ class Applied(enum.Enum):
     APPLIED = "applied"
     DUPLICATE = "duplicate"
     FAILED = "failed"
+    SKIPPED = "skipped"  # not tried: an earlier item of its lane failed in this batch
 
 
 @dataclass(frozen=True)
@@ -67,11 +68,14 @@ class SQLiteTxStore:
             try:
                 output, error = work(conn), None
             except Exception as failure:
+                if conn.getautocommit():  # SQLite ended the transaction (disk full, I/O error)
+                    raise
                 conn.execute("ROLLBACK TO eoflow_tx")
                 output, error = None, encode_error(failure)
             except BaseException:
-                conn.execute("ROLLBACK TO eoflow_tx")
-                conn.execute("RELEASE eoflow_tx")
+                if not conn.getautocommit():
+                    conn.execute("ROLLBACK TO eoflow_tx")
+                    conn.execute("RELEASE eoflow_tx")
                 raise
             self._record(conn, workflow_id, step, name, output, error, started_ms, clock_ms())
             conn.execute("RELEASE eoflow_tx")
@@ -84,13 +88,19 @@ class SQLiteTxStore:
         return self.committer.read(lambda conn: self._recorded(conn, workflow_id, step))
 
     def apply_keyed(
-        self, items: Sequence[tuple[str, str, Callable[[Any], object]]], now_ms: int
+        self, items: Sequence[tuple[str, str, Callable[[Any], object], str]], now_ms: int
     ) -> list[KeyedResult]:
-        """Apply (key, handler name, work) items in one durable transaction, skipping known keys."""
+        """Apply (key, handler name, work, lane) items in one durable transaction, in order,
+        skipping known keys. Once an item fails, later items of its lane are SKIPPED, so that a
+        lane (a partition) is never applied out of order."""
 
         def batch(conn: Any) -> list[KeyedResult]:
             results = []
-            for key, handler, work in items:
+            failed_lanes: set[str] = set()
+            for key, handler, work, lane in items:
+                if lane in failed_lanes:
+                    results.append(KeyedResult(Applied.SKIPPED))
+                    continue
                 conn.execute("SAVEPOINT eoflow_msg")
                 try:
                     conn.execute(Q["insert_kafka_key"], (key, handler, now_ms))
@@ -100,11 +110,15 @@ class SQLiteTxStore:
                         work(conn)
                         results.append(KeyedResult(Applied.APPLIED))
                 except Exception as failure:
+                    if conn.getautocommit():  # the whole batch is lost: nothing is applied
+                        raise
                     conn.execute("ROLLBACK TO eoflow_msg")
                     results.append(KeyedResult(Applied.FAILED, failure))
+                    failed_lanes.add(lane)
                 except BaseException:
-                    conn.execute("ROLLBACK TO eoflow_msg")
-                    conn.execute("RELEASE eoflow_msg")
+                    if not conn.getautocommit():
+                        conn.execute("ROLLBACK TO eoflow_msg")
+                        conn.execute("RELEASE eoflow_msg")
                     raise
                 conn.execute("RELEASE eoflow_msg")
             return results
