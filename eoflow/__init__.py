@@ -8,6 +8,7 @@ from eoflow.engine.context import db, set_workflow_id, workflow_id
 from eoflow.engine.decorators import step, transaction, workflow
 from eoflow.engine.engine import Engine
 from eoflow.engine.handle import WorkflowHandle
+from eoflow.engine.kafka_defs import KafkaMessage, kafka, kafka_consume
 from eoflow.errors import EoflowError
 from eoflow.journal.records import Status
 
@@ -17,9 +18,12 @@ logger: logging.Logger = logging.getLogger("eoflow.app")
 __all__ = [
     "Engine",
     "EoflowError",
+    "KafkaMessage",
     "Status",
     "WorkflowHandle",
     "db",
+    "kafka",
+    "kafka_consume",
     "logger",
     "set_workflow_id",
     "step",

@@ -214,8 +214,30 @@ class JournalWriteError(JournalError):
 
 
 class KafkaConsumeError(EoflowError):
-    """A Kafka consumer could not be set up or cannot reach its brokers."""
+    """A Kafka client could not be set up, or an operation on the brokers failed."""
 
     def __init__(self, where: str, problem: str) -> None:
         self.where = where
         super().__init__(f"kafka {where}: {problem}")
+
+
+class BrokerUnavailableError(KafkaConsumeError):
+    """No broker answered at the configured addresses."""
+
+    def __init__(self, brokers: str, detail: str) -> None:
+        self.brokers = brokers
+        super().__init__(
+            brokers, f"no broker reachable ({detail}); check --brokers / EOFLOW_KAFKA_BROKERS "
+            "and that the broker is up (`eoflow broker` starts one for local use)")
+
+
+class OffsetCommitError(KafkaConsumeError):
+    """Offsets could not be committed (a rebalance, or the brokers are unreachable)."""
+
+
+class QuarantineError(EoflowError):
+    """A quarantined message cannot be retried."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        self.key = key
+        super().__init__(f"quarantined message {key!r}: {problem}")

@@ -16,7 +16,7 @@ from typing import Any
 
 from eoflow.engine import crashpoints
 from eoflow.engine.clock import Clock, SystemClock
-from eoflow.engine.config import EngineConfig
+from eoflow.engine.config import DEFAULT_BROKERS, EngineConfig, parse_brokers
 from eoflow.engine import operations
 from eoflow.engine.context import (
     engine_closed,
@@ -205,16 +205,20 @@ class Engine:
         return out
 
     def submit_run(self, run: ActiveRun, definition: Definition, new: NewWorkflow | None,
-                lane: str | None = None) -> None:
+                   lane: str | None = None, on_done: Callable[[], None] | None = None) -> None:
         """Queue a run on the pool. `new`: it was just created (nothing to replay)."""
 
         def task() -> None:
-            if not self.runner.claim(run):
-                return  # another thread ran it (a parent running its child inline)
-            if new is not None:
-                self.runner.execute(run, definition, new.inputs, {}, new.deadline_ms)
-            else:
-                self._resume_claimed(run, definition)
+            try:
+                if not self.runner.claim(run):
+                    return  # another thread ran it (a parent running its child inline)
+                if new is not None:
+                    self.runner.execute(run, definition, new.inputs, {}, new.deadline_ms)
+                else:
+                    self._resume_claimed(run, definition)
+            finally:
+                if on_done is not None:
+                    on_done()
 
         self.pool.submit(task, lane=lane)
 
@@ -290,6 +294,40 @@ class Engine:
             except Exception as error:  # keep polling; the journal may recover
                 if not self._closed:
                     log.warning("engine: could not read operator requests: %s", error)
+
+    # -- Kafka --------------------------------------------------------------------------------
+
+    def consume(self, *handlers: Callable[..., Any], brokers: str | list[str] | None = None
+                ) -> list[Any]:
+        """Start a consumer loop for each given @kafka_consume handler (default: all that are
+        registered); they stop when the engine closes. Brokers: `brokers`, else the engine's
+        (--brokers, EOFLOW_KAFKA_BROKERS), else the handler's @kafka class, else
+        localhost:9092."""
+        from eoflow.engine.consumer import ConsumerLoop
+        from eoflow.engine.kafka_defs import CONSUMERS
+
+        self._check_open()
+        override = parse_brokers(brokers) if brokers else self.config.brokers
+        specs = CONSUMERS.all()
+        if handlers:
+            wanted = [definition_of(h) for h in handlers]
+            specs = [spec for spec in specs if any(spec.definition is d for d in wanted)]
+            if len(specs) != len(wanted):
+                raise DefinitionError(", ".join(d.name for d in wanted),
+                                      "not every handler given has @kafka_consume")
+        loops = []
+        for spec in specs:
+            loop = ConsumerLoop(self, spec, override or spec.brokers or DEFAULT_BROKERS)
+            self.add_service(loop)
+            loop.start()
+            loops.append(loop)
+        return loops
+
+    def retry_quarantined(self, key: str) -> bool:
+        """Apply a quarantined Kafka message again, exactly once (see consumer.py)."""
+        from eoflow.engine.consumer import retry_quarantined
+
+        return retry_quarantined(self, key)
 
     # -- operator actions (see operations.py) -------------------------------------------------
 

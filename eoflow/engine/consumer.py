@@ -1,0 +1,338 @@
+"""The Kafka consumer loop: durable before acknowledged, for workflows and transactions.
+
+For every polled batch:
+- workflow path: one journal transaction records a run per message (its id is the message's
+  idempotency key, so a redelivered message finds its run and starts nothing), then the offsets
+  are committed, then the runs go to the worker pool (one lane per partition when ordered);
+- transaction path: one SQLite transaction applies every message, each in its own savepoint with
+  its key; a message that raises is retried, then quarantined; then the offsets are committed.
+
+A crash before the offsets are committed makes Kafka deliver the batch again, and the keys make
+that harmless. A journal failure rewinds the consumer to the batch start and retries with capped
+backoff. Kafka types never appear here: kafka_source.py owns the client.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from eoflow.engine import crashpoints
+from eoflow.engine.context import current_db
+from eoflow.engine.kafka_defs import (
+    CONSUMERS,
+    DEFAULT_CONSUMER_CONFIG,
+    ConsumerSpec,
+    KafkaMessage,
+    message_key,
+)
+from eoflow.engine.runs import encode_inputs
+from eoflow.errors import JournalError, KafkaConsumeError, OffsetCommitError, QuarantineError
+from eoflow.journal import codec
+from eoflow.journal.records import KafkaKey, NewWorkflow, Status
+from eoflow.journal.txstore import Applied
+
+if TYPE_CHECKING:
+    from eoflow.engine.engine import Engine
+
+log = logging.getLogger("eoflow.kafka")
+Partition = tuple[str, int]
+SourceFactory = Callable[..., Any]
+POLL_MS = 500
+MAX_IN_FLIGHT = 20_000  # runs recorded but not finished, before the loop pauses fetching
+
+
+class Backoff:
+    """Capped exponential backoff: 0.5 s, 1 s, 2 s ... up to `cap`."""
+
+    def __init__(self, first: float = 0.5, cap: float = 30.0) -> None:
+        self.first, self.cap, self.next_delay = first, cap, first
+
+    def next(self) -> float:
+        delay = self.next_delay
+        self.next_delay = min(self.cap, delay * 2)
+        return delay
+
+    def reset(self) -> None:
+        self.next_delay = self.first
+
+
+class ConsumerLoop:
+    """One consumer (one @kafka_consume handler) on its own thread."""
+
+    def __init__(self, engine: Engine, spec: ConsumerSpec, brokers: tuple[str, ...],
+                 source_factory: SourceFactory | None = None) -> None:
+        self.engine = engine
+        self.spec = spec
+        self.brokers = brokers
+        self._factory = source_factory
+        self._stop = threading.Event()
+        self._source: Any = None
+        self._uncommitted: dict[Partition, int] = {}
+        self._in_flight = 0
+        self._in_flight_lock = threading.Lock()
+        self._paused = False
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name=f"eoflow-kafka-{spec.name}")
+        self.assigned: set[Partition] = set()
+        self.connected = threading.Event()  # set once the consumer has joined its group
+
+    @property
+    def describe(self) -> str:
+        return (f"{self.spec.name} (group {self.spec.group_id!r}, topics "
+                f"{','.join(self.spec.topics)}, brokers {','.join(self.brokers)})")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        backoff = Backoff()
+        while not self._stop.is_set():
+            try:
+                if self._source is None:
+                    self._connect()
+                self._commit_uncommitted()
+                self._throttle()
+                batch = self._source.poll(POLL_MS, self._max_records())
+                if batch:
+                    self._handle(batch)
+                backoff.reset()
+            except JournalError as error:
+                delay = backoff.next()
+                log.warning("kafka %s: the journal could not record a batch (%s); offsets stay "
+                            "uncommitted, rewinding and retrying in %.1fs", self.spec.name,
+                            error, delay)
+                self._stop.wait(delay)
+            except KafkaConsumeError as error:
+                delay = backoff.next()
+                log.warning("%s; retrying in %.1fs", error, delay)
+                self._stop.wait(delay)
+            except Exception:  # never let the consumer die silently
+                delay = backoff.next()
+                log.exception("kafka %s: unexpected error; retrying in %.1fs", self.spec.name,
+                              delay)
+                self._stop.wait(delay)
+        self._shutdown()
+
+    def _connect(self) -> None:
+        from eoflow.engine.kafka_source import KafkaSource  # the only kafka-python user
+
+        config = dict(DEFAULT_CONSUMER_CONFIG)
+        config.update(self.spec.config)
+        factory = self._factory or KafkaSource
+        source = factory(self.brokers, self.spec.group_id, self.spec.topics, config,
+                         self._revoked, self._assigned)
+        source.connect()
+        self._source = source
+        log.info("kafka: consumer %s started", self.describe)
+
+    def _shutdown(self) -> None:
+        if self._source is not None:
+            try:
+                self._commit_uncommitted()
+            except KafkaConsumeError as error:
+                log.warning("%s; the journal will deduplicate the redelivered messages", error)
+            self._source.close()
+            self._source = None
+        log.info("kafka: consumer %s stopped", self.spec.name)
+
+    def _max_records(self) -> int:
+        return int(self.spec.config.get("max_poll_records",
+                                        DEFAULT_CONSUMER_CONFIG["max_poll_records"]))
+
+    # -- rebalances ---------------------------------------------------------------------------
+
+    def _assigned(self, partitions: list[Partition]) -> None:
+        self.assigned.update(partitions)
+        self.connected.set()
+        log.info("kafka %s: partitions assigned: %s", self.spec.name,
+                 ", ".join(f"{t}/{p}" for t, p in sorted(partitions)) or "none")
+
+    def _revoked(self, partitions: list[Partition]) -> None:
+        """Called inside poll() before partitions move: settle their offsets first."""
+        owned = {p: o for p, o in self._uncommitted.items() if p in partitions}
+        if owned:
+            try:
+                self._source.commit(owned)
+            except KafkaConsumeError as error:
+                log.warning("kafka %s: could not commit revoked partitions (%s); their next "
+                            "owner will get those messages again", self.spec.name, error)
+            for partition in owned:
+                self._uncommitted.pop(partition, None)
+        self.assigned.difference_update(partitions)
+        if partitions:
+            log.info("kafka %s: partitions revoked: %s", self.spec.name,
+                     ", ".join(f"{t}/{p}" for t, p in sorted(partitions)))
+
+    # -- one batch ----------------------------------------------------------------------------
+
+    def _handle(self, batch: list[KafkaMessage]) -> None:
+        starts: dict[Partition, int] = {}
+        ends: dict[Partition, int] = {}
+        for m in batch:
+            starts.setdefault((m.topic, m.partition), m.offset)
+            ends[(m.topic, m.partition)] = m.offset + 1
+        try:
+            if self.spec.is_workflow:
+                self._record_workflows(batch)
+            else:
+                self._apply_transactions(batch)
+        except JournalError:
+            self._source.rewind(starts)  # the batch comes back; its keys make that safe
+            raise
+        crashpoints.hit("kafka_recorded")
+        self._uncommitted.update(ends)
+        self._commit_uncommitted()
+
+    def _commit_uncommitted(self) -> None:
+        if not self._uncommitted:
+            return
+        offsets = {p: o for p, o in self._uncommitted.items()
+                   if p in self.assigned or not self.assigned}
+        try:
+            self._source.commit(offsets)
+        except OffsetCommitError as error:
+            log.warning("%s; will retry (the journal has the messages: nothing is lost)", error)
+            self._uncommitted = {p: o for p, o in self._uncommitted.items()
+                                 if p in self.assigned}
+            return
+        crashpoints.hit("kafka_committed")
+        self._uncommitted.clear()
+
+    def _keys(self, batch: list[KafkaMessage]) -> list[KafkaKey]:
+        group = self.spec.group_id
+        return [KafkaKey(message_key(group, m.topic, m.partition, m.offset), group, m.topic,
+                         m.partition, m.offset) for m in batch]
+
+    def _lane(self, m: KafkaMessage) -> str:
+        return lane_of(self.spec, m)
+
+    def _record_workflows(self, batch: list[KafkaMessage]) -> None:
+        engine, spec = self.engine, self.spec
+        name = spec.definition.name
+        now = engine.clock.now_ms()
+        keys = self._keys(batch)
+        news = [
+            NewWorkflow(k.key, name, encode_inputs(name, (m.topic, m.partition, m), {}), now,
+                        lane=self._lane(m) if spec.ordered else None)
+            for k, m in zip(keys, batch)
+        ]
+        engine.journal.note_offsets(keys, now)
+        results = engine.journal.create_workflows(news, now)
+        for new, (created, existing, status) in zip(news, results):
+            if not created and (existing != name or status is not Status.PENDING):
+                continue  # already ran (a redelivery): nothing to do
+            run = engine.runner.track(new.workflow_id)
+            if not created and run.claimed:
+                continue
+            with self._in_flight_lock:
+                self._in_flight += 1
+            engine.submit_run(run, spec.definition, new if created else None, new.lane,
+                              on_done=self._finished)
+
+    def _finished(self) -> None:
+        with self._in_flight_lock:
+            self._in_flight -= 1
+
+    def _throttle(self) -> None:
+        """Pause fetching while too many recorded runs wait for a worker (memory stays
+        bounded; the journal already holds them)."""
+        with self._in_flight_lock:
+            busy = self._in_flight >= MAX_IN_FLIGHT
+        if busy != self._paused:
+            self._source.pause(busy)
+            self._paused = busy
+
+    def _apply_transactions(self, batch: list[KafkaMessage]) -> None:
+        engine, spec = self.engine, self.spec
+        keys = self._keys(batch)
+        engine.journal.note_offsets(keys, engine.clock.now_ms())
+        pending = list(zip(keys, batch))
+        attempts: dict[str, int] = {}
+        backoff = Backoff(spec.retry_interval, 30.0)
+        while pending:
+            items = [(k.key, spec.name, self._work(m), self._lane(m)) for k, m in pending]
+            results = engine.txstore.apply_keyed(items, engine.clock.now_ms())
+            retry = []
+            for (key, message), result in zip(pending, results):
+                if result.outcome is Applied.SKIPPED:
+                    retry.append((key, message))
+                elif result.outcome is Applied.FAILED:
+                    tries = attempts[key.key] = attempts.get(key.key, 0) + 1
+                    if tries >= spec.max_attempts:
+                        self._quarantine(key, message, result.error, tries)
+                    else:
+                        log.warning("kafka %s: message %s failed (attempt %d of %d): %s",
+                                    spec.name, key.key, tries, spec.max_attempts, result.error)
+                        retry.append((key, message))
+            pending = retry
+            if pending and self._stop.wait(backoff.next()):
+                raise KafkaConsumeError(spec.name, "stopping with messages left to retry; "
+                                        "they come back on the next start")
+
+    def _work(self, message: KafkaMessage) -> Callable[[Any], object]:
+        return handler_work(self.spec, message)
+
+    def _quarantine(self, key: KafkaKey, message: KafkaMessage, error: BaseException | None,
+                    attempts: int) -> None:
+        assert error is not None
+        self.engine.journal.quarantine(
+            key, self.spec.name, message.key, message.value,
+            codec.encode([list(h) for h in message.headers]), message.timestamp,
+            codec.encode_error(error), attempts, self.engine.clock.now_ms())
+        log.error("kafka %s: message %s quarantined after %d attempts: %s; see `eoflow status`,"
+                  " retry with `eoflow quarantine retry %s`", self.spec.name, key.key, attempts,
+                  error, key.key)
+
+
+def lane_of(spec: ConsumerSpec, message: KafkaMessage) -> str:
+    return f"kafka:{message.topic}:{message.partition}:{spec.group_id}"
+
+
+def handler_work(spec: ConsumerSpec, message: KafkaMessage) -> Callable[[Any], object]:
+    """The transaction handler applied to one message, inside the open SQLite transaction."""
+    fn = spec.definition.fn
+
+    def work(conn: Any) -> object:
+        token = current_db.set(conn)
+        try:
+            return fn(message.topic, message.partition, message)
+        finally:
+            current_db.reset(token)
+
+    return work
+
+
+def retry_quarantined(engine: Engine, key: str) -> bool:
+    """Apply a quarantined message again (after a fix). True if it is now applied; its
+    idempotency key still guarantees it is applied once. Raises the handler's error again."""
+    record = engine.journal.get_quarantined(key)
+    if record is None:
+        raise QuarantineError(key, "no quarantined message has this key; see `eoflow status`")
+    if record.status == "RETRIED":
+        return True
+    spec = CONSUMERS.get(record.handler)
+    if spec is None:
+        raise QuarantineError(key, f"its handler {record.handler!r} is not defined in this app")
+    headers = tuple((str(k), bytes(v)) for k, v in codec.decode(record.headers))
+    message = KafkaMessage(record.topic, record.partition, record.offset, record.message_key,
+                           record.value, headers, record.timestamp_ms)
+    result = engine.txstore.apply_keyed(
+        [(key, spec.name, handler_work(spec, message), lane_of(spec, message))],
+        engine.clock.now_ms())[0]
+    if result.outcome is Applied.FAILED:
+        assert result.error is not None
+        engine.journal.set_quarantine_status(key, "QUARANTINED", codec.encode_error(result.error),
+                                             1)
+        raise result.error
+    engine.journal.set_quarantine_status(key, "RETRIED")
+    log.info("kafka %s: quarantined message %s applied by a retry", spec.name, key)
+    return True

@@ -1,0 +1,178 @@
+"""Kafka definitions: @kafka_consume, @kafka, KafkaMessage and the idempotency key.
+
+Nothing here talks to Kafka (that is kafka_source.py); these only register what to consume.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any, TypeVar
+
+from eoflow.engine.config import parse_brokers
+from eoflow.engine.registry import Definition, Kind
+from eoflow.errors import DefinitionError
+
+F = TypeVar("F", bound=Callable[..., Any])
+C = TypeVar("C", bound=type)
+
+# Settings that would break exactly-once, or that eoflow owns, with the reason shown to users.
+REFUSED = {
+    "enable_auto_commit": "eoflow commits offsets itself, only after the journal has recorded "
+                          "the messages; remove enable_auto_commit",
+    "value_deserializer": "message.value is journaled as bytes; decode it in your handler",
+    "key_deserializer": "message.key is journaled as bytes; decode it in your handler",
+    "group_id": "pass the group as @kafka_consume(..., group_id=...)",
+}
+DEFAULT_CONSUMER_CONFIG: Mapping[str, Any] = MappingProxyType({
+    "auto_offset_reset": "earliest",  # a new group reads the topic from its start: skip nothing
+    "session_timeout_ms": 6000,  # fast group joins on small brokers; raise for real clusters
+    "heartbeat_interval_ms": 1000,
+    "max_poll_records": 500,
+})
+
+
+def message_key(group_id: str, topic: str, partition: int, offset: int) -> str:
+    """The idempotency key of a Kafka message, and the workflow id of the run it starts.
+
+    Format: `kafka:{topic}:{partition}:{offset}:{group_id}`. Topic names cannot contain ':',
+    partition and offset are integers, and the group id comes last, so the key is unambiguous.
+    This format is the dedup key for redelivered messages: never change it.
+    """
+    return f"kafka:{topic}:{partition}:{offset}:{group_id}"
+
+
+@dataclass(frozen=True)
+class KafkaMessage:
+    """One Kafka record as a handler receives it (and as the journal stores it)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()
+    timestamp: int | None = None  # milliseconds since the epoch, as Kafka reports it
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    """What one @kafka_consume asks for. `brokers` comes from @kafka or bootstrap_servers."""
+
+    definition: Definition
+    topics: tuple[str, ...]
+    group_id: str
+    config: Mapping[str, Any] = field(default_factory=dict)
+    ordered: bool = True
+    max_attempts: int = 5
+    retry_interval: float = 0.5
+    brokers: tuple[str, ...] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.definition.name
+
+    @property
+    def is_workflow(self) -> bool:
+        return self.definition.kind is Kind.WORKFLOW
+
+
+class _Consumers:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._specs: dict[str, ConsumerSpec] = {}
+
+    def add(self, spec: ConsumerSpec) -> None:
+        with self._lock:
+            for other in self._specs.values():
+                if other.name == spec.name or other.group_id != spec.group_id:
+                    continue
+                shared = set(other.topics) & set(spec.topics)
+                if shared:
+                    raise DefinitionError(spec.name, (
+                        f"consumes {sorted(shared)} in group {spec.group_id!r} like "
+                        f"{other.name!r}; one group may hand a topic to one handler only"))
+            self._specs[spec.name] = spec
+
+    def set_brokers(self, definitions: list[Definition], brokers: tuple[str, ...]) -> None:
+        with self._lock:
+            for name, spec in self._specs.items():
+                if any(spec.definition is d for d in definitions) and spec.brokers is None:
+                    self._specs[name] = replace(spec, brokers=brokers)
+
+    def all(self) -> list[ConsumerSpec]:
+        with self._lock:
+            return list(self._specs.values())
+
+    def get(self, name: str) -> ConsumerSpec | None:
+        with self._lock:
+            return self._specs.get(name)
+
+
+CONSUMERS = _Consumers()
+
+
+def kafka_consume(topics: str | list[str] | tuple[str, ...], group_id: str | None = None, *,
+                  ordered: bool = True, max_attempts: int = 5, retry_interval: float = 0.5,
+                  **consumer_config: Any) -> Callable[[F], F]:
+    """Consume `topics` into the decorated @workflow or @transaction, exactly once.
+
+    The handler is called as `handler(topic, partition, message)`. `group_id` defaults to
+    `eoflow-{function name}`. `ordered=False` lets one partition's workflows run concurrently.
+    A transaction that raises is retried `max_attempts` times, then its message is quarantined.
+    Other keyword arguments go to kafka-python's KafkaConsumer.
+    """
+    names = (topics,) if isinstance(topics, str) else tuple(topics)
+    if not names or not all(isinstance(t, str) and t for t in names):
+        raise DefinitionError("kafka_consume", f"topics must be non-empty strings, got {topics!r}")
+    for key, reason in REFUSED.items():
+        if key in consumer_config:
+            if key == "enable_auto_commit" and not consumer_config[key]:
+                continue  # asking for what eoflow does anyway
+            raise DefinitionError("kafka_consume", f"{key}: {reason}")
+    if max_attempts < 1:
+        raise DefinitionError("kafka_consume", f"max_attempts must be at least 1, got "
+                                               f"{max_attempts}")
+    config = dict(consumer_config)  # never keep (or mutate) the caller's dict
+    config.pop("enable_auto_commit", None)
+    brokers = None
+    if "bootstrap_servers" in config:
+        brokers = parse_brokers(config.pop("bootstrap_servers"), "bootstrap_servers")
+
+    def decorate(fn: F) -> F:
+        definition = getattr(fn, "__eoflow__", None)
+        if not isinstance(definition, Definition) or definition.kind is Kind.STEP:
+            raise DefinitionError(getattr(fn, "__qualname__", repr(fn)), (
+                "@kafka_consume goes above @workflow() or @transaction(), on a function "
+                "taking (topic, partition, message)"))
+        spec = ConsumerSpec(definition, names, group_id or f"eoflow-{definition.name}",
+                            MappingProxyType(config), ordered, max_attempts, retry_interval,
+                            brokers)
+        CONSUMERS.add(spec)
+        definition.consumers.append(spec)
+        return fn
+
+    return decorate
+
+
+def kafka(brokers: str | list[str] | tuple[str, ...]) -> Callable[[C], C]:
+    """Class decorator: the brokers of the @kafka_consume handlers defined in the class body.
+
+    `--brokers` on the CLI and EOFLOW_KAFKA_BROKERS override it (the same app runs against dev
+    and prod)."""
+    addresses = parse_brokers(brokers)
+
+    def decorate(cls: C) -> C:
+        members = [getattr(v, "__func__", v) for v in vars(cls).values()]  # staticmethods too
+        definitions = [
+            m.__eoflow__ for m in members if isinstance(getattr(m, "__eoflow__", None), Definition)
+        ]
+        if not any(d.consumers for d in definitions):
+            raise DefinitionError(cls.__qualname__, "@kafka found no @kafka_consume handler "
+                                                    "in this class")
+        CONSUMERS.set_brokers(definitions, addresses)
+        return cls
+
+    return decorate

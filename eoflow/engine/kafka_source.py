@@ -1,0 +1,166 @@
+"""The one module that imports kafka-python: a consumer reduced to what the loop needs.
+
+Everything kafka-python raises is turned into eoflow errors here, so the consumer loop
+(consumer.py) never sees a kafka type.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
+from kafka.errors import CommitFailedError, KafkaConnectionError, KafkaError, KafkaTimeoutError
+from kafka.structs import OffsetAndMetadata
+
+from eoflow.engine.kafka_defs import KafkaMessage
+from eoflow.errors import BrokerUnavailableError, KafkaConsumeError, OffsetCommitError
+
+Partition = tuple[str, int]
+log = logging.getLogger("eoflow.kafka")
+UNREACHABLE = (KafkaTimeoutError, KafkaConnectionError)  # what bootstrapping raises
+CLIENT_DEFAULTS = {"bootstrap_timeout_ms": 5000, "reconnect_backoff_max_ms": 2000}
+
+
+def quiet_client_logs(level: int = logging.CRITICAL) -> None:
+    """kafka-python logs every failed connection attempt; eoflow reports outages itself."""
+    logging.getLogger("kafka").setLevel(level)
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, revoked: Callable[[list[Partition]], None],
+                 assigned: Callable[[list[Partition]], None]) -> None:
+        self._revoked = revoked
+        self._assigned = assigned
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        self._revoked([(tp.topic, tp.partition) for tp in revoked])
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        self._assigned([(tp.topic, tp.partition) for tp in assigned])
+
+
+class KafkaSource:
+    """A subscribed consumer with manual commits. Use from one thread only."""
+
+    def __init__(self, brokers: tuple[str, ...], group_id: str, topics: tuple[str, ...],
+                 config: Mapping[str, Any], on_revoked: Callable[[list[Partition]], None],
+                 on_assigned: Callable[[list[Partition]], None]) -> None:
+        self.brokers = ",".join(brokers)
+        self._consumer: Any = None
+        self._args = dict(CLIENT_DEFAULTS, **config)
+        self._args.update(bootstrap_servers=list(brokers), group_id=group_id,
+                          enable_auto_commit=False)
+        self._topics = list(topics)
+        self._listener = _Listener(on_revoked, on_assigned)
+
+    def connect(self) -> None:
+        try:
+            self._consumer = KafkaConsumer(**self._args)
+            self._consumer.subscribe(self._topics, listener=self._listener)
+        except UNREACHABLE as error:
+            raise BrokerUnavailableError(self.brokers, str(error)) from None
+        except (KafkaError, TypeError, ValueError, AssertionError) as error:
+            raise KafkaConsumeError(self.brokers, f"cannot create the consumer: {error}") from None
+
+    def poll(self, timeout_ms: int, max_records: int) -> list[KafkaMessage]:
+        try:
+            batches = self._consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
+        except KafkaError as error:
+            raise KafkaConsumeError(self.brokers, f"poll failed: {error}") from None
+        return [
+            KafkaMessage(r.topic, r.partition, r.offset, r.key, r.value,
+                         tuple((k, bytes(v) if v is not None else b"") for k, v in r.headers or ()),
+                         r.timestamp)
+            for records in batches.values() for r in records
+        ]
+
+    def commit(self, offsets: Mapping[Partition, int]) -> None:
+        """Commit `offsets` (the next offset to read, per partition) synchronously."""
+        if not offsets:
+            return
+        try:
+            self._consumer.commit({
+                TopicPartition(topic, partition): OffsetAndMetadata(offset, None, -1)
+                for (topic, partition), offset in offsets.items()
+            })
+        except CommitFailedError:
+            raise OffsetCommitError(self.brokers, "commit refused: the group is rebalancing"
+                                    ) from None
+        except (KafkaError, AssertionError) as error:
+            raise OffsetCommitError(self.brokers, f"commit failed: {error}") from None
+
+    def rewind(self, offsets: Mapping[Partition, int]) -> None:
+        """Make the next poll start again at `offsets` (those still assigned to us)."""
+        assigned = self.assignment()
+        for (topic, partition), offset in offsets.items():
+            if (topic, partition) in assigned:
+                self._consumer.seek(TopicPartition(topic, partition), offset)
+
+    def assignment(self) -> set[Partition]:
+        return {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
+
+    def pause(self, paused: bool) -> None:
+        partitions = self._consumer.assignment()
+        if paused:
+            self._consumer.pause(*partitions)
+        else:
+            self._consumer.resume(*partitions)
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            try:
+                self._consumer.close(autocommit=False)  # leaves the group: a fast rebalance
+            except Exception as error:  # closing must not fail a shutdown
+                log.debug("kafka %s: error while closing the consumer: %s", self.brokers, error)
+            self._consumer = None
+
+
+def create_topic(brokers: tuple[str, ...], topic: str, partitions: int) -> bool:
+    """Create `topic` unless it exists; True if created."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=list(brokers), request_timeout_ms=10000,
+                                 **CLIENT_DEFAULTS)
+    except UNREACHABLE as error:
+        raise BrokerUnavailableError(",".join(brokers), str(error)) from None
+    try:
+        admin.create_topics([NewTopic(topic, partitions, 1)])
+        return True
+    except TopicAlreadyExistsError:
+        return False
+    except KafkaError as error:
+        raise KafkaConsumeError(",".join(brokers), f"cannot create topic {topic!r}: {error}"
+                                ) from None
+    finally:
+        admin.close()
+
+
+class Producer:
+    """A fast producer for tools and demos (batched; flush() waits for every ack)."""
+
+    def __init__(self, brokers: tuple[str, ...]) -> None:
+        from kafka import KafkaProducer
+
+        try:
+            self._producer = KafkaProducer(bootstrap_servers=list(brokers), linger_ms=5,
+                                           batch_size=262144, acks="all", **CLIENT_DEFAULTS)
+        except UNREACHABLE as error:
+            raise BrokerUnavailableError(",".join(brokers), str(error)) from None
+        self.brokers = ",".join(brokers)
+
+    def send(self, topic: str, value: bytes, key: bytes | None = None,
+             partition: int | None = None) -> None:
+        self._producer.send(topic, value=value, key=key, partition=partition)
+
+    def flush(self, timeout: float = 60.0) -> None:
+        try:
+            self._producer.flush(timeout=timeout)
+        except KafkaError as error:
+            raise KafkaConsumeError(self.brokers, f"messages not acknowledged: {error}") from None
+
+    def close(self) -> None:
+        self._producer.close()
