@@ -9,6 +9,7 @@ from eoflow.engine.decorators import step, transaction, workflow
 from eoflow.engine.engine import Engine
 from eoflow.engine.handle import WorkflowHandle
 from eoflow.engine.kafka_defs import KafkaMessage, kafka, kafka_consume
+from eoflow.engine.registry import on_start
 from eoflow.errors import EoflowError
 from eoflow.journal.records import Status
 
@@ -25,6 +26,7 @@ __all__ = [
     "kafka",
     "kafka_consume",
     "logger",
+    "on_start",
     "set_workflow_id",
     "step",
     "transaction",

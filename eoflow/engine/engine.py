@@ -19,6 +19,7 @@ from eoflow.engine.clock import Clock, SystemClock
 from eoflow.engine.config import DEFAULT_BROKERS, EngineConfig, parse_brokers
 from eoflow.engine import operations
 from eoflow.engine.context import (
+    active_engine,
     engine_closed,
     engine_opened,
     entered,
@@ -29,7 +30,12 @@ from eoflow.engine.handle import WorkflowHandle, recorded_outcome
 from eoflow.engine.pool import WorkerPool
 from eoflow.engine.registry import REGISTRY, Definition, Kind, definition_of
 from eoflow.engine.runs import ActiveRun, Runner, encode_inputs
-from eoflow.errors import DefinitionError, EngineClosedError, WorkflowConflictError
+from eoflow.errors import (
+    ContextError,
+    DefinitionError,
+    EngineClosedError,
+    WorkflowConflictError,
+)
 from eoflow.journal.appdb import AppDatabase
 from eoflow.journal.records import NewWorkflow, Status
 from eoflow.journal.sqlite import SQLiteJournal
@@ -76,11 +82,21 @@ class Engine:
         log.info("engine opened journal %s", self.path)
         if recover:
             self.recover()
+            self._apply_requests()  # left by the CLI while no engine ran
         self._poller = threading.Thread(target=self._poll_requests, name="eoflow-requests",
                                         daemon=True)
         self._poller.start()
 
     # -- lifecycle ------------------------------------------------------------------------------
+
+    @staticmethod
+    def current() -> Engine:
+        """The engine running this code (inside a workflow, a `with engine:` block, or the one
+        open engine of the process, as under `eoflow run`)."""
+        engine = active_engine()
+        if engine is None:
+            raise ContextError("no eoflow engine is running here")
+        return engine
 
     @property
     def closed(self) -> bool:
@@ -288,12 +304,15 @@ class Engine:
         """Apply cancel/resume requests written by `eoflow workflows ...` while we run."""
         while not self._stop.wait(self.config.request_poll):
             try:
-                if self.journal.has_requests():
-                    for _, wid, action in self.journal.take_requests():
-                        operations.apply_request(self, wid, action)
+                self._apply_requests()
             except Exception as error:  # keep polling; the journal may recover
                 if not self._closed:
                     log.warning("engine: could not read operator requests: %s", error)
+
+    def _apply_requests(self) -> None:
+        if self.journal.has_requests():
+            for _, wid, action in self.journal.take_requests():
+                operations.apply_request(self, wid, action)
 
     # -- Kafka --------------------------------------------------------------------------------
 

@@ -7,7 +7,8 @@ Everything kafka-python raises is turned into eoflow errors here, so the consume
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+import socket
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
@@ -41,6 +42,20 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         self._assigned([(tp.topic, tp.partition) for tp in assigned])
 
 
+def check_reachable(brokers: tuple[str, ...], timeout: float = 2.0) -> None:
+    """Fail fast, with the addresses, when no broker accepts a TCP connection (kafka-python
+    would wait bootstrap_timeout_ms and leak the sockets of its failed attempts)."""
+    errors = []
+    for broker in brokers:
+        host, _, port = broker.rpartition(":")
+        try:
+            with socket.create_connection((host, int(port)), timeout=timeout):
+                return
+        except OSError as error:
+            errors.append(error.strerror or str(error))
+    raise BrokerUnavailableError(",".join(brokers), "; ".join(sorted(set(errors))))
+
+
 class KafkaSource:
     """A subscribed consumer with manual commits. Use from one thread only."""
 
@@ -56,6 +71,7 @@ class KafkaSource:
         self._listener = _Listener(on_revoked, on_assigned)
 
     def connect(self) -> None:
+        check_reachable(tuple(self._args["bootstrap_servers"]))
         try:
             self._consumer = KafkaConsumer(**self._args)
             self._consumer.subscribe(self._topics, listener=self._listener)
@@ -122,6 +138,7 @@ def create_topic(brokers: tuple[str, ...], topic: str, partitions: int) -> bool:
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
+    check_reachable(brokers)
     try:
         admin = KafkaAdminClient(bootstrap_servers=list(brokers), request_timeout_ms=10000,
                                  **CLIENT_DEFAULTS)
@@ -145,6 +162,7 @@ class Producer:
     def __init__(self, brokers: tuple[str, ...]) -> None:
         from kafka import KafkaProducer
 
+        check_reachable(brokers)
         try:
             self._producer = KafkaProducer(bootstrap_servers=list(brokers), linger_ms=5,
                                            batch_size=262144, acks="all", **CLIENT_DEFAULTS)
@@ -164,3 +182,19 @@ class Producer:
 
     def close(self) -> None:
         self._producer.close()
+
+
+def produce_values(brokers: tuple[str, ...], topic: str, values: Iterable[bytes],
+                   partitions: int = 3) -> int:
+    """Create `topic` if needed and send every value; returns how many were acknowledged."""
+    create_topic(brokers, topic, partitions)
+    producer = Producer(brokers)
+    sent = 0
+    try:
+        for value in values:
+            producer.send(topic, value)
+            sent += 1
+        producer.flush()
+    finally:
+        producer.close()
+    return sent

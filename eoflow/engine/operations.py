@@ -105,6 +105,8 @@ def apply_request(engine: Engine, workflow_id: str, action: str) -> None:
                 if definition is not None:
                     run = engine.runner.track(workflow_id)
                     engine.submit_run(run, definition, None, record.lane)
+        elif action == "retry_quarantined":
+            engine.retry_quarantined(workflow_id)  # here the id is the message's key
         else:
             log.warning("engine: unknown request %r for workflow %s", action, workflow_id)
     except Exception as error:

@@ -62,11 +62,13 @@ class Definition:
 
 
 class Registry:
-    """Workflows by name, so recovery can find the code of a run recorded by an earlier process."""
+    """Workflows by name, so recovery can find the code of a run recorded by an earlier process;
+    and the app's start hooks."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._workflows: dict[str, Definition] = {}
+        self.start_hooks: list[Callable[[], Any]] = []
 
     def add(self, definition: Definition) -> None:
         if definition.kind is not Kind.WORKFLOW:
@@ -101,3 +103,11 @@ def definition_of(fn: Any) -> Definition:
         name = getattr(fn, "__qualname__", repr(fn))
         raise DefinitionError(name, "is not an eoflow workflow, step or transaction")
     return definition
+
+
+def on_start(fn: Callable[[], Any]) -> Callable[[], Any]:
+    """Run `fn()` when `eoflow run` has opened the engine, before consumers start (create
+    tables, check configuration). Transactions and workflows can be called from it."""
+    if fn not in REGISTRY.start_hooks:
+        REGISTRY.start_hooks.append(fn)
+    return fn

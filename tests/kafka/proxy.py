@@ -32,6 +32,10 @@ class Proxy:
             server, self._server = self._server, None
             sockets, self._sockets = self._sockets, set()
         if server is not None:
+            try:
+                server.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept()
+            except OSError:
+                pass
             server.close()
         for sock in sockets:
             try:
@@ -72,3 +76,7 @@ class Proxy:
                     sock.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
+                sock.close()
+            with self._lock:
+                self._sockets.discard(source)
+                self._sockets.discard(sink)

@@ -1,0 +1,246 @@
+"""The eoflow commands. Thin: parse, call one library function, render."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+import uuid
+from types import FrameType
+from typing import Any
+
+import click
+
+from eoflow.cli import render
+from eoflow.cli.options import brokers_option, journal_option, json_option
+from eoflow.errors import ConfigError, WorkflowNotFoundError
+from eoflow.journal import admin, views
+from eoflow.journal.reader import SQLiteReader
+from eoflow.journal.records import Status
+
+
+@click.command()
+@click.argument("app", envvar="EOFLOW_APP")
+@journal_option
+@click.option("--app-db", envvar="EOFLOW_APP_DB", show_envvar=True,
+              type=click.Path(dir_okay=False),
+              help="Keep the app's data (and @transaction records) in this SQLite file instead "
+                   "of the journal.")
+@brokers_option
+@click.option("--workers", type=click.IntRange(min=1), envvar="EOFLOW_WORKERS",
+              show_envvar=True, help="Worker threads for workflows [default: 64].")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logs and full tracebacks.")
+def run(app: str, journal: str, app_db: str | None, brokers: str | None, workers: int | None,
+        verbose: bool) -> None:
+    """Run APP (a .py file or a module name) until SIGINT or SIGTERM.
+
+    Opens the journal, resumes pending workflows, starts the Kafka consumers the app declares,
+    and shuts down gracefully on the first signal (a second one exits at once; the journal is
+    safe either way).
+    """
+    from eoflow.engine.apploader import load_app
+    from eoflow.engine.service import serve
+
+    render.setup_logging(verbose)
+    loaded = load_app(app)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            os._exit(130)  # second interrupt: leave now; WAL keeps the journal consistent
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    serve(loaded, stop, journal=journal, app_db=app_db, workers=workers, brokers=brokers)
+
+
+def _reader(journal: str) -> SQLiteReader:
+    return SQLiteReader(journal)
+
+
+@click.command()
+@journal_option
+@json_option
+@click.option("--watch", is_flag=True, help="Refresh every second until interrupted.")
+def status(journal: str, as_json: bool, watch: bool) -> None:
+    """Summarize a journal: workflows by status and name, failures, quarantined messages,
+    Kafka offsets and throughput. Read-only; safe while the app runs."""
+    reader = _reader(journal)
+    try:
+        if as_json:
+            render.print_json(views.status_report(reader))
+        elif watch:
+            from rich.live import Live
+
+            with Live(render.status_view(views.status_report(reader)), console=render.out,
+                      refresh_per_second=2) as live:
+                try:
+                    while True:
+                        time.sleep(1)
+                        live.update(render.status_view(views.status_report(reader)))
+                except KeyboardInterrupt:
+                    pass
+        else:
+            render.show(render.status_view(views.status_report(reader)))
+    finally:
+        reader.close()
+
+
+@click.group()
+def workflows() -> None:
+    """List, inspect, cancel, resume and fork workflow runs."""
+
+
+@workflows.command("list")
+@journal_option
+@json_option
+@click.option("--status", "status_", type=click.Choice([s.value for s in Status]),
+              help="Only runs with this status.")
+@click.option("--name", help="Only runs of this workflow.")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+def list_workflows(journal: str, as_json: bool, status_: str | None, name: str | None,
+                   limit: int) -> None:
+    """List recent runs, newest first."""
+    reader = _reader(journal)
+    try:
+        rows = [views.workflow_summary(r) for r in reader.list_workflows(
+            Status(status_) if status_ else None, name, limit)]
+    finally:
+        reader.close()
+    if as_json:
+        render.print_json(rows)
+    else:
+        render.show(render.workflows_table(rows))
+
+
+@workflows.command("show")
+@click.argument("workflow_id")
+@journal_option
+@json_option
+def show_workflow(workflow_id: str, journal: str, as_json: bool) -> None:
+    """Show one run: inputs, output or error, and every step."""
+    reader = _reader(journal)
+    try:
+        record = reader.get_workflow(workflow_id)
+        if record is None:
+            raise WorkflowNotFoundError(workflow_id)
+        detail = views.workflow_detail(reader, record)
+    finally:
+        reader.close()
+    if as_json:
+        render.print_json(detail)
+    else:
+        render.show(render.workflow_view(detail))
+
+
+@workflows.command("cancel")
+@click.argument("workflow_id")
+@journal_option
+def cancel(workflow_id: str, journal: str) -> None:
+    """Cancel a run; a running app stops it at its next step boundary."""
+    admin.cancel(journal, workflow_id)
+    render.line(f"cancelled {workflow_id}")
+
+
+@workflows.command("resume")
+@click.argument("workflow_id")
+@journal_option
+def resume(workflow_id: str, journal: str) -> None:
+    """Resume a cancelled or parked run from its last recorded step."""
+    admin.resume(journal, workflow_id)
+    render.line(f"resumed {workflow_id} (a running app picks it up within a second; "
+                     "otherwise the next `eoflow run` does)")
+
+
+@workflows.command("fork")
+@click.argument("workflow_id")
+@click.option("--from-step", type=click.IntRange(min=1), required=True,
+              help="Reuse the recorded steps before this one; run again from it.")
+@click.option("--new-id", help="Id of the new run [default: random].")
+@journal_option
+def fork(workflow_id: str, from_step: int, new_id: str | None, journal: str) -> None:
+    """Start a new run of WORKFLOW_ID's workflow and inputs, reusing its steps before N."""
+    target = new_id or uuid.uuid4().hex
+    admin.fork(journal, workflow_id, from_step, target)
+    render.line(f"forked {workflow_id} at step {from_step} as {target}")
+
+
+@click.group()
+def quarantine() -> None:
+    """Kafka messages whose transaction kept failing."""
+
+
+@quarantine.command("list")
+@journal_option
+@json_option
+def list_quarantine(journal: str, as_json: bool) -> None:
+    """List quarantined messages with their error."""
+    reader = _reader(journal)
+    try:
+        rows = [views.quarantined_view(q) for q in reader.quarantined(status=None, limit=1000)]
+    finally:
+        reader.close()
+    if as_json:
+        render.print_json(rows)
+    else:
+        render.show(render.status_view({**views.empty_report(journal), "quarantined": rows}))
+
+
+@quarantine.command("retry")
+@click.argument("key")
+@journal_option
+def retry_quarantined(key: str, journal: str) -> None:
+    """Apply a quarantined message again (after a fix); it still applies at most once."""
+    admin.request_quarantine_retry(journal, key)
+    render.line(f"retry of {key} requested: the running app (or the next `eoflow run`) "
+                     "applies it")
+
+
+@click.command()
+@click.option("--port", type=click.IntRange(1, 65535), envvar="EOFLOW_BROKER_PORT",
+              show_envvar=True, help="Port to listen on [default: a free one].")
+def broker(port: int | None) -> None:
+    """Run an in-memory Kafka-compatible broker (Tansu) for demos and local development."""
+    from eoflow.devbroker import LocalBroker
+
+    local = LocalBroker(port=port).start()
+    render.line(f"broker listening: --brokers {local.address}  "
+                     f"(export EOFLOW_KAFKA_BROKERS={local.address}); Ctrl-C stops it")
+    try:
+        assert local.process is not None
+        local.process.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        local.stop()
+
+
+@click.command()
+@click.argument("topic")
+@brokers_option
+@click.option("--count", type=click.IntRange(min=1),
+              help="Send COUNT generated JSON messages instead of reading lines from stdin.")
+@click.option("--partitions", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Partitions for the topic, if it has to be created.")
+def produce(topic: str, brokers: str | None, count: int | None, partitions: int) -> None:
+    """Send lines from stdin (or --count generated JSON messages) to TOPIC, creating it."""
+    from eoflow.engine.config import DEFAULT_BROKERS, parse_brokers
+    from eoflow.engine.kafka_source import produce_values
+
+    addresses = parse_brokers(brokers) if brokers else DEFAULT_BROKERS
+    if count is None:
+        if sys.stdin.isatty():
+            raise ConfigError("produce", "give --count N, or pipe lines into stdin")
+        values: Any = (line.rstrip("\n").encode() for line in sys.stdin)
+    else:
+        values = (f'{{"id": {i}, "sent_at": {time.time():.3f}}}'.encode() for i in range(count))
+    sent = produce_values(addresses, topic, values, partitions)
+    render.line(f"sent {sent} message(s) to {topic} on {','.join(addresses)}")
+
+
+def register(group: click.Group) -> None:
+    for command in (run, status, workflows, quarantine, broker, produce):
+        group.add_command(command)

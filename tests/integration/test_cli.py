@@ -1,0 +1,224 @@
+"""The CLI through click's runner and through real `eoflow run` processes and signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from eoflow import Engine, Status, step, workflow
+from eoflow.cli.main import cli
+from eoflow.journal.reader import SQLiteReader
+
+SLOW_APP = str(Path(__file__).parent / "apps" / "slow_app.py")
+
+
+@step()
+def cli_step(i: int) -> int:
+    return i * 3
+
+
+@workflow()
+def cli_flow(i: int) -> int:
+    return cli_step(i)
+
+
+@workflow()
+def cli_broken(i: int) -> int:
+    raise RuntimeError(f"bad input {i}")
+
+
+def eoflow(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "eoflow.cli.main", *args], capture_output=True,
+                          text=True, timeout=60, env={**os.environ, **(env or {})})
+
+
+def all_commands(group: click.Group, prefix: tuple[str, ...] = ()):  # type: ignore[no-untyped-def]
+    for name, command in group.commands.items():
+        yield prefix + (name,), command
+        if isinstance(command, click.Group):
+            yield from all_commands(command, prefix + (name,))
+
+
+def test_every_command_has_help() -> None:
+    runner = CliRunner()
+    commands = list(all_commands(cli))
+    assert {" ".join(path) for path, _ in commands} >= {
+        "run", "status", "workflows list", "workflows show", "workflows cancel",
+        "workflows resume", "workflows fork", "broker", "produce", "quarantine list",
+        "quarantine retry"}
+    for path, command in commands:
+        assert command.help and len(command.help) > 20, path
+        result = runner.invoke(cli, [*path, "--help"])
+        assert result.exit_code == 0 and "Usage:" in result.output, path
+
+
+def test_status_json_matches_the_journal(journal_path: str) -> None:
+    with Engine(journal=journal_path) as engine:
+        for i in range(3):
+            engine.run(cli_flow, i, workflow_id=f"ok-{i}")
+        with pytest.raises(RuntimeError):
+            engine.run(cli_broken, 7, workflow_id="broken-7")
+    result = CliRunner().invoke(cli, ["status", "--journal", journal_path, "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["workflows"]["SUCCESS"] == 3 and report["workflows"]["ERROR"] == 1
+    assert report["workflows"]["PENDING"] == 0 and set(report["workflows"]) == {
+        s.value for s in Status}
+    assert report["by_name"] == {"cli_flow": {"SUCCESS": 3}, "cli_broken": {"ERROR": 1}}
+    failure = report["recent_failures"][0]
+    assert failure["workflow_id"] == "broken-7"
+    assert failure["error"] == {"type": "builtins.RuntimeError", "message": "bad input 7"}
+    assert report["throughput"]["succeeded"] == 3
+    human = CliRunner().invoke(cli, ["status", "--journal", journal_path])
+    assert human.exit_code == 0 and "cli_flow" in human.output and "bad input 7" in human.output
+
+
+def test_workflows_list_show_cancel_resume_fork(journal_path: str) -> None:
+    with Engine(journal=journal_path) as engine:
+        engine.run(cli_flow, 5, workflow_id="w5")
+    runner = CliRunner(env={"EOFLOW_JOURNAL": journal_path})
+    listed = json.loads(runner.invoke(cli, ["workflows", "list", "--json"]).output)
+    assert [row["workflow_id"] for row in listed] == ["w5"]
+    shown = json.loads(runner.invoke(cli, ["workflows", "show", "w5", "--json"]).output)
+    assert shown["inputs"] == {"args": [5], "kwargs": {}} and shown["output"] == 15
+    assert [(s["step"], s["name"], s["attempts"], s["output"]) for s in shown["steps"]] == [
+        (1, "cli_step", 1, 15)]
+    human = runner.invoke(cli, ["workflows", "show", "w5"])
+    assert "cli_step" in human.output
+    forked = runner.invoke(cli, ["workflows", "fork", "w5", "--from-step", "1", "--new-id",
+                                 "w5-again"])
+    assert forked.exit_code == 0, forked.output
+    cancelled = runner.invoke(cli, ["workflows", "cancel", "w5-again"])
+    assert cancelled.exit_code == 0 and "cancelled w5-again" in cancelled.output
+    assert runner.invoke(cli, ["workflows", "resume", "w5-again"]).exit_code == 0
+    with Engine(journal=journal_path) as engine:  # the next engine runs the resumed fork
+        assert engine.retrieve("w5-again").result(timeout=10) == 15
+    again = runner.invoke(cli, ["workflows", "cancel", "w5"])
+    assert again.exit_code == 1
+    assert "cannot cancel workflow 'w5': its status is SUCCESS" in again.output
+
+
+@pytest.mark.parametrize("args,message", [
+    (["workflows", "show", "nope"], "no workflow with id 'nope'"),
+    (["status", "--journal", "/no/such/file.db"], "does not exist"),
+])
+def test_errors_are_one_line(args: list[str], message: str, journal_path: str) -> None:
+    Engine(journal=journal_path).close()
+    done = eoflow(*args, env={"EOFLOW_JOURNAL": journal_path})
+    assert done.returncode == 1
+    assert done.stderr.strip().count("\n") == 0 and message in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_app_errors(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.py"
+    broken.write_text("import eoflow\n\ndef f(:\n    pass\n")
+    done = eoflow("run", str(broken), "--journal", str(tmp_path / "j.db"))
+    assert done.returncode == 1 and "syntax error at" in done.stderr and ":3:" in done.stderr
+    failing = tmp_path / "failing.py"
+    failing.write_text("import eoflow\nraise RuntimeError('no config')\n")
+    done = eoflow("run", str(failing), "--journal", str(tmp_path / "j.db"))
+    assert done.returncode == 1 and "RuntimeError: no config" in done.stderr
+    assert "failing.py:2" in done.stderr
+    empty = tmp_path / "empty.py"
+    empty.write_text("x = 1\n")
+    done = eoflow("run", str(empty), "--journal", str(tmp_path / "j.db"))
+    assert done.returncode == 1 and "declares no @workflow" in done.stderr
+    done = eoflow("run", str(tmp_path / "missing.py"))
+    assert done.returncode == 1 and "no such file" in done.stderr
+    done = eoflow("run", "no_such_module_xyz")
+    assert done.returncode == 1 and "no such module" in done.stderr
+    done = eoflow("run", str(failing), "--workers", "0")
+    assert done.returncode == 2 and "--workers" in done.stderr
+    verbose = eoflow("run", str(failing), "-v", "--journal", str(tmp_path / "j.db"))
+    assert "Traceback" in verbose.stderr
+
+
+def test_run_refuses_a_journal_owned_by_another_engine(journal_path: str) -> None:
+    with Engine(journal=journal_path):
+        done = eoflow("run", SLOW_APP, "--journal", journal_path)
+    assert done.returncode == 1 and "in use by another eoflow engine" in done.stderr
+    assert done.stderr.strip().count("\n") == 0
+
+
+def test_run_not_a_journal(tmp_path: Path) -> None:
+    path = tmp_path / "notes.db"
+    path.write_text("plain text " * 200)
+    done = eoflow("run", SLOW_APP, "--journal", str(path))
+    assert done.returncode == 1 and "not an eoflow journal" in done.stderr
+
+
+def start_run(journal: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "eoflow.cli.main", "run", SLOW_APP, "--journal", journal],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **env})
+
+
+def wait_for_steps(journal: str, at_least: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if os.path.exists(journal):
+            try:
+                reader = SQLiteReader(journal)
+            except Exception:
+                time.sleep(0.1)
+                continue
+            try:
+                if sum(len(reader.steps_of(f"slow-{i}")) for i in range(3)) >= at_least:
+                    return
+            finally:
+                reader.close()
+        time.sleep(0.1)
+    raise AssertionError("the app made no progress")
+
+
+def test_run_stops_gracefully_on_sigterm_and_resumes(tmp_path: Path) -> None:
+    journal = str(tmp_path / "j.db")
+    app = start_run(journal, {"SLOW_STEP_SECONDS": "0.4"})
+    wait_for_steps(journal, 2)
+    app.send_signal(signal.SIGTERM)
+    _, stderr = app.communicate(timeout=30)
+    assert app.returncode == 0, stderr
+    assert "shutting down" in stderr and "engine closed" in stderr
+    reader = SQLiteReader(journal)
+    assert reader.count_by_status().get("PENDING") == 3  # left for the next start
+    reader.close()
+    app = start_run(journal, {"SLOW_STEP_SECONDS": "0.01"})
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        reader = SQLiteReader(journal)
+        done = reader.count_by_status().get("SUCCESS", 0)
+        reader.close()
+        if done == 3:
+            break
+        time.sleep(0.1)
+    app.send_signal(signal.SIGINT)
+    app.communicate(timeout=30)
+    assert app.returncode == 0
+    reader = SQLiteReader(journal)
+    assert reader.count_by_status() == {"SUCCESS": 3}
+    assert [s.step for s in reader.steps_of("slow-0")] == [1, 2, 3, 4]
+    reader.close()
+
+
+def test_second_interrupt_forces_exit(tmp_path: Path) -> None:
+    journal = str(tmp_path / "j.db")
+    app = start_run(journal, {"SLOW_STEP_SECONDS": "20", "EOFLOW_GRACE_PERIOD": "30"})
+    time.sleep(2)
+    app.send_signal(signal.SIGINT)
+    time.sleep(0.5)
+    started = time.monotonic()
+    app.send_signal(signal.SIGINT)
+    app.communicate(timeout=10)
+    assert app.returncode == 130 and time.monotonic() - started < 5
+    with Engine(journal=journal, recover=False) as engine:  # the journal is intact
+        assert engine.journal.count_by_status() == {"PENDING": 3}

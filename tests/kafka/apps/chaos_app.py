@@ -1,0 +1,50 @@
+"""The chaos test's app: both paths count every message id they apply.
+
+Topics and groups come from CHAOS_WF_TOPIC / CHAOS_TX_TOPIC (fresh per test run).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import eoflow
+from eoflow import KafkaMessage, kafka_consume, step, transaction, workflow
+
+WF_TOPIC = os.environ["CHAOS_WF_TOPIC"]
+TX_TOPIC = os.environ["CHAOS_TX_TOPIC"]
+
+
+@eoflow.on_start
+@transaction()
+def create_tables() -> None:
+    db = eoflow.db()
+    db.execute("CREATE TABLE IF NOT EXISTS wf_counts (id INTEGER PRIMARY KEY, n INTEGER)")
+    db.execute("CREATE TABLE IF NOT EXISTS tx_counts (id INTEGER PRIMARY KEY, n INTEGER)")
+
+
+@step()
+def parse(value: bytes) -> int:
+    return int(json.loads(value)["id"])
+
+
+@transaction()
+def count_wf(message_id: int) -> None:
+    eoflow.db().execute("INSERT INTO wf_counts VALUES (?, 1) "
+                        "ON CONFLICT (id) DO UPDATE SET n = n + 1", (message_id,))
+
+
+@kafka_consume(WF_TOPIC, group_id=f"chaos-wf-{WF_TOPIC}")
+@workflow()
+def on_event(topic: str, partition: int, message: KafkaMessage) -> int:
+    message_id = parse(message.value)
+    count_wf(message_id)
+    return message_id
+
+
+@kafka_consume(TX_TOPIC, group_id=f"chaos-tx-{TX_TOPIC}")
+@transaction()
+def on_payment(topic: str, partition: int, message: KafkaMessage) -> None:
+    message_id = int(json.loads(message.value or b"")["id"])
+    eoflow.db().execute("INSERT INTO tx_counts VALUES (?, 1) "
+                        "ON CONFLICT (id) DO UPDATE SET n = n + 1", (message_id,))
