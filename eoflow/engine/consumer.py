@@ -223,11 +223,11 @@ class ConsumerLoop:
         news = [
             NewWorkflow(k.key, name, encode_inputs(name, (m.topic, m.partition, m), {}), now,
                         lane=self._lane(m) if spec.ordered else None)
-            for k, m in zip(keys, batch)
+            for k, m in zip(keys, batch, strict=True)
         ]
         engine.journal.note_offsets(keys, now)
         results = engine.journal.create_workflows(news, now)
-        for new, (created, existing, status) in zip(news, results):
+        for new, (created, existing, status) in zip(news, results, strict=True):
             if not created and (existing != name or status is not Status.PENDING):
                 continue  # already ran (a redelivery): nothing to do
             run = engine.runner.track(new.workflow_id)
@@ -255,14 +255,14 @@ class ConsumerLoop:
         engine, spec = self.engine, self.spec
         keys = self._keys(batch)
         engine.journal.note_offsets(keys, engine.clock.now_ms())
-        pending = list(zip(keys, batch))
+        pending = list(zip(keys, batch, strict=True))
         attempts: dict[str, int] = {}
         backoff = Backoff(spec.retry_interval, 30.0)
         while pending:
             items = [(k.key, spec.name, self._work(m), self._lane(m)) for k, m in pending]
             results = engine.txstore.apply_keyed(items, engine.clock.now_ms())
             retry = []
-            for (key, message), result in zip(pending, results):
+            for (key, message), result in zip(pending, results, strict=True):
                 if result.outcome is Applied.SKIPPED:
                     retry.append((key, message))
                 elif result.outcome is Applied.FAILED:

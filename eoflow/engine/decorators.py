@@ -38,7 +38,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def _register(definition: Definition, call: Callable[..., Any]) -> Any:
     fn = definition.fn
-    wrapper = functools.wraps(fn)(call)
+    wrapper: Any = functools.wraps(fn)(call)
     wrapper.__eoflow__ = definition
     REGISTRY.add(definition)
     return wrapper

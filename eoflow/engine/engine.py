@@ -14,10 +14,9 @@ from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any
 
-from eoflow.engine import crashpoints
+from eoflow.engine import crashpoints, operations
 from eoflow.engine.clock import Clock, SystemClock
 from eoflow.engine.config import DEFAULT_BROKERS, EngineConfig, parse_brokers
-from eoflow.engine import operations
 from eoflow.engine.context import (
     active_engine,
     engine_closed,
@@ -183,9 +182,10 @@ class Engine:
         run = self.runner.track(wid)
         if self.runner.claim(run):
             if created and new is not None:
-                self.runner.execute(run, definition, new.inputs, {}, new.deadline_ms)
+                self.runner.execute(run, definition, new.inputs, {}, new.deadline_ms,
+                                    waited=True)
             else:
-                self._resume_claimed(run, definition)
+                self._resume_claimed(run, definition, waited=True)
         run.done.wait()
         return run.outcome()
 
@@ -200,7 +200,8 @@ class Engine:
         ]
         handles = []
         outcomes = self._create(news, [call[0] for call in calls])
-        for (definition, wid, _, _), new, (created, status) in zip(calls, news, outcomes):
+        rows = zip(calls, news, outcomes, strict=True)
+        for (definition, wid, _, _), new, (created, status) in rows:
             run = None
             if created or not status.terminal:
                 run = self.runner.track(wid)
@@ -212,7 +213,8 @@ class Engine:
                 ) -> list[tuple[bool, Status]]:
         results = self.journal.create_workflows(news, self.clock.now_ms())
         out = []
-        for new, definition, (created, name, status) in zip(news, definitions, results):
+        rows = zip(news, definitions, results, strict=True)
+        for new, definition, (created, name, status) in rows:
             if not created and name != definition.name:
                 raise WorkflowConflictError(new.workflow_id, name, definition.name)
             out.append((created, status))
@@ -238,14 +240,15 @@ class Engine:
 
         self.pool.submit(task, lane=lane)
 
-    def _resume_claimed(self, run: ActiveRun, definition: Definition) -> None:
+    def _resume_claimed(self, run: ActiveRun, definition: Definition,
+                        waited: bool = False) -> None:
         """Execute a claimed run that already has a journal: replay its recorded steps."""
         record = self.journal.get_workflow(run.workflow_id)
         if record is None or record.status is not Status.PENDING:
             self.runner.finish(run, record.status if record else Status.ERROR, None, None)
             return
         steps = self.journal.load_steps(run.workflow_id)
-        self.runner.execute(run, definition, record.inputs, steps, record.deadline_ms)
+        self.runner.execute(run, definition, record.inputs, steps, record.deadline_ms, waited)
 
     def _recorded(self, wid: str) -> Any:
         record = self.journal.get_workflow(wid)
@@ -281,7 +284,7 @@ class Engine:
         attempts = self.journal.note_recoveries(
             [(r.workflow_id, counts.get(r.workflow_id, 0)) for r in pending], self.clock.now_ms())
         handles = []
-        for record, tries in zip(pending, attempts):
+        for record, tries in zip(pending, attempts, strict=True):
             definition = REGISTRY.workflow(record.name)
             if definition is None:
                 log.error("workflow %s: no workflow named %r is defined in this app; it stays "

@@ -94,13 +94,17 @@ class Runner:
                 run.resolve(Status.PENDING, None, EngineClosedError(self.engine.path))
 
     def execute(self, run: ActiveRun, definition: Definition, inputs: str,
-                recorded: dict[int, StepRecord], deadline_ms: int | None) -> None:
-        """Run a claimed workflow in this thread to its end (or to an interruption)."""
+                recorded: dict[int, StepRecord], deadline_ms: int | None,
+                waited: bool = False) -> None:
+        """Run a claimed workflow in this thread to its end (or to an interruption).
+        `waited`: the caller waits for the outcome (a direct call), so it is committed at once
+        instead of lingering for the next batch."""
         engine = self.engine
         context = RunContext(engine, definition, run.workflow_id, recorded, deadline_ms)
         run.context = context
         token = current_run.set(context)
-        status, value, error = Status.SUCCESS, None, None
+        status, value = Status.SUCCESS, None
+        error: BaseException | None = None
         try:
             args, kwargs = decode_inputs(inputs)
             value = definition.fn(*args, **kwargs)
@@ -134,7 +138,8 @@ class Runner:
 
         try:
             engine.journal.finish_workflow(run.workflow_id, status, output, stored_error,
-                                           engine.clock.now_ms(), on_durable=durable)
+                                           engine.clock.now_ms(), on_durable=durable,
+                                           urgent=waited)
         except Exception as failure:  # the journal is closed or unusable
             durable(failure)
 

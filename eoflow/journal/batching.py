@@ -78,11 +78,12 @@ class GroupCommitter:
     # -- callers ------------------------------------------------------------------------------
 
     def write(self, work: Callable[[Any], T], *, wait: bool = True, savepoint: bool = False,
-              on_durable: Durable | None = None) -> T:
+              on_durable: Durable | None = None, urgent: bool = False) -> T:
         """Run our own SQL `work(connection)` in the next batch; with `wait`, return its result
-        once the batch is durable (raising work's error, or the batch's)."""
+        once the batch is durable (raising work's error, or the batch's). A write that does not
+        wait may linger briefly for company, unless `urgent` (someone waits on its callback)."""
         op: _Op[T] = _Op(work, savepoint, turn=False)
-        batch = self._submit(op, wait, on_durable)
+        batch = self._submit(op, wait or urgent, on_durable)
         if not wait:
             return None  # type: ignore[return-value]
         return self._outcome(op, batch)

@@ -111,7 +111,7 @@ def _from_tagged(obj: dict[str, Any]) -> Any:
     tag = obj.get(TAG)
     if tag is None:
         return obj
-    v = obj.get("v")
+    v: Any = obj["v"]
     if tag == "bytes":
         return base64.b64decode(v)
     if tag == "tuple":

@@ -25,11 +25,14 @@ def translate(path: str, error: BaseException) -> JournalError:
     if isinstance(error, JournalError):
         return error
     if isinstance(error, (apsw.NotADBError, apsw.CorruptError)):
-        return JournalFormatError(path, "is not an eoflow journal (not a readable SQLite database)")
+        return JournalFormatError(
+            path, "is not an eoflow journal (not a readable SQLite database)")
     if isinstance(error, apsw.ReadOnlyError):
-        return JournalWriteError(path, "is read-only; check the file's and its folder's permissions")
+        return JournalWriteError(
+            path, "is read-only; check the file's and its folder's permissions")
     if isinstance(error, apsw.FullError):
-        return JournalWriteError(path, "the disk is full; free space, then restart (nothing is lost)")
+        return JournalWriteError(
+            path, "the disk is full; free space, then restart (nothing is lost)")
     if isinstance(error, apsw.BusyError):
         return JournalWriteError(path, "stayed locked by another process for too long; retry")
     if isinstance(error, apsw.CantOpenError):
@@ -82,7 +85,8 @@ class OwnerLock:
         try:
             fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as error:
-            raise JournalError(self.path, f"cannot create its lock file ({error.strerror})") from error
+            raise JournalError(
+                self.path, f"cannot create its lock file ({error.strerror})") from error
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as error:

@@ -115,13 +115,13 @@ class SQLiteReader:
         return table
 
     def recent_failures(self, limit: int = 5) -> list[tuple[str, str, str, str | None, int]]:
-        return [tuple(row) for row in self._all("recent_failures", (limit,))]  # type: ignore[misc]
+        return [tuple(row) for row in self._all("recent_failures", (limit,))]
 
     def finished_since(self, since_ms: int) -> int:
         return int(self._all("finished_since", (since_ms,))[0][0])
 
     def kafka_offsets(self) -> list[tuple[str, str, int, int, int, int]]:
-        return [tuple(row) for row in self._all("kafka_offsets")]  # type: ignore[misc]
+        return [tuple(row) for row in self._all("kafka_offsets")]
 
     def quarantined(self, status: str | None = "QUARANTINED", limit: int = 100
                     ) -> list[QuarantinedMessage]:

@@ -99,6 +99,7 @@ class SQLiteJournal(SQLiteReader):
     def finish_workflow(
         self, workflow_id: str, status: Status, output: str | None, error: str | None,
         now_ms: int, on_durable: Callable[[BaseException | None, bool], None] | None = None,
+        urgent: bool = False,
     ) -> None:
         """Record a PENDING run's outcome without waiting; `on_durable(error, applied)` follows
         the commit, `applied` False if the run was no longer PENDING (e.g. cancelled)."""
@@ -112,7 +113,7 @@ class SQLiteJournal(SQLiteReader):
             if on_durable is not None:
                 on_durable(failure, applied[0])
 
-        self.committer.write(finish, wait=False, on_durable=durable)
+        self.committer.write(finish, wait=False, on_durable=durable, urgent=urgent)
 
     def set_status(self, workflow_id: str, status: Status, now_ms: int) -> None:
         self.committer.write(

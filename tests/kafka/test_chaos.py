@@ -69,8 +69,11 @@ def test_exactly_once_while_eoflow_run_is_killed_again_and_again(
         wf, tx, _ = counts(journal)
         progress.append(len(wf) + len(tx))
     feeding.join()
+    runs_before = log.read_text().count(" running: ")
     app = start_app(journal, broker, env, log)
     deadline = time.monotonic() + 120
+    while log.read_text().count(" running: ") == runs_before and time.monotonic() < deadline:
+        time.sleep(0.1)  # SIGTERM before the app installs its handlers would just kill it
     while time.monotonic() < deadline:
         wf, tx, runs = counts(journal)
         if len(wf) == MESSAGES and len(tx) == MESSAGES and not runs.get("PENDING"):

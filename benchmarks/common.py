@@ -1,0 +1,43 @@
+"""Shared helpers for the benchmark scripts: run a DBOS peer script, print results."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+PEERS = HERE / "peers"
+
+
+def run_peer(python: str | None, script: str, *args: str, timeout: float = 900) -> dict[str, Any]:
+    """Run a DBOS peer script in its own interpreter; its last stdout line is JSON."""
+    if not python:
+        return {"skipped": "no --dbos-python given"}
+    done = subprocess.run([python, str(PEERS / script), *args], capture_output=True, text=True,
+                          timeout=timeout)
+    if done.returncode != 0:
+        return {"error": done.stderr.strip().splitlines()[-1:] or ["failed"]}
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def machine() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def report(title: str, rows: list[tuple[str, Any, Any]]) -> None:
+    """rows: (label, eoflow figure, dbos figure) in per-second units."""
+    print(f"\n== {title} ({machine()})")
+    print(f"{'':38} {'eoflow/s':>12} {'DBOS/s':>10} {'ratio':>8}")
+    for label, ours, theirs in rows:
+        ratio = f"{ours / theirs:7.1f}x" if isinstance(theirs, (int, float)) and theirs else ""
+        theirs_text = f"{theirs:10.1f}" if isinstance(theirs, (int, float)) else f"{'-':>10}"
+        print(f"{label:38} {ours:12.1f} {theirs_text} {ratio:>8}")
+
+
+def dump(name: str, data: dict[str, Any]) -> None:
+    print(f"\nJSON {name} " + json.dumps(data, sort_keys=True), file=sys.stderr)

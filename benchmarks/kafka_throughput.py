@@ -1,0 +1,150 @@
+"""End-to-end Kafka throughput, one run, one broker: raw kafka-python, eoflow's transaction
+path, eoflow's one-step workflow path (ordered per partition, and unordered), and DBOS
+Transact's @DBOS.kafka_consumer on SQLite.
+
+    python benchmarks/kafka_throughput.py [--dbos-python .venv-dbos/bin/python] [--count 50000]
+
+Each system consumes its own copy of the same messages (~1 KB JSON) from a fresh topic with
+--partitions partitions. "steady/s" counts from the first applied message to the last, so the
+group join (seconds on any broker) is left out; "total/s" includes it. eoflow runs at full
+durability: a message is acknowledged to Kafka only after its record is fsynced.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import dump, machine, run_peer  # noqa: E402
+from benchmarks.peers.fill_topic import make_value  # noqa: E402
+
+import eoflow  # noqa: E402
+from eoflow import Engine, KafkaMessage, kafka_consume, step, transaction, workflow  # noqa: E402
+from eoflow.devbroker import LocalBroker  # noqa: E402
+from eoflow.engine.kafka_source import Producer, create_topic  # noqa: E402
+
+
+def fill(brokers: str, topic: str, count: int, partitions: int) -> None:
+    create_topic((brokers,), topic, partitions)
+    producer = Producer((brokers,))
+    run = uuid.uuid4().hex[:8]
+    for n in range(count):
+        producer.send(topic, make_value(run, n, 1024))
+    producer.flush()
+    producer.close()
+
+
+def raw_rate(brokers: str, topic: str, count: int) -> dict[str, float]:
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(topic, bootstrap_servers=[brokers], group_id=f"raw-{topic}",
+                             enable_auto_commit=False, auto_offset_reset="earliest",
+                             session_timeout_ms=6000, heartbeat_interval_ms=1000,
+                             max_poll_records=500)
+    started, first, seen = time.perf_counter(), 0.0, 0
+    while seen < count:
+        for records in consumer.poll(timeout_ms=500).values():
+            if not first:
+                first = time.perf_counter()
+            for record in records:
+                json.loads(record.value)
+                seen += 1
+    last = time.perf_counter()
+    consumer.close()
+    return {"total": count / (last - started), "steady": (count - 1) / (last - first)}
+
+
+def eoflow_rate(brokers: str, topic: str, count: int, path: str, ordered: bool = True,
+                timeout: float = 600) -> dict[str, float]:
+    """Consume `topic` through one eoflow path; rates from the recorded commit times."""
+    group = f"eoflow-{path}-{topic}"
+    with tempfile.TemporaryDirectory() as folder:
+        journal = os.path.join(folder, "bench.db")
+        if path == "transaction":
+            @kafka_consume(topic, group_id=group)
+            @transaction()
+            def bench_apply(topic: str, partition: int, message: KafkaMessage) -> None:
+                data = json.loads(message.value or b"")
+                eoflow.db().execute("INSERT INTO applied VALUES (?, ?)",
+                                    (data["id"], time.time()))
+            handler: Any = bench_apply
+        else:
+            @step()
+            def bench_parse(value: bytes) -> str:
+                return str(json.loads(value)["id"])
+
+            @kafka_consume(topic, group_id=group, ordered=ordered)
+            @workflow()
+            def bench_flow(topic: str, partition: int, message: KafkaMessage) -> str:
+                return bench_parse(message.value)
+            handler = bench_flow
+        with Engine(journal=journal) as engine:
+            engine.txstore.committer.write(
+                lambda c: c.execute("CREATE TABLE applied (id TEXT, at REAL)"))
+            started = time.time()
+            engine.consume(handler, brokers=brokers)
+            query = ("SELECT count(*), min(at), max(at) FROM applied" if path == "transaction"
+                     else "SELECT count(*), min(updated_ms) / 1000.0, max(updated_ms) / 1000.0 "
+                          "FROM eoflow_workflows WHERE status = 'SUCCESS'")
+            done, first, last = 0, 0.0, 0.0
+            while done < count and time.time() - started < timeout:
+                time.sleep(0.2)
+                done, first, last = engine.journal.committer.read(
+                    lambda c: c.execute(query).fetchall()[0])
+    return {"total": done / (last - started), "steady": (done - 1) / (last - first),
+            "applied": done}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--dbos-python", help="python of a venv with dbos + confluent-kafka")
+    parser.add_argument("--count", type=int, default=50_000)
+    parser.add_argument("--dbos-count", type=int, default=3000)
+    parser.add_argument("--partitions", type=int, default=3)
+    args = parser.parse_args()
+    results: dict[str, Any] = {}
+    with LocalBroker() as broker:
+        brokers = broker.address
+        topics = {name: f"bench-{name}-{uuid.uuid4().hex[:6]}"
+                  for name in ("raw", "tx", "wf", "wf_unordered", "dbos")}
+        for name, topic in topics.items():
+            fill(brokers, topic, args.dbos_count if name == "dbos" else args.count,
+                 args.partitions)
+        results["raw"] = raw_rate(brokers, topics["raw"], args.count)
+        results["transaction"] = eoflow_rate(brokers, topics["tx"], args.count, "transaction")
+        results["workflow"] = eoflow_rate(brokers, topics["wf"], args.count, "workflow")
+        results["workflow_unordered"] = eoflow_rate(brokers, topics["wf_unordered"], args.count,
+                                                    "workflow", ordered=False)
+        results["dbos"] = run_peer(args.dbos_python, "dbos_kafka.py", "--brokers", brokers,
+                                   "--topic", topics["dbos"], "--count", str(args.dbos_count),
+                                   "--group", f"dbos-{topics['dbos']}")
+    dbos = results["dbos"].get("steady_per_second")
+    print(f"\n== Kafka end to end, {args.count} messages of 1 KB, {args.partitions} partitions "
+          f"({machine()})")
+    print(f"{'':44} {'steady/s':>10} {'total/s':>10} {'vs DBOS':>9}")
+    rows = [("kafka-python consume only (no processing)", results["raw"]),
+            ("eoflow transaction path", results["transaction"]),
+            ("eoflow workflow path (1 step, ordered)", results["workflow"]),
+            ("eoflow workflow path (1 step, unordered)", results["workflow_unordered"])]
+    for label, figures in rows:
+        ratio = f"{figures['steady'] / dbos:8.0f}x" if dbos else ""
+        print(f"{label:44} {figures['steady']:10.0f} {figures['total']:10.0f} {ratio:>9}")
+    if dbos:
+        print(f"{'DBOS @DBOS.kafka_consumer (' + str(args.dbos_count) + ' msgs)':44} "
+              f"{dbos:10.0f} {results['dbos']['per_second']:10.0f}")
+    else:
+        print(f"DBOS: {results['dbos']}")
+    dump("kafka", results)
+
+
+if __name__ == "__main__":
+    main()
