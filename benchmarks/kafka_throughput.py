@@ -24,10 +24,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import eoflow  # noqa: E402
 from benchmarks.common import dump, machine, run_peer  # noqa: E402
 from benchmarks.peers.fill_topic import make_value  # noqa: E402
-
-import eoflow  # noqa: E402
 from eoflow import Engine, KafkaMessage, kafka_consume, step, transaction, workflow  # noqa: E402
 from eoflow.devbroker import LocalBroker  # noqa: E402
 from eoflow.engine.kafka_source import Producer, create_topic  # noqa: E402
