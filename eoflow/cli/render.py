@@ -83,7 +83,8 @@ def status_view(report: dict[str, Any]) -> Group:
         parts.append(failures)
     if report["quarantined"]:
         quarantine = Table(title="Quarantined messages", box=box.SIMPLE_HEAD)
-        for column in ("key", "handler", "attempts", "status", "error"):
+        quarantine.add_column("key", overflow="fold")
+        for column in ("handler", "attempts", "status", "error"):
             quarantine.add_column(column)
         for q in report["quarantined"]:
             error = q["error"] or {"type": "", "message": ""}
@@ -107,7 +108,8 @@ def status_view(report: dict[str, Any]) -> Group:
 
 def workflows_table(rows: list[dict[str, Any]]) -> Table:
     table = Table(box=box.SIMPLE_HEAD)
-    for column in ("workflow id", "name", "status", "created", "error"):
+    table.add_column("workflow id", overflow="fold")
+    for column in ("name", "status", "created", "error"):
         table.add_column(column)
     for row in rows:
         error = row["error"]

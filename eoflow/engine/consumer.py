@@ -26,9 +26,9 @@ from eoflow.engine.kafka_defs import (
     DEFAULT_CONSUMER_CONFIG,
     ConsumerSpec,
     KafkaMessage,
+    encode_handler_inputs,
     message_key,
 )
-from eoflow.engine.runs import encode_inputs
 from eoflow.errors import JournalError, KafkaConsumeError, OffsetCommitError, QuarantineError
 from eoflow.journal import codec
 from eoflow.journal.records import KafkaKey, NewWorkflow, Status
@@ -221,18 +221,20 @@ class ConsumerLoop:
         now = engine.clock.now_ms()
         keys = self._keys(batch)
         news = [
-            NewWorkflow(k.key, name, encode_inputs(name, (m.topic, m.partition, m), {}), now,
+            NewWorkflow(k.key, name, encode_handler_inputs(m), now,
                         lane=self._lane(m) if spec.ordered else None)
             for k, m in zip(keys, batch, strict=True)
         ]
         engine.journal.note_offsets(keys, now)
         results = engine.journal.create_workflows(news, now)
-        for new, (created, existing, status) in zip(news, results, strict=True):
+        for new, m, (created, existing, status) in zip(news, batch, results, strict=True):
             if not created and (existing != name or status is not Status.PENDING):
                 continue  # already ran (a redelivery): nothing to do
             run = engine.runner.track(new.workflow_id)
             if not created and run.claimed:
                 continue
+            if created:
+                run.call = ((m.topic, m.partition, m), {})
             with self._in_flight_lock:
                 self._in_flight += 1
             engine.submit_run(run, spec.definition, new if created else None, new.lane,

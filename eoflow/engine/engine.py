@@ -172,16 +172,18 @@ class Engine:
         new = NewWorkflow(wid, definition.name, encode_inputs(definition.name, args, kwargs),
                           self.clock.now_ms(), deadline_ms=self._deadline(definition))
         created, status = self._create([new], [definition])[0]
-        return self.attach(definition, wid, created, status, new)
+        return self.attach(definition, wid, created, status, new, (args, kwargs))
 
     def attach(self, definition: Definition, wid: str, created: bool, status: Status,
-               new: NewWorkflow | None = None) -> Any:
+               new: NewWorkflow | None = None,
+               call: tuple[tuple[Any, ...], dict[str, Any]] | None = None) -> Any:
         """Return the result of run `wid`, executing it in this thread if no thread is."""
         if not created and status.terminal:
             return self._recorded(wid)
         run = self.runner.track(wid)
         if self.runner.claim(run):
             if created and new is not None:
+                run.call = call
                 self.runner.execute(run, definition, new.inputs, {}, new.deadline_ms,
                                     waited=True)
             else:
@@ -201,10 +203,12 @@ class Engine:
         handles = []
         outcomes = self._create(news, [call[0] for call in calls])
         rows = zip(calls, news, outcomes, strict=True)
-        for (definition, wid, _, _), new, (created, status) in rows:
+        for (definition, wid, args, kwargs), new, (created, status) in rows:
             run = None
             if created or not status.terminal:
                 run = self.runner.track(wid)
+                if created:
+                    run.call = (args, kwargs)
                 self.submit_run(run, definition, new if created else None, lane)
             handles.append(WorkflowHandle(self, wid, run))
         return handles

@@ -30,10 +30,13 @@ log = logging.getLogger("eoflow.engine")
 class ActiveRun:
     """A run known to this process: queued, running, or just finished."""
 
-    __slots__ = ("workflow_id", "claimed", "context", "done", "status", "value", "error")
+    __slots__ = ("workflow_id", "claimed", "context", "done", "status", "value", "error", "call")
 
     def __init__(self, workflow_id: str) -> None:
         self.workflow_id = workflow_id
+        # The caller's (args, kwargs) of a run just created here: its first execution uses them
+        # instead of decoding the journaled inputs (which replay uses, and which equal them).
+        self.call: tuple[tuple[Any, ...], dict[str, Any]] | None = None
         self.claimed = False
         self.context: RunContext | None = None
         self.done = Latch()
@@ -106,7 +109,8 @@ class Runner:
         status, value = Status.SUCCESS, None
         error: BaseException | None = None
         try:
-            args, kwargs = decode_inputs(inputs)
+            args, kwargs = run.call if run.call is not None else decode_inputs(inputs)
+            run.call = None
             value = definition.fn(*args, **kwargs)
             output = encode_value(definition.name, "the workflow's result", value)
         except Interrupted as stop:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
@@ -31,13 +32,14 @@ _UNSET: Any = object()
 
 
 class _Batch:
-    __slots__ = ("done", "error", "callbacks", "waiting")
+    __slots__ = ("done", "error", "callbacks", "waiting", "waiters")
 
     def __init__(self) -> None:
         self.done = Latch()
         self.error: BaseException | None = None
         self.callbacks: list[Durable] = []
         self.waiting = False  # does anyone wait for this batch to be durable?
+        self.waiters = 0  # how many callers wait for it
 
 
 class _Op(Generic[T]):
@@ -63,11 +65,14 @@ class GroupCommitter:
         translate: Callable[[str, BaseException], JournalError],
         *,
         linger: float = 0.002,
+        gather: float = 0.0003,
     ) -> None:
         self.conn = conn
         self.path = path
         self._translate = translate
         self._linger = linger  # how long a batch nobody waits for may wait for company
+        self._gather = gather  # how long a waited-on batch may wait for the usual company
+        self._last_waiters = 0
         self._cv = threading.Condition()
         self._ops: list[_Op[Any]] = []
         self._batch = _Batch()
@@ -130,8 +135,9 @@ class GroupCommitter:
             batch = self._batch
             if on_durable is not None:
                 batch.callbacks.append(on_durable)
-            if wait and not batch.waiting:
+            if wait:
                 batch.waiting = True
+                batch.waiters += 1
                 self._cv.notify()
             elif len(self._ops) == 1:
                 self._cv.notify()
@@ -172,8 +178,19 @@ class GroupCommitter:
                 # Nobody waits on these (outcomes): give the next waiting writer a moment to
                 # carry them in its commit rather than paying an fsync of their own.
                 self._cv.wait_for(lambda: self._batch.waiting or self._closed, self._linger)
+            elif self._batch.waiters < self._last_waiters:
+                # As many callers waited on the last batch: those still running are about to
+                # write (the next step of a workflow). Gathering them briefly makes one fsync
+                # serve all, where committing at once makes each wait for two.
+                deadline = time.monotonic() + self._gather
+                while self._batch.waiters < self._last_waiters and not self._closed:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cv.wait(left)
             ops, batch = self._ops, self._batch
             self._ops, self._batch = [], _Batch()
+            self._last_waiters = batch.waiters
             return ops, batch
 
     def _run(self) -> None:

@@ -33,7 +33,7 @@ from typing import Any
 from eoflow.errors import RecordedError
 
 TAG = "$eoflow"
-_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 _PLAIN = (str, int, bool, type(None))
 
 
@@ -159,8 +159,8 @@ def _hashable(key: Any) -> Any:
 def encode(value: Any) -> str:
     """JSON text for `value`; raises `Unserializable` naming the first type it cannot store."""
     if type(value) in _PLAIN:
-        return _ENCODER.encode(value)
-    return _ENCODER.encode(to_jsonable(value))
+        return ENCODER.encode(value)
+    return ENCODER.encode(to_jsonable(value))
 
 
 def decode(text: str | None) -> Any:

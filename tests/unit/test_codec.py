@@ -101,3 +101,14 @@ def test_error_with_unstorable_args_still_records_message() -> None:
     error = RuntimeError(object())
     back = codec.decode_error(codec.encode_error(error))
     assert isinstance(back, RecordedError) and "RuntimeError" in str(back)
+
+
+def test_kafka_inputs_fast_path_matches_the_codec() -> None:
+    from eoflow.engine.kafka_defs import KafkaMessage, encode_handler_inputs
+
+    for message in (KafkaMessage("t.x-1", 2, 99, b"k", b'{"a": "\\u00e9"}', (("h", b"\x00"),), 5),
+                    KafkaMessage("t", 0, 0, None, None)):
+        fast = encode_handler_inputs(message)
+        assert fast == codec.encode({"args": [message.topic, message.partition, message],
+                                     "kwargs": {}})
+        assert codec.decode(fast)["args"][2] == message

@@ -1,0 +1,29 @@
+"""Run every benchmark in one go: `make bench` (builds the DBOS venv first).
+
+    python benchmarks/run_all.py --dbos-python .venv-dbos/bin/python
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--dbos-python", required=True)
+    args = parser.parse_args()
+    status = 0
+    for script in ("workflow_throughput.py", "kafka_throughput.py"):
+        done = subprocess.run([sys.executable, str(HERE / script), "--dbos-python",
+                               args.dbos_python])
+        status = status or done.returncode
+    sys.exit(status)
+
+
+if __name__ == "__main__":
+    main()
