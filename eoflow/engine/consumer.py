@@ -77,6 +77,8 @@ class ConsumerLoop:
         self._thread = threading.Thread(target=self._run, daemon=True,
                                         name=f"eoflow-kafka-{spec.name}")
         self.assigned: set[Partition] = set()
+        self._revoked_since_poll: set[Partition] = set()
+        self.revocations = 0  # rebalances that took partitions away from this consumer
         self.connected = threading.Event()  # set once the consumer has joined its group
 
     @property
@@ -151,24 +153,22 @@ class ConsumerLoop:
     # -- rebalances ---------------------------------------------------------------------------
 
     def _assigned(self, partitions: list[Partition]) -> None:
+        # Called by kafka-python on its I/O thread while our thread waits in poll(): it must not
+        # call blocking consumer methods (a commit here breaks the consumer for good).
         self.assigned.update(partitions)
         self.connected.set()
         log.info("kafka %s: partitions assigned: %s", self.spec.name,
                  ", ".join(f"{t}/{p}" for t, p in sorted(partitions)) or "none")
 
     def _revoked(self, partitions: list[Partition]) -> None:
-        """Called inside poll() before partitions move: settle their offsets first."""
-        owned = {p: o for p, o in self._uncommitted.items() if p in partitions}
-        if owned:
-            try:
-                self._source.commit(owned)
-            except KafkaConsumeError as error:
-                log.warning("kafka %s: could not commit revoked partitions (%s); their next "
-                            "owner will get those messages again", self.spec.name, error)
-            for partition in owned:
-                self._uncommitted.pop(partition, None)
+        """Partitions move to another member. Every batch was recorded in the journal before
+        its offsets were committed, so offsets whose commit failed are simply dropped: the next
+        owner gets those messages again, and their keys make that harmless (with this journal).
+        Runs on kafka-python's I/O thread, like _assigned."""
         self.assigned.difference_update(partitions)
+        self._revoked_since_poll.update(partitions)
         if partitions:
+            self.revocations += 1
             log.info("kafka %s: partitions revoked: %s", self.spec.name,
                      ", ".join(f"{t}/{p}" for t, p in sorted(partitions)))
 
@@ -193,16 +193,17 @@ class ConsumerLoop:
         self._commit_uncommitted()
 
     def _commit_uncommitted(self) -> None:
+        if self._revoked_since_poll:
+            for partition in list(self._revoked_since_poll):
+                self._uncommitted.pop(partition, None)
+            self._revoked_since_poll.clear()
         if not self._uncommitted:
             return
-        offsets = {p: o for p, o in self._uncommitted.items()
-                   if p in self.assigned or not self.assigned}
+        offsets = dict(self._uncommitted)
         try:
             self._source.commit(offsets)
         except OffsetCommitError as error:
             log.warning("%s; will retry (the journal has the messages: nothing is lost)", error)
-            self._uncommitted = {p: o for p, o in self._uncommitted.items()
-                                 if p in self.assigned}
             return
         crashpoints.hit("kafka_committed")
         self._uncommitted.clear()

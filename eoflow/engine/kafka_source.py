@@ -21,7 +21,7 @@ from eoflow.errors import BrokerUnavailableError, KafkaConsumeError, OffsetCommi
 Partition = tuple[str, int]
 log = logging.getLogger("eoflow.kafka")
 UNREACHABLE = (KafkaTimeoutError, KafkaConnectionError)  # what bootstrapping raises
-CLIENT_DEFAULTS = {"bootstrap_timeout_ms": 5000, "reconnect_backoff_max_ms": 2000}
+CLIENT_DEFAULTS = {"bootstrap_timeout_ms": 5000, "reconnect_backoff_max_ms": 1000}
 
 
 def quiet_client_logs(level: int = logging.CRITICAL) -> None:
