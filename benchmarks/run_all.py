@@ -18,9 +18,11 @@ def main() -> None:
     parser.add_argument("--dbos-python", required=True)
     args = parser.parse_args()
     status = 0
-    for script in ("workflow_throughput.py", "kafka_throughput.py"):
+    runs = [["workflow_throughput.py"], ["kafka_throughput.py"],
+            ["kafka_throughput.py", "--partitions", "12"]]
+    for script, *extra in runs:
         done = subprocess.run([sys.executable, str(HERE / script), "--dbos-python",
-                               args.dbos_python])
+                               args.dbos_python, *extra])
         status = status or done.returncode
     sys.exit(status)
 

@@ -9,7 +9,10 @@ from eoflow.engine.decorators import step, transaction, workflow
 from eoflow.engine.engine import Engine
 from eoflow.engine.handle import WorkflowHandle
 from eoflow.engine.kafka_defs import KafkaMessage, kafka, kafka_consume
+from eoflow.engine.primitives import get_event, recv, send, set_event, sleep
+from eoflow.engine.queues import Queue
 from eoflow.engine.registry import on_start
+from eoflow.engine.schedules import scheduled
 from eoflow.errors import EoflowError
 from eoflow.journal.records import Status
 
@@ -20,14 +23,21 @@ __all__ = [
     "Engine",
     "EoflowError",
     "KafkaMessage",
+    "Queue",
     "Status",
     "WorkflowHandle",
     "db",
+    "get_event",
     "kafka",
     "kafka_consume",
     "logger",
     "on_start",
+    "recv",
+    "scheduled",
+    "send",
+    "set_event",
     "set_workflow_id",
+    "sleep",
     "step",
     "transaction",
     "workflow",

@@ -241,3 +241,15 @@ class QuarantineError(EoflowError):
     def __init__(self, key: str, problem: str) -> None:
         self.key = key
         super().__init__(f"quarantined message {key!r}: {problem}")
+
+
+class DedupError(EoflowError):
+    """A queue already holds a live run with this dedup id."""
+
+    def __init__(self, queue: str, dedup_id: str, existing: str) -> None:
+        self.queue = queue
+        self.dedup_id = dedup_id
+        self.existing = existing
+        super().__init__(
+            f"queue {queue!r}: dedup id {dedup_id!r} already has a live run ({existing!r}); "
+            "wait for it to finish, or use another dedup id")

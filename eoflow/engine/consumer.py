@@ -221,6 +221,14 @@ class ConsumerLoop:
         name = spec.definition.name
         now = engine.clock.now_ms()
         keys = self._keys(batch)
+        if spec.queue is not None:  # the queue starts them, within its limits
+            queued = [NewWorkflow(k.key, name, encode_handler_inputs(m), now,
+                                  status=Status.ENQUEUED, queue=spec.queue)
+                      for k, m in zip(keys, batch, strict=True)]
+            engine.journal.note_offsets(keys, now)
+            engine.journal.create_workflows(queued, now)
+            engine.queues.wake()
+            return
         news = [
             NewWorkflow(k.key, name, encode_handler_inputs(m), now,
                         lane=self._lane(m) if spec.ordered else None)

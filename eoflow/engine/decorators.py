@@ -138,9 +138,19 @@ def call_child(run: Any, definition: Definition, args: tuple[Any, ...],
                kwargs: dict[str, Any]) -> Any:
     """A workflow called from a workflow: a child run whose id is recorded as a step, so that
     replay re-attaches to the same child instead of starting another."""
+    child_id, created, status, new = create_child(run, definition, args, kwargs)
+    return run.engine.attach(definition, child_id, created, status, new,
+                             (args, kwargs) if created else None)
+
+
+def create_child(run: Any, definition: Definition, args: tuple[Any, ...],
+                 kwargs: dict[str, Any], **fields: Any
+                 ) -> tuple[str, bool, Any, NewWorkflow | None]:
+    """Record (or replay) the start of a child run from step `n` of `run`; its id is
+    `{parent id}-{n}` unless set_workflow_id named it. Returns (id, created, status, new)."""
     if run.in_step or run.in_transaction:
-        raise ContextError(f"workflow {definition.name!r} cannot be called inside a step or "
-                           "transaction; call it from the workflow itself")
+        raise ContextError(f"workflow {definition.name!r} cannot be started inside a step or "
+                           "transaction; start it from the workflow itself")
     run.check_boundary()
     engine = run.engine
     number = run.next_step()
@@ -149,17 +159,17 @@ def call_child(run: Any, definition: Definition, args: tuple[Any, ...],
         child_id = codec.decode(record.output)
         child = engine.journal.get_workflow(child_id)
         assert child is not None, f"child {child_id} of {run.workflow_id} vanished"
-        return engine.attach(definition, child_id, False, child.status)
+        return child_id, False, child.status, None
     child_id = take_workflow_id() or f"{run.workflow_id}-{number}"
     now = engine.clock.now_ms()
     new = NewWorkflow(child_id, definition.name, encode_inputs(definition.name, args, kwargs),
                       now, parent_id=run.workflow_id,
                       deadline_ms=None if definition.timeout is None
-                      else now + int(definition.timeout * 1000))
+                      else now + int(definition.timeout * 1000), **fields)
     step_record = StepRecord(run.workflow_id, number, definition.name, StepKind.CHILD,
                              encode_value(definition.name, "a child id", child_id), None, 1,
                              now, now)
     created, name, status = engine.journal.create_workflows([new], now, step=step_record)[0]
     if name != definition.name:
         raise WorkflowConflictError(child_id, name, definition.name)
-    return engine.attach(definition, child_id, created, status, new)
+    return child_id, created, status, new

@@ -7,6 +7,7 @@ workflow called directly runs durably in the caller's thread.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -19,6 +20,7 @@ from eoflow.engine.clock import Clock, SystemClock
 from eoflow.engine.config import DEFAULT_BROKERS, EngineConfig, parse_brokers
 from eoflow.engine.context import (
     active_engine,
+    current_run,
     engine_closed,
     engine_opened,
     entered,
@@ -27,13 +29,17 @@ from eoflow.engine.context import (
 )
 from eoflow.engine.handle import WorkflowHandle, recorded_outcome
 from eoflow.engine.pool import WorkerPool
+from eoflow.engine.primitives import Notifier
+from eoflow.engine.queues import Dispatcher, Queue
 from eoflow.engine.registry import REGISTRY, Definition, Kind, definition_of
 from eoflow.engine.runs import ActiveRun, Runner, encode_inputs
+from eoflow.engine.timers import Timers
 from eoflow.errors import (
     ContextError,
     DefinitionError,
     EngineClosedError,
     WorkflowConflictError,
+    WorkflowNotFoundError,
 )
 from eoflow.journal.appdb import AppDatabase
 from eoflow.journal.records import NewWorkflow, Status
@@ -73,6 +79,9 @@ class Engine:
         self.txstore: SQLiteTxStore = self._app_db.tx if self._app_db else self.journal.tx
         self.pool = WorkerPool(self.config.workers)
         self.runner = Runner(self)
+        self.notifier = Notifier()
+        self.timers = Timers(self.clock)
+        self.queues = Dispatcher(self)
         self._closed = False
         self._close_lock = threading.Lock()
         self._stop = threading.Event()
@@ -131,6 +140,8 @@ class Engine:
             log.warning("engine: some workflows did not reach a step boundary within %.1fs; "
                         "they stay PENDING and resume on the next start", grace)
         self._poller.join(timeout=2)
+        self.timers.stop()
+        self.queues.stop()
         self.journal.close()
         if self._app_db is not None:
             self._app_db.close()
@@ -149,14 +160,59 @@ class Engine:
 
         Starting an id that exists returns that run's handle and never runs it twice."""
         definition = self._workflow(fn)
+        parent = current_run.get()
+        if parent is not None and parent.engine is self and workflow_id is None:
+            return self._start_child(parent, definition, args, kwargs)
         wid = workflow_id or take_workflow_id() or new_workflow_id()
         return self._launch([(definition, wid, args, kwargs)])[0]
+
+    def _start_child(self, parent: Any, definition: Definition, args: tuple[Any, ...],
+                     kwargs: dict[str, Any]) -> WorkflowHandle:
+        """start() from inside a workflow: a child with a deterministic id, recorded as a step
+        of the parent, so that replay returns a handle on the same child."""
+        from eoflow.engine.decorators import create_child
+
+        child_id, created, status, new = create_child(parent, definition, args, kwargs)
+        run = None
+        if created or not status.terminal:
+            run = self.runner.track(child_id)
+            if created:
+                run.call = (args, kwargs)
+            self.submit_run(run, definition, new if created else None)
+        return WorkflowHandle(self, child_id, run)
 
     def start_many(self, fn: Callable[..., Any], calls: Iterable[Sequence[Any]],
                    ) -> list[WorkflowHandle]:
         """Start one run per argument tuple in `calls`, recorded in one durable transaction."""
         definition = self._workflow(fn)
         return self._launch([(definition, new_workflow_id(), tuple(c), {}) for c in calls])
+
+    def enqueue(self, queue: Queue, fn: Callable[..., Any], args: tuple[Any, ...],
+                kwargs: dict[str, Any], dedup_id: str | None = None,
+                priority: int | None = None, delay: float | None = None) -> WorkflowHandle:
+        """Record a run of `fn` as ENQUEUED in `queue` (see queues.py); durable on return.
+        From inside a workflow the run is a child with a deterministic id."""
+        self._check_open()
+        definition = self._workflow(fn)
+        now = self.clock.now_ms()
+        parent = current_run.get()
+        fields: dict[str, Any] = dict(
+            status=Status.ENQUEUED, queue=queue.name, priority=priority or 0, dedup_id=dedup_id,
+            not_before_ms=now + int(delay * 1000) if delay else None)
+        if parent is not None and parent.engine is self:
+            from eoflow.engine.decorators import create_child
+
+            wid, _, status, _ = create_child(parent, definition, args, kwargs, **fields)
+        else:
+            wid = take_workflow_id() or new_workflow_id()
+            new = NewWorkflow(wid, definition.name,
+                              encode_inputs(definition.name, args, kwargs), now,
+                              deadline_ms=self._deadline(definition), **fields)
+            _, status = self._create([new], [definition])[0]
+        self.queues.wake()
+        if status.terminal:  # this id already ran: its handle reads the journal
+            return WorkflowHandle(self, wid)
+        return WorkflowHandle(self, wid, self.runner.track(wid))
 
     def run(self, fn: Callable[..., Any], *args: Any, workflow_id: str | None = None,
             **kwargs: Any) -> Any:
@@ -248,8 +304,18 @@ class Engine:
                         waited: bool = False) -> None:
         """Execute a claimed run that already has a journal: replay its recorded steps."""
         record = self.journal.get_workflow(run.workflow_id)
-        if record is None or record.status is not Status.PENDING:
-            self.runner.finish(run, record.status if record else Status.ERROR, None, None)
+        if record is None:
+            self.runner.finish(run, Status.ERROR, None, WorkflowNotFoundError(run.workflow_id))
+            return
+        if record.status is Status.ENQUEUED:
+            self.runner.unclaim(run)  # its queue's dispatcher starts it
+            return
+        if record.status is not Status.PENDING:  # it finished meanwhile: report that
+            try:
+                value, error = recorded_outcome(record), None
+            except Exception as failure:
+                value, error = None, failure
+            self.runner.finish(run, record.status, value, error)
             return
         steps = self.journal.load_steps(run.workflow_id)
         self.runner.execute(run, definition, record.inputs, steps, record.deadline_ms, waited)
@@ -265,8 +331,8 @@ class Engine:
         return self.clock.now_ms() + int(definition.timeout * 1000)
 
     @staticmethod
-    def _workflow(fn: Callable[..., Any]) -> Definition:
-        definition = definition_of(fn)
+    def _workflow(fn: Callable[..., Any] | Definition) -> Definition:
+        definition = fn if isinstance(fn, Definition) else definition_of(fn)
         if definition.kind is not Kind.WORKFLOW:
             raise DefinitionError(definition.name, f"is a {definition.kind.value}, not a workflow")
         return definition
@@ -302,7 +368,11 @@ class Engine:
                           record.workflow_id, record.name, tries - 1, record.workflow_id)
                 continue
             run = self.runner.track(record.workflow_id)
-            self.submit_run(run, definition, None, record.lane)
+            if record.not_before_ms and record.not_before_ms > self.clock.now_ms():
+                self.timers.at(record.not_before_ms, functools.partial(  # asleep: wake on time
+                    self.submit_run, run, definition, None, record.lane))
+            else:
+                self.submit_run(run, definition, None, record.lane)
             handles.append(WorkflowHandle(self, record.workflow_id, run))
         log.info("engine: resuming %d pending workflow(s)", len(handles))
         return handles
@@ -348,6 +418,22 @@ class Engine:
             loop.start()
             loops.append(loop)
         return loops
+
+    def schedule(self, *workflows: Callable[..., Any]) -> Any:
+        """Start running the given @scheduled workflows (default: all) on time, until the
+        engine closes. Missed times are handled by each schedule's `missed` policy."""
+        from eoflow.engine.schedules import SCHEDULES, Scheduler
+
+        self._check_open()
+        wanted = [definition_of(w) for w in workflows]
+        chosen = [s for s in SCHEDULES
+                  if not wanted or any(s.definition is d for d in wanted)]
+        if not chosen:
+            return None
+        scheduler = Scheduler(self, chosen)
+        self.add_service(scheduler)
+        scheduler.start()
+        return scheduler
 
     def retry_quarantined(self, key: str) -> bool:
         """Apply a quarantined Kafka message again, exactly once (see consumer.py)."""

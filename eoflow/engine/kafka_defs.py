@@ -96,6 +96,7 @@ class ConsumerSpec:
     max_attempts: int = 5
     retry_interval: float = 0.5
     brokers: tuple[str, ...] | None = None
+    queue: str | None = None  # workflow runs go through this eoflow.Queue (bounds concurrency)
 
     @property
     def name(self) -> str:
@@ -143,13 +144,14 @@ CONSUMERS = _Consumers()
 
 def kafka_consume(topics: str | list[str] | tuple[str, ...], group_id: str | None = None, *,
                   ordered: bool = True, max_attempts: int = 5, retry_interval: float = 0.5,
-                  **consumer_config: Any) -> Callable[[F], F]:
+                  queue: str | None = None, **consumer_config: Any) -> Callable[[F], F]:
     """Consume `topics` into the decorated @workflow or @transaction, exactly once.
 
     The handler is called as `handler(topic, partition, message)`. `group_id` defaults to
     `eoflow-{function name}`. `ordered=False` lets one partition's workflows run concurrently.
     A transaction that raises is retried `max_attempts` times, then its message is quarantined.
-    Other keyword arguments go to kafka-python's KafkaConsumer.
+    `queue` names an eoflow.Queue through which the workflow runs go (their order is then the
+    queue's). Other keyword arguments go to kafka-python's KafkaConsumer.
     """
     names = (topics,) if isinstance(topics, str) else tuple(topics)
     if not names or not all(isinstance(t, str) and t for t in names):
@@ -174,9 +176,11 @@ def kafka_consume(topics: str | list[str] | tuple[str, ...], group_id: str | Non
             raise DefinitionError(getattr(fn, "__qualname__", repr(fn)), (
                 "@kafka_consume goes above @workflow() or @transaction(), on a function "
                 "taking (topic, partition, message)"))
+        if queue is not None and definition.kind is not Kind.WORKFLOW:
+            raise DefinitionError(definition.name, "queue= applies to workflows only")
         spec = ConsumerSpec(definition, names, group_id or f"eoflow-{definition.name}",
                             MappingProxyType(config), ordered, max_attempts, retry_interval,
-                            brokers)
+                            brokers, queue)
         CONSUMERS.add(spec)
         definition.consumers.append(spec)
         return fn

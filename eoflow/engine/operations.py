@@ -37,6 +37,8 @@ def cancel(engine: Engine, workflow_id: str) -> None:
         raise WorkflowStateError(workflow_id, record.status.value, "cancel")
     engine.journal.set_status(workflow_id, Status.CANCELLED, engine.clock.now_ms())
     stop_locally(engine, workflow_id)
+    for child in engine.journal.live_children(workflow_id):  # cancellation reaches children
+        cancel(engine, child)
 
 
 def stop_locally(engine: Engine, workflow_id: str) -> None:

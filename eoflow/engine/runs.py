@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from eoflow.engine import crashpoints
 from eoflow.engine.context import Interrupted, RunContext, current_run
 from eoflow.engine.executor import encode_value
+from eoflow.engine.primitives import Suspended
 from eoflow.engine.registry import Definition
 from eoflow.errors import EngineClosedError, WorkflowCancelledError
 from eoflow.journal import codec
@@ -80,6 +81,10 @@ class Runner:
             run.claimed = True
             return True
 
+    def unclaim(self, run: ActiveRun) -> None:
+        with self._lock:
+            run.claimed = False
+
     def running(self) -> list[ActiveRun]:
         with self._lock:
             return [run for run in self._active.values() if run.claimed]
@@ -116,6 +121,9 @@ class Runner:
         except Interrupted as stop:
             self._interrupted(run, context, stop)
             return
+        except Suspended as pause:
+            self._suspend(run, definition, pause.wake_ms)
+            return
         except Exception as failure:
             status, error, output = Status.ERROR, failure, None
         finally:
@@ -147,6 +155,13 @@ class Runner:
         except Exception as failure:  # the journal is closed or unusable
             durable(failure)
 
+    def _suspend(self, run: ActiveRun, definition: Definition, wake_ms: int) -> None:
+        """A long durable sleep: release this thread; a timer resumes the run by replay."""
+        engine = self.engine
+        engine.journal.set_not_before(run.workflow_id, wake_ms)
+        self.unclaim(run)
+        engine.timers.at(wake_ms, lambda: engine.submit_run(run, definition, None))
+
     def _interrupted(self, run: ActiveRun, context: RunContext, stop: Interrupted) -> None:
         engine = self.engine
         if stop.reason == "timed out":
@@ -165,9 +180,10 @@ class Runner:
             self.finish(run, Status.PENDING, None, cause)
 
     def finish(self, run: ActiveRun, status: Status, value: Any,
-                error: BaseException | None) -> None:
+               error: BaseException | None) -> None:
         self._forget(run)
         run.resolve(status, value, error)
+        self.engine.queues.wake()  # a queue slot may have opened (the outcome is durable)
 
     def _forget(self, run: ActiveRun) -> None:
         with self._lock:

@@ -27,6 +27,7 @@ def serve(app: LoadedApp, stop: threading.Event, *, journal: str | None = None,
         consumers = CONSUMERS.all()
         if consumers:
             engine.consume()
+        engine.schedule()
         log.info("eoflow: app %s running: %d workflow(s), %d Kafka consumer(s); journal %s",
                  app.name, len(app.workflows), len(consumers), engine.path)
         if ready is not None:

@@ -61,8 +61,12 @@ def cancel(path: str, workflow_id: str) -> None:
         status = _status(conn, workflow_id)
         if status not in CANCELLABLE:
             raise WorkflowStateError(workflow_id, status, "cancel")
-        conn.execute(Q["set_status"], (Status.CANCELLED.value, _now(), workflow_id))
-        conn.execute(Q["insert_request"], (workflow_id, "cancel", _now()))
+        pending = [workflow_id]
+        while pending:  # the run and its live descendants
+            current = pending.pop()
+            conn.execute(Q["set_status"], (Status.CANCELLED.value, _now(), current))
+            conn.execute(Q["insert_request"], (current, "cancel", _now()))
+            pending.extend(row[0] for row in conn.execute(Q["live_children"], (current,)))
 
     _change(path, apply)
 

@@ -74,6 +74,27 @@ CREATE TABLE eoflow_requests (
     created_ms  INTEGER NOT NULL
 );
 
+-- name: migration_2
+-- Messages between workflows (send/recv) and events they publish (set_event/get_event).
+CREATE TABLE eoflow_messages (
+    seq         INTEGER PRIMARY KEY,
+    destination TEXT NOT NULL,
+    topic       TEXT NOT NULL,
+    message     TEXT NOT NULL,
+    created_ms  INTEGER NOT NULL
+);
+CREATE INDEX eoflow_messages_inbox ON eoflow_messages (destination, topic, seq);
+CREATE TABLE eoflow_events (
+    workflow_id TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    value       TEXT NOT NULL,
+    updated_ms  INTEGER NOT NULL,
+    PRIMARY KEY (workflow_id, key)
+) WITHOUT ROWID;
+CREATE INDEX eoflow_workflows_queue ON eoflow_workflows (queue, status, priority)
+    WHERE queue IS NOT NULL;
+CREATE INDEX eoflow_workflows_parent ON eoflow_workflows (parent_id) WHERE parent_id IS NOT NULL;
+
 -- name: tx_schema_1
 -- Kept by whichever database runs @transaction functions (the journal, or --app-db).
 CREATE TABLE IF NOT EXISTS eoflow_tx_outputs (
@@ -107,7 +128,7 @@ ON CONFLICT (workflow_id) DO NOTHING;
 
 -- name: get_workflow
 SELECT workflow_id, name, status, inputs, output, error, created_ms, updated_ms,
-       recovery_attempts, parent_id, queue, lane, deadline_ms
+       recovery_attempts, parent_id, queue, lane, deadline_ms, not_before_ms
 FROM eoflow_workflows WHERE workflow_id = ?;
 
 -- name: workflow_name_status
@@ -152,7 +173,7 @@ FROM eoflow_steps WHERE workflow_id = ? AND step < ?;
 -- name: runnable_workflows
 -- PENDING runs in the order they were created: recovery preserves each lane's order.
 SELECT workflow_id, name, status, inputs, output, error, created_ms, updated_ms,
-       recovery_attempts, parent_id, queue, lane, deadline_ms
+       recovery_attempts, parent_id, queue, lane, deadline_ms, not_before_ms
 FROM eoflow_workflows WHERE status = 'PENDING' ORDER BY rowid;
 
 -- name: note_recovery
@@ -167,7 +188,7 @@ UPDATE eoflow_workflows SET status = 'PARKED', updated_ms = ? WHERE workflow_id 
 
 -- name: list_workflows
 SELECT workflow_id, name, status, inputs, output, error, created_ms, updated_ms,
-       recovery_attempts, parent_id, queue, lane, deadline_ms
+       recovery_attempts, parent_id, queue, lane, deadline_ms, not_before_ms
 FROM eoflow_workflows
 WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR name = ?2)
 ORDER BY rowid DESC LIMIT ?3;
@@ -237,6 +258,55 @@ WHERE key = ?;
 
 -- name: insert_request
 INSERT INTO eoflow_requests (workflow_id, action, created_ms) VALUES (?, ?, ?);
+
+-- name: insert_message
+INSERT INTO eoflow_messages (destination, topic, message, created_ms) VALUES (?, ?, ?, ?);
+
+-- name: first_message
+SELECT seq, message FROM eoflow_messages WHERE destination = ? AND topic = ? ORDER BY seq
+LIMIT 1;
+
+-- name: delete_message
+DELETE FROM eoflow_messages WHERE seq = ?;
+
+-- name: upsert_event
+INSERT INTO eoflow_events (workflow_id, key, value, updated_ms) VALUES (?, ?, ?, ?)
+ON CONFLICT (workflow_id, key) DO UPDATE SET value = excluded.value,
+    updated_ms = excluded.updated_ms;
+
+-- name: get_event
+SELECT value FROM eoflow_events WHERE workflow_id = ? AND key = ?;
+
+-- name: set_not_before
+UPDATE eoflow_workflows SET not_before_ms = ? WHERE workflow_id = ?;
+
+-- name: live_children
+SELECT workflow_id FROM eoflow_workflows
+WHERE parent_id = ? AND status IN ('PENDING', 'ENQUEUED');
+
+-- name: queue_running
+SELECT count(*) FROM eoflow_workflows WHERE queue = ? AND status = 'PENDING';
+
+-- name: queue_ready
+SELECT workflow_id, name, inputs FROM eoflow_workflows
+WHERE queue = ?1 AND status = 'ENQUEUED' AND (not_before_ms IS NULL OR not_before_ms <= ?2)
+ORDER BY CASE WHEN ?3 THEN priority ELSE 0 END, rowid LIMIT ?4;
+
+-- name: queue_next_due
+SELECT min(not_before_ms) FROM eoflow_workflows
+WHERE queue = ? AND status = 'ENQUEUED' AND not_before_ms > ?;
+
+-- name: dequeue
+UPDATE eoflow_workflows SET status = 'PENDING', updated_ms = ?
+WHERE workflow_id = ? AND status = 'ENQUEUED';
+
+-- name: live_dedup
+SELECT workflow_id FROM eoflow_workflows
+WHERE queue = ? AND dedup_id = ? AND status IN ('ENQUEUED', 'PENDING');
+
+-- name: latest_run_of
+SELECT workflow_id FROM eoflow_workflows WHERE name = ? AND workflow_id LIKE ? || '%'
+ORDER BY workflow_id DESC LIMIT 1;
 
 -- name: has_requests
 SELECT EXISTS (SELECT 1 FROM eoflow_requests);

@@ -30,6 +30,7 @@ def workflow_from_row(row: Any) -> WorkflowRecord:
         workflow_id=row[0], name=row[1], status=Status(row[2]), inputs=row[3], output=row[4],
         error=row[5], created_ms=row[6], updated_ms=row[7], recovery_attempts=row[8],
         parent_id=row[9], queue=row[10], lane=row[11], deadline_ms=row[12],
+        not_before_ms=row[13],
     )
 
 

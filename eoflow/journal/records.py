@@ -65,6 +65,7 @@ class WorkflowRecord:
     queue: str | None
     lane: str | None
     deadline_ms: int | None
+    not_before_ms: int | None = None  # a sleeping or delayed run resumes no earlier than this
 
 
 @dataclass(frozen=True)

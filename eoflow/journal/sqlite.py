@@ -12,9 +12,10 @@ from typing import Any
 
 import apsw
 
-from eoflow.errors import WorkflowConflictError
+from eoflow.errors import DedupError, WorkflowConflictError
 from eoflow.journal.batching import GroupCommitter
 from eoflow.journal.connection import OwnerLock, connect, translate
+from eoflow.journal.messaging import MessagingOps, insert_step
 from eoflow.journal.reader import SQLiteReader
 from eoflow.journal.records import KafkaKey, NewWorkflow, Status, StepRecord
 from eoflow.journal.schema import migrate
@@ -24,7 +25,7 @@ from eoflow.journal.txstore import SQLiteTxStore
 Created = tuple[bool, str, Status]  # (created now?, name of the run, its status)
 
 
-class SQLiteJournal(SQLiteReader):
+class SQLiteJournal(SQLiteReader, MessagingOps):
     """The engine's journal. Open with `SQLiteJournal.open(path)`; close exactly once."""
 
     def __init__(self, path: str, lock: OwnerLock, writer: Any, reader: Any) -> None:
@@ -74,7 +75,7 @@ class SQLiteJournal(SQLiteReader):
         def insert(conn: Any) -> list[Created]:
             results: list[Created] = []
             if step is not None:
-                self._insert_step(conn, step)
+                insert_step(conn, step)
             for run in runs:
                 if self._insert_workflow(conn, run, now_ms):
                     results.append((True, run.name, run.status))
@@ -89,11 +90,18 @@ class SQLiteJournal(SQLiteReader):
 
     @staticmethod
     def _insert_workflow(conn: Any, run: NewWorkflow, now_ms: int) -> bool:
-        conn.execute(Q["insert_workflow"], (
-            run.workflow_id, run.name, run.status.value, run.inputs, run.created_ms, now_ms,
-            run.parent_id, run.queue, run.lane, run.deadline_ms, run.priority, run.dedup_id,
-            run.not_before_ms,
-        ))
+        try:
+            conn.execute(Q["insert_workflow"], (
+                run.workflow_id, run.name, run.status.value, run.inputs, run.created_ms,
+                now_ms, run.parent_id, run.queue, run.lane, run.deadline_ms, run.priority,
+                run.dedup_id, run.not_before_ms,
+            ))
+        except apsw.ConstraintError:
+            if run.dedup_id is None:
+                raise
+            existing = conn.execute(Q["live_dedup"], (run.queue, run.dedup_id)).fetchone()
+            raise DedupError(str(run.queue), run.dedup_id,
+                             existing[0] if existing else "?") from None
         return bool(conn.changes())
 
     def finish_workflow(
@@ -144,14 +152,8 @@ class SQLiteJournal(SQLiteReader):
 
     def record_step(self, record: StepRecord) -> None:
         """Record a step's outcome; returns once it is durable."""
-        self.committer.write(lambda conn: self._insert_step(conn, record))
+        self.committer.write(lambda conn: insert_step(conn, record))
 
-    @staticmethod
-    def _insert_step(conn: Any, record: StepRecord) -> None:
-        conn.execute(Q["insert_step"], (
-            record.workflow_id, record.step, record.name, record.kind.value, record.output,
-            record.error, record.attempts, record.started_ms, record.ended_ms,
-        ))
 
     def step_count(self, workflow_id: str) -> int:
         return int(self._all("step_count", (workflow_id,))[0][0])

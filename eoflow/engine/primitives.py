@@ -1,0 +1,211 @@
+"""Durable primitives used inside workflows: sleep, messages (send/recv), events.
+
+Each is journaled as steps so that replay returns exactly what the first execution saw:
+- `sleep` records its wake-up time first; a run restarted mid-sleep wakes at that time. A sleep
+  longer than SUSPEND_AFTER releases its worker thread: the run is suspended and a timer
+  resumes it (by replay) when it is due.
+- `recv` and `get_event` inside a workflow record their deadline, then their outcome (the
+  message or event, or None on timeout), so replay never waits again or sees another value.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from typing import Any
+
+from eoflow.engine import crashpoints
+from eoflow.engine.context import RunContext, active_engine, current_run, require_run
+from eoflow.engine.executor import encode_value, journal_step, replayed
+from eoflow.errors import ConfigError, ContextError
+from eoflow.journal import codec
+from eoflow.journal.records import StepKind, StepRecord
+
+SUSPEND_AFTER = 1.0  # seconds; shorter sleeps keep their thread, which is cheaper than replay
+POLL_SLICE = 1.0  # seconds between re-checks while waiting for a message or an event
+DEFAULT_TOPIC = ""
+
+
+class Suspended(BaseException):
+    """Unwinds a workflow that sleeps past SUSPEND_AFTER; the engine resumes it at `wake_ms`."""
+
+    def __init__(self, wake_ms: int) -> None:
+        super().__init__(wake_ms)
+        self.wake_ms = wake_ms
+
+
+class Notifier:
+    """Wakes waiters of a (workflow id, topic or event key) when something arrives for it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiters: dict[tuple[str, str], set[threading.Event]] = defaultdict(set)
+
+    def register(self, key: tuple[str, str]) -> threading.Event:
+        event = threading.Event()
+        with self._lock:
+            self._waiters[key].add(event)
+        return event
+
+    def unregister(self, key: tuple[str, str], event: threading.Event) -> None:
+        with self._lock:
+            self._waiters[key].discard(event)
+            if not self._waiters[key]:
+                del self._waiters[key]
+
+    def notify(self, key: tuple[str, str]) -> None:
+        with self._lock:
+            for event in self._waiters.get(key, ()):
+                event.set()
+
+
+def _timeout(what: str, timeout: float) -> float:
+    if timeout is None or timeout < 0:
+        raise ConfigError(what, f"timeout must be a number of seconds >= 0, got {timeout!r}")
+    return float(timeout)
+
+
+def _deadline(run: RunContext, name: str, seconds: float) -> int:
+    """Record (or replay) the moment `seconds` from now as a SLEEP step; return it."""
+    run.check_boundary()
+    number = run.next_step()
+    record = replayed(run, number, name, StepKind.SLEEP)
+    if record is not None:
+        return int(codec.decode(record.output))
+    now = run.engine.clock.now_ms()
+    wake = now + int(round(seconds * 1000))
+    journal_step(run, StepRecord(run.workflow_id, number, name, StepKind.SLEEP,
+                                 codec.encode(wake), None, 1, now, now))
+    return wake
+
+
+def sleep(seconds: float) -> None:
+    """Sleep durably inside a workflow: a crash or restart does not change when it wakes."""
+    seconds = _timeout("eoflow.sleep", seconds)
+    run = require_run("eoflow.sleep()")
+    wake = _deadline(run, "eoflow.sleep", seconds)
+    remaining = (wake - run.engine.clock.now_ms()) / 1000
+    if remaining <= 0:
+        return
+    if remaining > SUSPEND_AFTER:
+        raise Suspended(wake)
+    if run.engine.clock.wait(remaining, run.wakeup):
+        run.check_boundary()
+
+
+def send(destination_id: str, message: Any, topic: str | None = None) -> None:
+    """Send `message` to workflow `destination_id` (delivered once, in order per topic).
+
+    From a workflow the send is a step: exactly once, however often the workflow replays."""
+    engine = active_engine()
+    if engine is None:
+        raise ContextError("eoflow.send() needs a running eoflow engine")
+    topic = topic or DEFAULT_TOPIC
+    text = encode_value("eoflow.send", "a message", message)
+    now = engine.clock.now_ms()
+    run = current_run.get()
+    if run is None or run.in_step or run.in_transaction:
+        engine.journal.send_message(destination_id, topic, text, now)
+    else:
+        run.check_boundary()
+        number = run.next_step()
+        if replayed(run, number, "eoflow.send", StepKind.SEND) is not None:
+            return
+        engine.journal.send_message(destination_id, topic, text, now, StepRecord(
+            run.workflow_id, number, "eoflow.send", StepKind.SEND, codec.encode(destination_id),
+            None, 1, now, now))
+        crashpoints.hit("after_step")
+    engine.notifier.notify((destination_id, "msg:" + topic))
+
+
+def recv(topic: str | None = None, timeout: float = 60) -> Any:
+    """The next message sent to this workflow on `topic`, or None after `timeout` seconds.
+    Both outcomes are journaled: replay returns the same message (or None)."""
+    timeout = _timeout("eoflow.recv", timeout)
+    run = require_run("eoflow.recv()")
+    topic = topic or DEFAULT_TOPIC
+    deadline = _deadline(run, "eoflow.recv.deadline", timeout)
+    run.check_boundary()
+    number = run.next_step()
+    record = replayed(run, number, "eoflow.recv", StepKind.RECV)
+    if record is not None:
+        return codec.decode(record.output)
+    engine = run.engine
+    key = (run.workflow_id, "msg:" + topic)
+    arrived = engine.notifier.register(key)
+    try:
+        while True:
+            now = engine.clock.now_ms()
+            step = StepRecord(run.workflow_id, number, "eoflow.recv", StepKind.RECV, None, None,
+                              1, now, now)
+            message = engine.journal.take_message(run.workflow_id, topic, step)
+            if message is not None:
+                return codec.decode(message)
+            if now >= deadline:
+                journal_step(run, StepRecord(run.workflow_id, number, "eoflow.recv",
+                                             StepKind.RECV, codec.encode(None), None, 1, now, now))
+                return None
+            arrived.clear()
+            engine.clock.wait(min(POLL_SLICE, (deadline - now) / 1000), arrived)
+            run.check_boundary()
+    finally:
+        engine.notifier.unregister(key, arrived)
+
+
+def set_event(key: str, value: Any) -> None:
+    """Publish `value` under `key` for this workflow (others read it with get_event)."""
+    run = require_run("eoflow.set_event()")
+    run.check_boundary()
+    number = run.next_step()
+    if replayed(run, number, "eoflow.set_event", StepKind.SET_EVENT) is not None:
+        return
+    text = encode_value("eoflow.set_event", "an event value", value)
+    now = run.engine.clock.now_ms()
+    run.engine.journal.set_event(run.workflow_id, key, text, now, StepRecord(
+        run.workflow_id, number, "eoflow.set_event", StepKind.SET_EVENT, codec.encode(key), None,
+        1, now, now))
+    run.engine.notifier.notify((run.workflow_id, "event:" + key))
+
+
+def get_event(workflow_id: str, key: str, timeout: float = 60) -> Any:
+    """The value workflow `workflow_id` published under `key`, waiting up to `timeout`
+    seconds; None if none by then. Inside a workflow the outcome is journaled."""
+    timeout = _timeout("eoflow.get_event", timeout)
+    run = current_run.get()
+    engine = active_engine()
+    if engine is None:
+        raise ContextError("eoflow.get_event() needs a running eoflow engine")
+    if run is not None and not (run.in_step or run.in_transaction):
+        deadline = _deadline(run, "eoflow.get_event.deadline", timeout)
+        run.check_boundary()
+        number = run.next_step()
+        record = replayed(run, number, "eoflow.get_event", StepKind.GET_EVENT)
+        if record is not None:
+            return codec.decode(record.output)
+        value = _await_event(engine, workflow_id, key, deadline, run)
+        now = engine.clock.now_ms()
+        journal_step(run, StepRecord(run.workflow_id, number, "eoflow.get_event",
+                                     StepKind.GET_EVENT, value or codec.encode(None), None, 1,
+                                     now, now))
+        return codec.decode(value) if value is not None else None
+    deadline = engine.clock.now_ms() + int(timeout * 1000)
+    value = _await_event(engine, workflow_id, key, deadline, None)
+    return codec.decode(value) if value is not None else None
+
+
+def _await_event(engine: Any, workflow_id: str, key: str, deadline: int,
+                 run: RunContext | None) -> str | None:
+    waiting = (workflow_id, "event:" + key)
+    arrived = engine.notifier.register(waiting)
+    try:
+        while True:
+            value: str | None = engine.journal.get_event(workflow_id, key)
+            now = engine.clock.now_ms()
+            if value is not None or now >= deadline:
+                return value
+            arrived.clear()
+            engine.clock.wait(min(POLL_SLICE, (deadline - now) / 1000), arrived)
+            if run is not None:
+                run.check_boundary()
+    finally:
+        engine.notifier.unregister(waiting, arrived)

@@ -1,0 +1,154 @@
+"""Durable queues: runs recorded as ENQUEUED, started in order within a queue's limits.
+
+    orders = eoflow.Queue("orders", concurrency=4, rate_limit=(100, 60.0), priority=True)
+    handle = orders.enqueue(process, order, dedup_id=order["id"], priority=1, delay=30)
+
+An enqueued run is durable before enqueue() returns. The engine's dispatcher moves ready runs
+from ENQUEUED to PENDING (one journal transaction) and hands them to the worker pool; from then
+on they are ordinary runs, resumed by recovery after a crash. Limits count PENDING runs of the
+queue in the journal, so they hold across restarts; the rate-limit window is kept in memory and
+starts empty after a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from eoflow.engine.context import active_engine
+from eoflow.engine.registry import REGISTRY
+from eoflow.errors import ConfigError, NoEngineError
+
+if TYPE_CHECKING:
+    from eoflow.engine.engine import Engine
+    from eoflow.engine.handle import WorkflowHandle
+
+log = logging.getLogger("eoflow.engine")
+_QUEUES: dict[str, Queue] = {}
+_QUEUES_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Queue:
+    """A named queue of workflow runs. `concurrency`: at most this many PENDING at once;
+    `rate_limit=(n, seconds)`: at most n started per period; `priority`: honour the
+    `priority=` of enqueue (lower first) before arrival order."""
+
+    name: str
+    concurrency: int | None = None
+    rate_limit: tuple[int, float] | None = None
+    priority: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.name or not isinstance(self.name, str):
+            raise ConfigError("Queue", "a queue needs a non-empty name")
+        if self.concurrency is not None and self.concurrency < 1:
+            raise ConfigError(f"Queue {self.name!r}", "concurrency must be at least 1")
+        if self.rate_limit is not None:
+            limit, period = self.rate_limit
+            if limit < 1 or period <= 0:
+                raise ConfigError(f"Queue {self.name!r}",
+                                  "rate_limit must be (runs >= 1, seconds > 0)")
+        with _QUEUES_LOCK:
+            known = _QUEUES.get(self.name)
+            if known is not None and known != self:
+                raise ConfigError(f"Queue {self.name!r}",
+                                  "declared twice with different settings")
+            _QUEUES[self.name] = self
+
+    def enqueue(self, fn: Callable[..., Any], *args: Any, dedup_id: str | None = None,
+                priority: int | None = None, delay: float | None = None,
+                **kwargs: Any) -> WorkflowHandle:
+        """Record a run of workflow `fn` in this queue (durably) and return its handle.
+        A `dedup_id` refuses a second live (ENQUEUED or PENDING) run with that id."""
+        engine = active_engine()
+        if engine is None:
+            raise NoEngineError(getattr(fn, "__qualname__", repr(fn)))
+        if delay is not None and delay < 0:
+            raise ConfigError("enqueue", f"delay must be >= 0 seconds, got {delay}")
+        return engine.enqueue(self, fn, args, kwargs, dedup_id, priority, delay)
+
+
+def queue_named(name: str) -> Queue | None:
+    with _QUEUES_LOCK:
+        return _QUEUES.get(name)
+
+
+class Dispatcher:
+    """Starts the ready runs of every declared queue, within its limits, in queue order."""
+
+    POLL = 1.0  # seconds between passes when nothing wakes the dispatcher
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._wake = threading.Event()
+        self._stopped = False
+        self._started: dict[str, deque[float]] = {}
+        self._thread = threading.Thread(target=self._run, name="eoflow-queues", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._wake.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stopped:
+            self._wake.clear()
+            try:
+                pause = self._dispatch()
+            except Exception as error:  # the journal may be closing or failing: try later
+                if self._stopped:
+                    return
+                log.warning("queues: dispatch failed (%s); retrying", error)
+                pause = self.POLL
+            if pause > 0:  # real time: an idle dispatcher must not advance a test's fake clock
+                self._wake.wait(pause)
+
+    def _dispatch(self) -> float:
+        """One pass over all queues; returns how long to wait before the next pass."""
+        with _QUEUES_LOCK:
+            queues = list(_QUEUES.values())
+        pause = self.POLL
+        for queue in queues:
+            pause = min(pause, self._dispatch_one(queue))
+        return pause
+
+    def _dispatch_one(self, queue: Queue) -> float:
+        journal, now = self.engine.journal, self.engine.clock.now_ms()
+        capacity = 10_000
+        if queue.concurrency is not None:
+            capacity = queue.concurrency - journal.queue_running(queue.name)
+        pause = self.POLL
+        window = self._started.setdefault(queue.name, deque())
+        if queue.rate_limit is not None:
+            limit, period = queue.rate_limit
+            moment = time.monotonic()
+            while window and moment - window[0] >= period:
+                window.popleft()
+            capacity = min(capacity, limit - len(window))
+            if window and len(window) >= limit:
+                pause = min(pause, period - (moment - window[0]))
+        if capacity <= 0:
+            return max(pause, 0.001)
+        for workflow_id, name, _ in journal.dequeue(queue.name, now, queue.priority, capacity):
+            definition = REGISTRY.workflow(name)
+            if definition is None:
+                log.error("queue %s: no workflow named %r in this app; run %s stays PENDING",
+                          queue.name, name, workflow_id)
+                continue
+            window.append(time.monotonic())
+            run = self.engine.runner.track(workflow_id)
+            self.engine.submit_run(run, definition, None)
+        due = journal.queue_next_due(queue.name, now)
+        if due is not None:
+            pause = min(pause, max(0.001, (due - now) / 1000))
+        return pause

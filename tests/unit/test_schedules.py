@@ -1,0 +1,87 @@
+"""Cron parsing and @scheduled runs on an injected clock: each time once, missed policy."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+
+import pytest
+
+from eoflow import Engine, scheduled, workflow
+from eoflow.engine.clock import FakeClock
+from eoflow.engine.schedules import SCHEDULES, Cron, Scheduler, run_id
+from eoflow.errors import ConfigError
+
+UTC = dt.timezone.utc
+
+
+def at(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+@pytest.mark.parametrize("expression,after,expected", [
+    ("*/5 * * * *", "2026-01-01T10:02:30", "2026-01-01T10:05:00"),
+    ("0 9 * * 1-5", "2026-01-02T09:00:00", "2026-01-05T09:00:00"),  # Friday -> Monday
+    ("30 2 1 * *", "2026-01-15T00:00:00", "2026-02-01T02:30:00"),
+    ("0 0 29 2 *", "2026-03-01T00:00:00", "2028-02-29T00:00:00"),
+    ("15,45 * * jan sun", "2026-01-01T00:00:00", "2026-01-04T00:15:00"),
+    ("0 12 13 * fri", "2026-02-01T00:00:00", "2026-02-06T12:00:00"),  # day OR weekday
+    ("*/15 * * * * *", "2026-01-01T10:02:31", "2026-01-01T10:02:45"),  # seconds first
+    ("0 0 0 1 1 *", "2026-06-01T00:00:00", "2027-01-01T00:00:00"),
+])
+def test_next_times(expression: str, after: str, expected: str) -> None:
+    assert Cron.parse(expression).next_after(at(after)) == at(expected)
+
+
+@pytest.mark.parametrize("expression,message", [
+    ("* * * *", "needs 5 fields"), ("* * * * * * *", "needs 5 fields"),
+    ("61 * * * *", "minute value '61'"),
+    ("*/0 * * * *", "bad step"), ("5-1 * * * *", "empty range"),
+    ("* * * foo *", "month value 'foo'"),
+])
+def test_invalid_cron_expressions(expression: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        scheduled(expression)
+
+
+@scheduled("*/10 * * * *")
+@workflow()
+def s_tick(scheduled_at: dt.datetime, started_at: dt.datetime) -> str:
+    return scheduled_at.isoformat()
+
+
+def schedule_of(fn: object) -> object:
+    definition = fn.__eoflow__  # type: ignore[attr-defined]
+    return next(s for s in SCHEDULES if s.definition is definition)
+
+
+def test_each_time_runs_once_and_missed_times_follow_the_policy(journal_path: str) -> None:
+    clock = FakeClock(start_ms=int(at("2026-01-01T10:00:30").timestamp() * 1000))
+    with Engine(journal=journal_path, clock=clock) as engine:
+        scheduler = Scheduler(engine, [schedule_of(s_tick)])
+        start = scheduler.catch_up(scheduler.schedules[0], scheduler._now())
+        assert start == at("2026-01-01T10:00:30")  # new schedule: nothing missed
+        scheduler._start(scheduler.schedules[0], at("2026-01-01T10:10:00"))
+        scheduler._start(scheduler.schedules[0], at("2026-01-01T10:10:00"))  # same time again
+        runs = engine.journal.list_workflows(name="s_tick")
+        assert [r.workflow_id for r in runs] == ["sched:s_tick:2026-01-01T10:10:00Z"]
+        assert engine.retrieve(runs[0].workflow_id).result(timeout=10) == \
+            "2026-01-01T10:10:00+00:00"
+        clock.advance(3600)  # down for an hour: 10:20 ... 11:00 were missed
+        scheduler.catch_up(scheduler.schedules[0], scheduler._now())
+        ids = sorted(r.workflow_id for r in engine.journal.list_workflows(name="s_tick"))
+        assert ids == ["sched:s_tick:2026-01-01T10:10:00Z", "sched:s_tick:2026-01-01T11:00:00Z"]
+
+
+def test_the_scheduler_thread_starts_runs_on_time(journal_path: str) -> None:
+    clock = FakeClock(start_ms=int(at("2026-01-01T10:00:30").timestamp() * 1000))
+    with Engine(journal=journal_path, clock=clock) as engine:
+        engine.schedule(s_tick)
+        deadline = 200
+        while len(engine.journal.list_workflows(name="s_tick")) < 3 and deadline:
+            deadline -= 1
+            clock.wait(0.01, threading.Event())
+        ids = [r.workflow_id for r in engine.journal.list_workflows(name="s_tick")]
+        assert set(ids[-3:]) >= {"sched:s_tick:2026-01-01T10:10:00Z",
+                                 "sched:s_tick:2026-01-01T10:20:00Z"}
+        assert run_id(schedule_of(s_tick), at("2026-01-01T10:10:00")) in ids
