@@ -18,7 +18,7 @@ def main() -> None:
     parser.add_argument("--dbos-python", required=True)
     args = parser.parse_args()
     status = 0
-    runs = [["workflow_throughput.py"], ["kafka_throughput.py"],
+    runs = [["workflow_throughput.py"], ["queue_throughput.py"], ["kafka_throughput.py"],
             ["kafka_throughput.py", "--partitions", "12"]]
     for script, *extra in runs:
         done = subprocess.run([sys.executable, str(HERE / script), "--dbos-python",
