@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from eoflow.engine import crashpoints
+from eoflow.engine.config import DEFAULT_BROKERS, parse_brokers
 from eoflow.engine.context import current_db
 from eoflow.engine.kafka_defs import (
     CONSUMERS,
@@ -29,7 +30,14 @@ from eoflow.engine.kafka_defs import (
     encode_handler_inputs,
     message_key,
 )
-from eoflow.errors import JournalError, KafkaConsumeError, OffsetCommitError, QuarantineError
+from eoflow.engine.queues import queue_named
+from eoflow.errors import (
+    DefinitionError,
+    JournalError,
+    KafkaConsumeError,
+    OffsetCommitError,
+    QuarantineError,
+)
 from eoflow.journal import codec
 from eoflow.journal.records import KafkaKey, NewWorkflow, Status
 from eoflow.journal.txstore import Applied
@@ -347,3 +355,25 @@ def retry_quarantined(engine: Engine, key: str) -> bool:
     engine.journal.set_quarantine_status(key, "RETRIED")
     log.info("kafka %s: quarantined message %s applied by a retry", spec.name, key)
     return True
+
+
+def start_consumers(engine: Engine, handlers: list[Any], brokers: str | list[str] | None
+                    ) -> list[ConsumerLoop]:
+    """Start a loop per @kafka_consume handler definition given (all when none are)."""
+    override = parse_brokers(brokers) if brokers else engine.config.brokers
+    specs = CONSUMERS.all()
+    if handlers:
+        specs = [spec for spec in specs if any(spec.definition is d for d in handlers)]
+        if len(specs) != len(handlers):
+            raise DefinitionError(", ".join(d.name for d in handlers),
+                                  "not every handler given has @kafka_consume")
+    loops = []
+    for spec in specs:
+        if spec.queue is not None and queue_named(spec.queue) is None:
+            raise DefinitionError(spec.name, f"its queue {spec.queue!r} is not declared; "
+                                             f"create eoflow.Queue({spec.queue!r}) first")
+        loop = ConsumerLoop(engine, spec, override or spec.brokers or DEFAULT_BROKERS)
+        engine.add_service(loop)
+        loop.start()
+        loops.append(loop)
+    return loops

@@ -17,7 +17,7 @@ from typing import Any
 
 from eoflow.engine import crashpoints, operations
 from eoflow.engine.clock import Clock, SystemClock
-from eoflow.engine.config import DEFAULT_BROKERS, EngineConfig, parse_brokers
+from eoflow.engine.config import EngineConfig
 from eoflow.engine.context import (
     active_engine,
     current_run,
@@ -30,7 +30,7 @@ from eoflow.engine.context import (
 from eoflow.engine.handle import WorkflowHandle, recorded_outcome
 from eoflow.engine.pool import WorkerPool
 from eoflow.engine.primitives import Notifier
-from eoflow.engine.queues import Dispatcher, Queue
+from eoflow.engine.queues import Dispatcher, Queue, enqueue_run
 from eoflow.engine.registry import REGISTRY, Definition, Kind, definition_of
 from eoflow.engine.runs import ActiveRun, Runner, encode_inputs
 from eoflow.engine.timers import Timers
@@ -42,9 +42,9 @@ from eoflow.errors import (
     WorkflowNotFoundError,
 )
 from eoflow.journal.appdb import AppDatabase
+from eoflow.journal.interface import Journal, TxStore
 from eoflow.journal.records import NewWorkflow, Status
 from eoflow.journal.sqlite import SQLiteJournal
-from eoflow.journal.txstore import SQLiteTxStore
 
 log = logging.getLogger("eoflow.engine")
 
@@ -68,7 +68,7 @@ class Engine:
                                            brokers)
         self.path = self.config.journal
         self.clock: Clock = clock or SystemClock()
-        self.journal = SQLiteJournal.open(self.path, self.config.durability)
+        self.journal: Journal = SQLiteJournal.open(self.path, self.config.durability)
         self._app_db: AppDatabase | None = None
         try:
             if self.config.app_db:
@@ -76,7 +76,7 @@ class Engine:
         except BaseException:
             self.journal.close()
             raise
-        self.txstore: SQLiteTxStore = self._app_db.tx if self._app_db else self.journal.tx
+        self.txstore: TxStore = self._app_db.tx if self._app_db else self.journal.tx
         self.pool = WorkerPool(self.config.workers)
         self.runner = Runner(self)
         self.notifier = Notifier()
@@ -190,29 +190,10 @@ class Engine:
     def enqueue(self, queue: Queue, fn: Callable[..., Any], args: tuple[Any, ...],
                 kwargs: dict[str, Any], dedup_id: str | None = None,
                 priority: int | None = None, delay: float | None = None) -> WorkflowHandle:
-        """Record a run of `fn` as ENQUEUED in `queue` (see queues.py); durable on return.
-        From inside a workflow the run is a child with a deterministic id."""
+        """Record a run of `fn` as ENQUEUED in `queue`, durably (see queues.py)."""
         self._check_open()
-        definition = self._workflow(fn)
-        now = self.clock.now_ms()
-        parent = current_run.get()
-        fields: dict[str, Any] = dict(
-            status=Status.ENQUEUED, queue=queue.name, priority=priority or 0, dedup_id=dedup_id,
-            not_before_ms=now + int(delay * 1000) if delay else None)
-        if parent is not None and parent.engine is self:
-            from eoflow.engine.decorators import create_child
-
-            wid, _, status, _ = create_child(parent, definition, args, kwargs, **fields)
-        else:
-            wid = take_workflow_id() or new_workflow_id()
-            new = NewWorkflow(wid, definition.name,
-                              encode_inputs(definition.name, args, kwargs), now,
-                              deadline_ms=self._deadline(definition), **fields)
-            _, status = self._create([new], [definition])[0]
-        self.queues.wake()
-        if status.terminal:  # this id already ran: its handle reads the journal
-            return WorkflowHandle(self, wid)
-        return WorkflowHandle(self, wid, self.runner.track(wid))
+        return enqueue_run(self, queue, self._workflow(fn), args, kwargs, dedup_id, priority,
+                           delay)
 
     def run(self, fn: Callable[..., Any], *args: Any, workflow_id: str | None = None,
             **kwargs: Any) -> Any:
@@ -399,25 +380,10 @@ class Engine:
         registered); they stop when the engine closes. Brokers: `brokers`, else the engine's
         (--brokers, EOFLOW_KAFKA_BROKERS), else the handler's @kafka class, else
         localhost:9092."""
-        from eoflow.engine.consumer import ConsumerLoop
-        from eoflow.engine.kafka_defs import CONSUMERS
+        from eoflow.engine.consumer import start_consumers
 
         self._check_open()
-        override = parse_brokers(brokers) if brokers else self.config.brokers
-        specs = CONSUMERS.all()
-        if handlers:
-            wanted = [definition_of(h) for h in handlers]
-            specs = [spec for spec in specs if any(spec.definition is d for d in wanted)]
-            if len(specs) != len(wanted):
-                raise DefinitionError(", ".join(d.name for d in wanted),
-                                      "not every handler given has @kafka_consume")
-        loops = []
-        for spec in specs:
-            loop = ConsumerLoop(self, spec, override or spec.brokers or DEFAULT_BROKERS)
-            self.add_service(loop)
-            loop.start()
-            loops.append(loop)
-        return loops
+        return start_consumers(self, [definition_of(h) for h in handlers], brokers)
 
     def schedule(self, *workflows: Callable[..., Any]) -> Any:
         """Start running the given @scheduled workflows (default: all) on time, until the

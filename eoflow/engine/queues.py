@@ -20,9 +20,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from eoflow.engine.context import active_engine
-from eoflow.engine.registry import REGISTRY
-from eoflow.errors import ConfigError, NoEngineError
+from eoflow.engine.context import (
+    active_engine,
+    current_run,
+    new_workflow_id,
+    take_workflow_id,
+)
+from eoflow.engine.registry import REGISTRY, Definition
+from eoflow.engine.runs import encode_inputs
+from eoflow.errors import ConfigError, NoEngineError, WorkflowConflictError
+from eoflow.journal.records import NewWorkflow, Status
 
 if TYPE_CHECKING:
     from eoflow.engine.engine import Engine
@@ -152,3 +159,32 @@ class Dispatcher:
         if due is not None:
             pause = min(pause, max(0.001, (due - now) / 1000))
         return pause
+
+
+def enqueue_run(engine: Engine, queue: Queue, definition: Definition, args: tuple[Any, ...],
+                kwargs: dict[str, Any], dedup_id: str | None, priority: int | None,
+                delay: float | None) -> WorkflowHandle:
+    """Record a run as ENQUEUED in `queue`; from inside a workflow it is a child with a
+    deterministic id. Returns its handle once the record is durable."""
+    from eoflow.engine.decorators import create_child
+    from eoflow.engine.handle import WorkflowHandle
+
+    now = engine.clock.now_ms()
+    fields: dict[str, Any] = dict(
+        status=Status.ENQUEUED, queue=queue.name, priority=priority or 0, dedup_id=dedup_id,
+        not_before_ms=now + int(delay * 1000) if delay else None)
+    parent = current_run.get()
+    if parent is not None and parent.engine is engine:
+        wid, _, status, _ = create_child(parent, definition, args, kwargs, **fields)
+    else:
+        wid = take_workflow_id() or new_workflow_id()
+        deadline = None if definition.timeout is None else now + int(definition.timeout * 1000)
+        new = NewWorkflow(wid, definition.name, encode_inputs(definition.name, args, kwargs),
+                          now, deadline_ms=deadline, **fields)
+        created, name, status = engine.journal.create_workflows([new], now)[0]
+        if name != definition.name:
+            raise WorkflowConflictError(wid, name, definition.name)
+    engine.queues.wake()
+    if status.terminal:  # this id already ran: its handle reads the journal
+        return WorkflowHandle(engine, wid)
+    return WorkflowHandle(engine, wid, engine.runner.track(wid))

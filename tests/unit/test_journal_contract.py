@@ -1,0 +1,147 @@
+"""The journal contract, run against every Journal implementation (today: SQLite).
+
+A new store (PostgreSQL, say) joins by adding its factory to IMPLEMENTATIONS."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from eoflow.errors import DedupError, WorkflowConflictError, WorkflowNotFoundError
+from eoflow.journal import codec
+from eoflow.journal.interface import Journal
+from eoflow.journal.records import KafkaKey, NewWorkflow, Status, StepKind, StepRecord
+from eoflow.journal.sqlite import SQLiteJournal
+
+IMPLEMENTATIONS: dict[str, Callable[[Path], Journal]] = {
+    "sqlite": lambda folder: SQLiteJournal.open(os.fspath(folder / "contract.db")),
+}
+
+
+@pytest.fixture(params=sorted(IMPLEMENTATIONS))
+def journal(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Journal]:
+    opened = IMPLEMENTATIONS[request.param](tmp_path)
+    yield opened
+    opened.close()
+
+
+def new(wid: str, name: str = "flow", **fields: object) -> NewWorkflow:
+    return NewWorkflow(wid, name, codec.encode({"args": [], "kwargs": {}}), 1, **fields)
+
+
+def step(wid: str, number: int, name: str = "s", kind: StepKind = StepKind.STEP,
+         output: object = 1) -> StepRecord:
+    return StepRecord(wid, number, name, kind, codec.encode(output), None, 1, 1, 2)
+
+
+def test_create_is_idempotent_and_reports_the_existing_run(journal: Journal) -> None:
+    assert journal.create_workflows([new("a"), new("b")], 5) == [
+        (True, "flow", Status.PENDING), (True, "flow", Status.PENDING)]
+    assert journal.create_workflows([new("a", "other")], 6) == [
+        (False, "flow", Status.PENDING)]
+    record = journal.get_workflow("a")
+    assert record is not None and record.name == "flow" and record.created_ms == 1
+
+
+def test_steps_round_trip_and_are_unique_per_number(journal: Journal) -> None:
+    journal.create_workflows([new("a")], 1)
+    journal.record_step(step("a", 1, output={"x": (1, 2)}))
+    journal.record_step(step("a", 2, "t", StepKind.TRANSACTION))
+    loaded = journal.load_steps("a")
+    assert sorted(loaded) == [1, 2] and codec.decode(loaded[1].output) == {"x": (1, 2)}
+    with pytest.raises(Exception):  # noqa: B017 - the store's own constraint error
+        journal.record_step(step("a", 1))
+
+
+def test_finish_applies_only_to_pending_runs(journal: Journal) -> None:
+    journal.create_workflows([new("a"), new("b")], 1)
+    journal.set_status("b", Status.CANCELLED, 2)
+    outcomes: list[tuple[object, bool]] = []
+    both = threading.Event()
+
+    def durable(error: BaseException | None, applied: bool) -> None:
+        outcomes.append((error, applied))
+        if len(outcomes) == 2:
+            both.set()
+
+    for wid in ("a", "b"):
+        journal.finish_workflow(wid, Status.SUCCESS, codec.encode(1), None, 3,
+                                on_durable=durable, urgent=True)
+    assert both.wait(10)
+    assert outcomes == [(None, True), (None, False)]
+    assert [journal.get_workflow(w).status for w in ("a", "b")] == [  # type: ignore[union-attr]
+        Status.SUCCESS, Status.CANCELLED]
+
+
+def test_recovery_bookkeeping(journal: Journal) -> None:
+    journal.create_workflows([new("a"), new("b")], 1)
+    journal.record_step(step("a", 1))
+    assert [r.workflow_id for r in journal.runnable_workflows()] == ["a", "b"]
+    assert journal.pending_step_counts() == {"a": 1, "b": 0}
+    assert journal.note_recoveries([("a", 1), ("b", 0)], 2) == [1, 1]
+    assert journal.note_recoveries([("a", 1), ("b", 0)], 3) == [2, 2]
+    assert journal.note_recoveries([("a", 2)], 4) == [1]
+    journal.park_workflow("b", 5)
+    assert journal.get_workflow("b").status is Status.PARKED  # type: ignore[union-attr]
+    journal.resume_workflow("b", None, 6)
+    assert journal.get_workflow("b").status is Status.PENDING  # type: ignore[union-attr]
+
+
+def test_fork_copies_steps_before_a_number(journal: Journal) -> None:
+    journal.create_workflows([new("a")], 1)
+    for number in (1, 2, 3):
+        journal.record_step(step("a", number))
+    journal.fork_workflow(new("a2"), "a", 3, 9)
+    assert sorted(journal.load_steps("a2")) == [1, 2]
+    with pytest.raises(WorkflowConflictError):
+        journal.fork_workflow(new("a2"), "a", 3, 9)
+
+
+def test_messages_are_taken_once_in_order(journal: Journal) -> None:
+    journal.create_workflows([new("dest")], 1)
+    with pytest.raises(WorkflowNotFoundError):
+        journal.send_message("nobody", "t", codec.encode(1), 1)
+    for n in (1, 2):
+        journal.send_message("dest", "t", codec.encode(n), 1)
+    first = journal.take_message("dest", "t", step("dest", 1, "eoflow.recv", StepKind.RECV))
+    second = journal.take_message("dest", "t", step("dest", 2, "eoflow.recv", StepKind.RECV))
+    assert [codec.decode(first), codec.decode(second)] == [1, 2]  # type: ignore[arg-type]
+    assert journal.take_message("dest", "t", step("dest", 3, "eoflow.recv",
+                                                  StepKind.RECV)) is None
+    assert sorted(journal.load_steps("dest")) == [1, 2]
+
+
+def test_events_and_queues(journal: Journal) -> None:
+    journal.create_workflows([new("p")], 1)
+    journal.set_event("p", "k", codec.encode("v1"), 1, step("p", 1, "e", StepKind.SET_EVENT))
+    journal.set_event("p", "k", codec.encode("v2"), 2, step("p", 2, "e", StepKind.SET_EVENT))
+    assert codec.decode(journal.get_event("p", "k")) == "v2"  # type: ignore[arg-type]
+    journal.create_workflows([new(f"q{i}", status=Status.ENQUEUED, queue="q", priority=i % 2)
+                              for i in range(4)], 1)
+    journal.create_workflows([new("later", status=Status.ENQUEUED, queue="q",
+                                  not_before_ms=100)], 1)
+    assert [w for w, _, _ in journal.dequeue("q", 10, True, 3)] == ["q0", "q2", "q1"]
+    assert journal.queue_running("q") == 3
+    assert journal.queue_next_due("q", 10) == 100
+    assert [w for w, _, _ in journal.dequeue("q", 200, False, 10)] == ["q3", "later"]
+    journal.create_workflows([new("d1", status=Status.ENQUEUED, queue="q", dedup_id="x")], 1)
+    with pytest.raises(DedupError):
+        journal.create_workflows([new("d2", status=Status.ENQUEUED, queue="q",
+                                      dedup_id="x")], 1)
+
+
+def test_quarantine_and_requests(journal: Journal) -> None:
+    key = KafkaKey("kafka:t:0:5:g", "g", "t", 0, 5)
+    journal.quarantine(key, "h", b"k", b"v", "[]", 7, codec.encode_error(ValueError("x")), 3,
+                       8)
+    journal.quarantine(key, "h", b"k", b"v", "[]", 7, codec.encode_error(ValueError("x")), 3,
+                       9)  # twice: one record
+    record = journal.get_quarantined(key.key)
+    assert record is not None and record.value == b"v" and record.attempts == 3
+    journal.set_quarantine_status(key.key, "RETRIED")
+    assert journal.get_quarantined(key.key).status == "RETRIED"  # type: ignore[union-attr]
+    assert not journal.has_requests() and journal.take_requests() == []
