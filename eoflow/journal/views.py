@@ -10,7 +10,13 @@ from typing import Any
 
 from eoflow.journal import codec
 from eoflow.journal.reader import SQLiteReader
-from eoflow.journal.records import QuarantinedMessage, Status, StepRecord, WorkflowRecord
+from eoflow.journal.records import (
+    QuarantinedMessage,
+    Status,
+    StepKind,
+    StepRecord,
+    WorkflowRecord,
+)
 
 THROUGHPUT_WINDOW_S = 60
 
@@ -88,10 +94,13 @@ def workflow_summary(record: WorkflowRecord) -> dict[str, Any]:
 
 
 def step_view(step: StepRecord) -> dict[str, Any]:
+    output = _json(step.output)
+    if step.kind is StepKind.SLEEP and isinstance(output, int):
+        output = {"until": iso(output)}  # a sleep's (or a wait's) recorded deadline
     return {
         "step": step.step, "name": step.name, "kind": step.kind.value,
         "attempts": step.attempts, "duration_ms": step.ended_ms - step.started_ms,
-        "output": _json(step.output), "error": _error(step.error),
+        "output": output, "error": _error(step.error),
     }
 
 

@@ -222,3 +222,20 @@ def test_second_interrupt_forces_exit(tmp_path: Path) -> None:
     assert app.returncode == 130 and time.monotonic() - started < 5
     with Engine(journal=journal, recover=False) as engine:  # the journal is intact
         assert engine.journal.count_by_status() == {"PENDING": 3}
+
+
+@workflow()
+def cli_napper() -> str:
+    import eoflow as api
+
+    api.sleep(0.01)
+    return "rested"
+
+
+def test_show_renders_a_sleep_as_its_deadline(journal_path: str) -> None:
+    with Engine(journal=journal_path) as engine:
+        engine.run(cli_napper, workflow_id="nap")
+    shown = json.loads(CliRunner().invoke(
+        cli, ["workflows", "show", "nap", "--journal", journal_path, "--json"]).output)
+    assert shown["steps"][0]["kind"] == "sleep"
+    assert shown["steps"][0]["output"]["until"].endswith("+00:00")
