@@ -8,8 +8,9 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -19,6 +20,8 @@ from eoflow.errors import ConfigError, WorkflowNotFoundError
 from eoflow.journal import admin, views
 from eoflow.journal.reader import SQLiteReader
 from eoflow.journal.records import Status
+
+T = TypeVar("T")
 
 
 @click.command()
@@ -59,6 +62,22 @@ def run(app: str, journal: str, app_db: str | None, brokers: str | None, workers
 
 def _reader(journal: str) -> SQLiteReader:
     return SQLiteReader(journal)
+
+
+def _read(journal: str, query: Callable[[SQLiteReader], T]) -> T:
+    """Run one read-only query on the journal (never an engine, never a lock)."""
+    reader = _reader(journal)
+    try:
+        return query(reader)
+    finally:
+        reader.close()
+
+
+def _emit(data: Any, as_json: bool, view: Callable[[Any], Any]) -> None:
+    if as_json:
+        render.print_json(data)
+    else:
+        render.show(view(data))
 
 
 @click.command()
@@ -104,16 +123,9 @@ def workflows() -> None:
 def list_workflows(journal: str, as_json: bool, status_: str | None, name: str | None,
                    limit: int) -> None:
     """List recent runs, newest first."""
-    reader = _reader(journal)
-    try:
-        rows = [views.workflow_summary(r) for r in reader.list_workflows(
-            Status(status_) if status_ else None, name, limit)]
-    finally:
-        reader.close()
-    if as_json:
-        render.print_json(rows)
-    else:
-        render.show(render.workflows_table(rows))
+    rows = _read(journal, lambda reader: [views.workflow_summary(r) for r in reader.list_workflows(
+        Status(status_) if status_ else None, name, limit)])
+    _emit(rows, as_json, render.workflows_table)
 
 
 @workflows.command("show")
@@ -122,18 +134,13 @@ def list_workflows(journal: str, as_json: bool, status_: str | None, name: str |
 @json_option
 def show_workflow(workflow_id: str, journal: str, as_json: bool) -> None:
     """Show one run: inputs, output or error, and every step."""
-    reader = _reader(journal)
-    try:
+    def detail(reader: SQLiteReader) -> dict[str, Any]:
         record = reader.get_workflow(workflow_id)
         if record is None:
             raise WorkflowNotFoundError(workflow_id)
-        detail = views.workflow_detail(reader, record)
-    finally:
-        reader.close()
-    if as_json:
-        render.print_json(detail)
-    else:
-        render.show(render.workflow_view(detail))
+        return views.workflow_detail(reader, record)
+
+    _emit(_read(journal, detail), as_json, render.workflow_view)
 
 
 @workflows.command("cancel")
@@ -178,15 +185,10 @@ def quarantine() -> None:
 @json_option
 def list_quarantine(journal: str, as_json: bool) -> None:
     """List quarantined messages with their error."""
-    reader = _reader(journal)
-    try:
-        rows = [views.quarantined_view(q) for q in reader.quarantined(status=None, limit=1000)]
-    finally:
-        reader.close()
-    if as_json:
-        render.print_json(rows)
-    else:
-        render.show(render.status_view({**views.empty_report(journal), "quarantined": rows}))
+    rows = _read(journal, lambda reader: [
+        views.quarantined_view(q) for q in reader.quarantined(status=None, limit=1000)])
+    _emit(rows, as_json,
+          lambda data: render.status_view({**views.empty_report(journal), "quarantined": data}))
 
 
 @quarantine.command("retry")

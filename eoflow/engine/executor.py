@@ -61,11 +61,16 @@ def outcome_of(record: StepRecord) -> Any:
     return codec.decode(record.output)
 
 
-def call_step(run: RunContext, definition: Definition, args: tuple[Any, ...],
-              kwargs: dict[str, Any]) -> Any:
+def begin(run: RunContext, name: str, kind: StepKind) -> tuple[int, StepRecord | None]:
+    """Start a journaled call at a step boundary: its number, and its record if replaying."""
     run.check_boundary()
     number = run.next_step()
-    record = replayed(run, number, definition.name, StepKind.STEP)
+    return number, replayed(run, number, name, kind)
+
+
+def call_step(run: RunContext, definition: Definition, args: tuple[Any, ...],
+              kwargs: dict[str, Any]) -> Any:
+    number, record = begin(run, definition.name, StepKind.STEP)
     if record is not None:
         return outcome_of(record)
     crashpoints.hit("before_step")
@@ -116,9 +121,7 @@ def call_step(run: RunContext, definition: Definition, args: tuple[Any, ...],
 
 def call_transaction(run: RunContext, definition: Definition, args: tuple[Any, ...],
                      kwargs: dict[str, Any]) -> Any:
-    run.check_boundary()
-    number = run.next_step()
-    record = replayed(run, number, definition.name, StepKind.TRANSACTION)
+    number, record = begin(run, definition.name, StepKind.TRANSACTION)
     if record is not None:
         return outcome_of(record)
     crashpoints.hit("before_step")

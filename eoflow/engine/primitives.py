@@ -10,13 +10,15 @@ Each is journaled as steps so that replay returns exactly what the first executi
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import defaultdict
+from collections.abc import Iterator
 from typing import Any
 
 from eoflow.engine import crashpoints
 from eoflow.engine.context import RunContext, active_engine, current_run, require_run
-from eoflow.engine.executor import encode_value, journal_step, replayed
+from eoflow.engine.executor import begin, encode_value, journal_step
 from eoflow.errors import ConfigError, ContextError
 from eoflow.journal import codec
 from eoflow.journal.records import StepKind, StepRecord
@@ -53,6 +55,15 @@ class Notifier:
             if not self._waiters[key]:
                 del self._waiters[key]
 
+    @contextlib.contextmanager
+    def waiting(self, key: tuple[str, str]) -> Iterator[threading.Event]:
+        """An event set whenever something arrives for `key`, while in the block."""
+        event = self.register(key)
+        try:
+            yield event
+        finally:
+            self.unregister(key, event)
+
     def notify(self, key: tuple[str, str]) -> None:
         with self._lock:
             for event in self._waiters.get(key, ()):
@@ -67,9 +78,7 @@ def _timeout(what: str, timeout: float) -> float:
 
 def _deadline(run: RunContext, name: str, seconds: float) -> int:
     """Record (or replay) the moment `seconds` from now as a SLEEP step; return it."""
-    run.check_boundary()
-    number = run.next_step()
-    record = replayed(run, number, name, StepKind.SLEEP)
+    number, record = begin(run, name, StepKind.SLEEP)
     if record is not None:
         return int(codec.decode(record.output))
     now = run.engine.clock.now_ms()
@@ -107,9 +116,8 @@ def send(destination_id: str, message: Any, topic: str | None = None) -> None:
     if run is None or run.in_step or run.in_transaction:
         engine.journal.send_message(destination_id, topic, text, now)
     else:
-        run.check_boundary()
-        number = run.next_step()
-        if replayed(run, number, "eoflow.send", StepKind.SEND) is not None:
+        number, record = begin(run, "eoflow.send", StepKind.SEND)
+        if record is not None:
             return
         engine.journal.send_message(destination_id, topic, text, now, StepRecord(
             run.workflow_id, number, "eoflow.send", StepKind.SEND, codec.encode(destination_id),
@@ -125,15 +133,11 @@ def recv(topic: str | None = None, timeout: float = 60) -> Any:
     run = require_run("eoflow.recv()")
     topic = topic or DEFAULT_TOPIC
     deadline = _deadline(run, "eoflow.recv.deadline", timeout)
-    run.check_boundary()
-    number = run.next_step()
-    record = replayed(run, number, "eoflow.recv", StepKind.RECV)
+    number, record = begin(run, "eoflow.recv", StepKind.RECV)
     if record is not None:
         return codec.decode(record.output)
     engine = run.engine
-    key = (run.workflow_id, "msg:" + topic)
-    arrived = engine.notifier.register(key)
-    try:
+    with engine.notifier.waiting((run.workflow_id, "msg:" + topic)) as arrived:
         while True:
             now = engine.clock.now_ms()
             step = StepRecord(run.workflow_id, number, "eoflow.recv", StepKind.RECV, None, None,
@@ -148,16 +152,13 @@ def recv(topic: str | None = None, timeout: float = 60) -> Any:
             arrived.clear()
             engine.clock.wait(min(POLL_SLICE, (deadline - now) / 1000), arrived)
             run.check_boundary()
-    finally:
-        engine.notifier.unregister(key, arrived)
 
 
 def set_event(key: str, value: Any) -> None:
     """Publish `value` under `key` for this workflow (others read it with get_event)."""
     run = require_run("eoflow.set_event()")
-    run.check_boundary()
-    number = run.next_step()
-    if replayed(run, number, "eoflow.set_event", StepKind.SET_EVENT) is not None:
+    number, record = begin(run, "eoflow.set_event", StepKind.SET_EVENT)
+    if record is not None:
         return
     text = encode_value("eoflow.set_event", "an event value", value)
     now = run.engine.clock.now_ms()
@@ -177,9 +178,7 @@ def get_event(workflow_id: str, key: str, timeout: float = 60) -> Any:
         raise ContextError("eoflow.get_event() needs a running eoflow engine")
     if run is not None and not (run.in_step or run.in_transaction):
         deadline = _deadline(run, "eoflow.get_event.deadline", timeout)
-        run.check_boundary()
-        number = run.next_step()
-        record = replayed(run, number, "eoflow.get_event", StepKind.GET_EVENT)
+        number, record = begin(run, "eoflow.get_event", StepKind.GET_EVENT)
         if record is not None:
             return codec.decode(record.output)
         value = _await_event(engine, workflow_id, key, deadline, run)
@@ -195,9 +194,7 @@ def get_event(workflow_id: str, key: str, timeout: float = 60) -> Any:
 
 def _await_event(engine: Any, workflow_id: str, key: str, deadline: int,
                  run: RunContext | None) -> str | None:
-    waiting = (workflow_id, "event:" + key)
-    arrived = engine.notifier.register(waiting)
-    try:
+    with engine.notifier.waiting((workflow_id, "event:" + key)) as arrived:
         while True:
             value: str | None = engine.journal.get_event(workflow_id, key)
             now = engine.clock.now_ms()
@@ -207,5 +204,3 @@ def _await_event(engine: Any, workflow_id: str, key: str, deadline: int,
             engine.clock.wait(min(POLL_SLICE, (deadline - now) / 1000), arrived)
             if run is not None:
                 run.check_boundary()
-    finally:
-        engine.notifier.unregister(waiting, arrived)

@@ -101,12 +101,7 @@ class GroupCommitter:
         assert op.go is not None and op.finished is not None
         op.go.wait()
         if op.error is None:  # the writer may have failed the batch before our turn came
-            try:
-                op.result = self._execute(op)
-            except apsw.Error as error:
-                op.error = self._translate(self.path, error)
-            except BaseException as error:
-                op.error = error
+            self._perform(op)
         op.finished.set()
         return self._outcome(op, batch)
 
@@ -151,6 +146,15 @@ class GroupCommitter:
         if batch.error is not None:
             raise batch.error
         return op.result
+
+    def _perform(self, op: _Op[Any]) -> None:
+        """Run an op, keeping its result or its error (as a JournalError if SQLite's)."""
+        try:
+            op.result = self._execute(op)
+        except apsw.Error as error:
+            op.error = self._translate(self.path, error)
+        except BaseException as error:
+            op.error = error
 
     def _execute(self, op: _Op[T]) -> T:
         if not op.savepoint:
@@ -215,12 +219,7 @@ class GroupCommitter:
                     op.go.set()  # type: ignore[union-attr]
                     op.finished.wait()  # type: ignore[union-attr]
                 else:
-                    try:
-                        op.result = self._execute(op)
-                    except apsw.Error as error:
-                        op.error = self._translate(self.path, error)
-                    except BaseException as error:
-                        op.error = error
+                    self._perform(op)
                 if op.error is not None and self.conn.getautocommit():
                     lost = op.error  # e.g. SQLITE_FULL or an I/O error ends the transaction
             if lost is None:
