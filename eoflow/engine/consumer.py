@@ -357,6 +357,12 @@ def retry_quarantined(engine: Engine, key: str) -> bool:
     return True
 
 
+def brokers_for(spec: ConsumerSpec, override: tuple[str, ...] | None) -> tuple[str, ...]:
+    """--brokers / EOFLOW_KAFKA_BROKERS, else what the code says (@kafka on the class or
+    bootstrap_servers), else localhost:9092."""
+    return override or spec.brokers or DEFAULT_BROKERS
+
+
 def start_consumers(engine: Engine, handlers: list[Any], brokers: str | list[str] | None
                     ) -> list[ConsumerLoop]:
     """Start a loop per @kafka_consume handler definition given (all when none are)."""
@@ -372,7 +378,7 @@ def start_consumers(engine: Engine, handlers: list[Any], brokers: str | list[str
         if spec.queue is not None and queue_named(spec.queue) is None:
             raise DefinitionError(spec.name, f"its queue {spec.queue!r} is not declared; "
                                              f"create eoflow.Queue({spec.queue!r}) first")
-        loop = ConsumerLoop(engine, spec, override or spec.brokers or DEFAULT_BROKERS)
+        loop = ConsumerLoop(engine, spec, brokers_for(spec, override))
         engine.add_service(loop)
         loop.start()
         loops.append(loop)
