@@ -239,3 +239,15 @@ def test_show_renders_a_sleep_as_its_deadline(journal_path: str) -> None:
         cli, ["workflows", "show", "nap", "--journal", journal_path, "--json"]).output)
     assert shown["steps"][0]["kind"] == "sleep"
     assert shown["steps"][0]["output"]["until"].endswith("+00:00")
+
+
+def test_status_watch_refreshes_until_interrupted(journal_path: str) -> None:
+    Engine(journal=journal_path).close()
+    with subprocess.Popen([sys.executable, "-m", "eoflow.cli.main", "status", "--watch",
+                           "--journal", journal_path], stdout=subprocess.PIPE, text=True,
+                          env={**os.environ, "COLUMNS": "100"}) as watcher:
+        time.sleep(2.5)
+        watcher.send_signal(signal.SIGINT)
+        output, _ = watcher.communicate(timeout=30)
+    assert watcher.returncode == 0
+    assert "eoflow status" in output and "Throughput" in output
