@@ -47,7 +47,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("eoflow.kafka")
 Partition = tuple[str, int]
-SourceFactory = Callable[..., Any]
 POLL_MS = 500
 MAX_IN_FLIGHT = 20_000  # runs recorded but not finished, before the loop pauses fetching
 
@@ -70,12 +69,10 @@ class Backoff:
 class ConsumerLoop:
     """One consumer (one @kafka_consume handler) on its own thread."""
 
-    def __init__(self, engine: Engine, spec: ConsumerSpec, brokers: tuple[str, ...],
-                 source_factory: SourceFactory | None = None) -> None:
+    def __init__(self, engine: Engine, spec: ConsumerSpec, brokers: tuple[str, ...]) -> None:
         self.engine = engine
         self.spec = spec
         self.brokers = brokers
-        self._factory = source_factory
         self._stop = threading.Event()
         self._source: Any = None
         self._uncommitted: dict[Partition, int] = {}
@@ -115,21 +112,18 @@ class ConsumerLoop:
                 if batch:
                     self._handle(batch)
                 backoff.reset()
+                continue
             except JournalError as error:
-                delay = backoff.next()
-                log.warning("kafka %s: the journal could not record a batch (%s); offsets stay "
-                            "uncommitted, rewinding and retrying in %.1fs", self.spec.name,
-                            error, delay)
-                self._stop.wait(delay)
+                problem = (f"kafka {self.spec.name}: the journal could not record a batch "
+                           f"({error}); offsets stay uncommitted, rewinding")
             except KafkaConsumeError as error:
-                delay = backoff.next()
-                log.warning("%s; retrying in %.1fs", error, delay)
-                self._stop.wait(delay)
-            except Exception:  # never let the consumer die silently
-                delay = backoff.next()
-                log.exception("kafka %s: unexpected error; retrying in %.1fs", self.spec.name,
-                              delay)
-                self._stop.wait(delay)
+                problem = str(error)
+            except Exception as error:  # never let the consumer die silently
+                log.exception("kafka %s: unexpected error", self.spec.name)
+                problem = f"kafka {self.spec.name}: unexpected {type(error).__name__}"
+            delay = backoff.next()
+            log.warning("%s; retrying in %.1fs", problem, delay)
+            self._stop.wait(delay)
         self._shutdown()
 
     def _connect(self) -> None:
@@ -137,9 +131,8 @@ class ConsumerLoop:
 
         config = dict(DEFAULT_CONSUMER_CONFIG)
         config.update(self.spec.config)
-        factory = self._factory or KafkaSource
-        source = factory(self.brokers, self.spec.group_id, self.spec.topics, config,
-                         self._revoked, self._assigned)
+        source = KafkaSource(self.brokers, self.spec.group_id, self.spec.topics, config,
+                             self._revoked, self._assigned)
         source.connect()
         self._source = source
         log.info("kafka: consumer %s started", self.describe)
@@ -221,29 +214,23 @@ class ConsumerLoop:
         return [KafkaKey(message_key(group, m.topic, m.partition, m.offset), group, m.topic,
                          m.partition, m.offset) for m in batch]
 
-    def _lane(self, m: KafkaMessage) -> str:
-        return lane_of(self.spec, m)
-
     def _record_workflows(self, batch: list[KafkaMessage]) -> None:
         engine, spec = self.engine, self.spec
         name = spec.definition.name
         now = engine.clock.now_ms()
         keys = self._keys(batch)
-        if spec.queue is not None:  # the queue starts them, within its limits
-            queued = [NewWorkflow(k.key, name, encode_handler_inputs(m), now,
-                                  status=Status.ENQUEUED, queue=spec.queue)
-                      for k, m in zip(keys, batch, strict=True)]
-            engine.journal.note_offsets(keys, now)
-            engine.journal.create_workflows(queued, now)
-            engine.queues.wake()
-            return
+        queued = spec.queue is not None  # then the queue starts them, within its limits
         news = [
-            NewWorkflow(k.key, name, encode_handler_inputs(m), now,
-                        lane=self._lane(m) if spec.ordered else None)
+            NewWorkflow(k.key, name, encode_handler_inputs(m), now, queue=spec.queue,
+                        status=Status.ENQUEUED if queued else Status.PENDING,
+                        lane=lane_of(spec, m) if spec.ordered and not queued else None)
             for k, m in zip(keys, batch, strict=True)
         ]
         engine.journal.note_offsets(keys, now)
         results = engine.journal.create_workflows(news, now)
+        if queued:
+            engine.queues.wake()
+            return
         for new, m, (created, existing, status) in zip(news, batch, results, strict=True):
             if not created and (existing != name or status is not Status.PENDING):
                 continue  # already ran (a redelivery): nothing to do
@@ -278,11 +265,12 @@ class ConsumerLoop:
         attempts: dict[str, int] = {}
         backoff = Backoff(spec.retry_interval, 30.0)
         while pending:
-            items = [(k.key, spec.name, self._work(m), self._lane(m)) for k, m in pending]
+            items = [(k.key, spec.name, handler_work(spec, m), lane_of(spec, m))
+                     for k, m in pending]
             results = engine.txstore.apply_keyed(items, engine.clock.now_ms())
-            retry = []
+            retry, failing = [], False
             for (key, message), result in zip(pending, results, strict=True):
-                if result.outcome is Applied.SKIPPED:
+                if result.outcome is Applied.SKIPPED:  # behind a failure in its partition
                     retry.append((key, message))
                 elif result.outcome is Applied.FAILED:
                     tries = attempts[key.key] = attempts.get(key.key, 0) + 1
@@ -292,13 +280,11 @@ class ConsumerLoop:
                         log.warning("kafka %s: message %s failed (attempt %d of %d): %s",
                                     spec.name, key.key, tries, spec.max_attempts, result.error)
                         retry.append((key, message))
+                        failing = True
             pending = retry
-            if pending and self._stop.wait(backoff.next()):
+            if failing and self._stop.wait(backoff.next()):
                 raise KafkaConsumeError(spec.name, "stopping with messages left to retry; "
                                         "they come back on the next start")
-
-    def _work(self, message: KafkaMessage) -> Callable[[Any], object]:
-        return handler_work(self.spec, message)
 
     def _quarantine(self, key: KafkaKey, message: KafkaMessage, error: BaseException | None,
                     attempts: int) -> None:

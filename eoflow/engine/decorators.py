@@ -21,15 +21,15 @@ from eoflow.engine.context import (
     take_workflow_id,
 )
 from eoflow.engine.executor import (
+    begin,
     call_step,
     call_transaction,
     encode_value,
-    replayed,
     run_plain_transaction,
 )
 from eoflow.engine.registry import REGISTRY, Definition, Kind, RetryPolicy
 from eoflow.engine.runs import encode_inputs
-from eoflow.errors import ContextError, NoEngineError, WorkflowConflictError
+from eoflow.errors import ContextError, NoEngineError
 from eoflow.journal import codec
 from eoflow.journal.records import NewWorkflow, StepKind, StepRecord
 
@@ -151,10 +151,8 @@ def create_child(run: Any, definition: Definition, args: tuple[Any, ...],
     if run.in_step or run.in_transaction:
         raise ContextError(f"workflow {definition.name!r} cannot be started inside a step or "
                            "transaction; start it from the workflow itself")
-    run.check_boundary()
     engine = run.engine
-    number = run.next_step()
-    record = replayed(run, number, definition.name, StepKind.CHILD)
+    number, record = begin(run, definition.name, StepKind.CHILD)
     if record is not None:
         child_id = codec.decode(record.output)
         child = engine.journal.get_workflow(child_id)
@@ -163,13 +161,10 @@ def create_child(run: Any, definition: Definition, args: tuple[Any, ...],
     child_id = take_workflow_id() or f"{run.workflow_id}-{number}"
     now = engine.clock.now_ms()
     new = NewWorkflow(child_id, definition.name, encode_inputs(definition.name, args, kwargs),
-                      now, parent_id=run.workflow_id,
-                      deadline_ms=None if definition.timeout is None
-                      else now + int(definition.timeout * 1000), **fields)
+                      now, parent_id=run.workflow_id, deadline_ms=definition.deadline(now),
+                      **fields)
     step_record = StepRecord(run.workflow_id, number, definition.name, StepKind.CHILD,
                              encode_value(definition.name, "a child id", child_id), None, 1,
                              now, now)
-    created, name, status = engine.journal.create_workflows([new], now, step=step_record)[0]
-    if name != definition.name:
-        raise WorkflowConflictError(child_id, name, definition.name)
+    created, status = engine.create_runs([new], [definition], step_record)[0]
     return child_id, created, status, new

@@ -43,7 +43,7 @@ from eoflow.errors import (
 )
 from eoflow.journal.appdb import AppDatabase
 from eoflow.journal.interface import Journal, TxStore
-from eoflow.journal.records import NewWorkflow, Status
+from eoflow.journal.records import NewWorkflow, Status, StepRecord
 from eoflow.journal.sqlite import SQLiteJournal
 
 log = logging.getLogger("eoflow.engine")
@@ -173,13 +173,7 @@ class Engine:
         from eoflow.engine.decorators import create_child
 
         child_id, created, status, new = create_child(parent, definition, args, kwargs)
-        run = None
-        if created or not status.terminal:
-            run = self.runner.track(child_id)
-            if created:
-                run.call = (args, kwargs)
-            self.submit_run(run, definition, new if created else None)
-        return WorkflowHandle(self, child_id, run)
+        return self._run_created(definition, child_id, new, created, status, (args, kwargs))
 
     def start_many(self, fn: Callable[..., Any], calls: Iterable[Sequence[Any]],
                    ) -> list[WorkflowHandle]:
@@ -206,9 +200,10 @@ class Engine:
              kwargs: dict[str, Any]) -> Any:
         """Create (or find) run `wid` and execute it in this thread unless it runs elsewhere."""
         self._check_open()
+        now = self.clock.now_ms()
         new = NewWorkflow(wid, definition.name, encode_inputs(definition.name, args, kwargs),
-                          self.clock.now_ms(), deadline_ms=self._deadline(definition))
-        created, status = self._create([new], [definition])[0]
+                          now, deadline_ms=definition.deadline(now))
+        created, status = self.create_runs([new], [definition])[0]
         return self.attach(definition, wid, created, status, new, (args, kwargs))
 
     def attach(self, definition: Definition, wid: str, created: bool, status: Status,
@@ -234,25 +229,33 @@ class Engine:
         now = self.clock.now_ms()
         news = [
             NewWorkflow(wid, d.name, encode_inputs(d.name, args, kwargs), now, lane=lane,
-                        deadline_ms=self._deadline(d))
+                        deadline_ms=d.deadline(now))
             for d, wid, args, kwargs in calls
         ]
-        handles = []
-        outcomes = self._create(news, [call[0] for call in calls])
-        rows = zip(calls, news, outcomes, strict=True)
-        for (definition, wid, args, kwargs), new, (created, status) in rows:
-            run = None
-            if created or not status.terminal:
-                run = self.runner.track(wid)
-                if created:
-                    run.call = (args, kwargs)
-                self.submit_run(run, definition, new if created else None, lane)
-            handles.append(WorkflowHandle(self, wid, run))
-        return handles
+        outcomes = self.create_runs(news, [call[0] for call in calls])
+        return [self._run_created(definition, wid, new, created, status, (args, kwargs), lane)
+                for (definition, wid, args, kwargs), new, (created, status)
+                in zip(calls, news, outcomes, strict=True)]
 
-    def _create(self, news: list[NewWorkflow], definitions: list[Definition]
-                ) -> list[tuple[bool, Status]]:
-        results = self.journal.create_workflows(news, self.clock.now_ms())
+    def _run_created(self, definition: Definition, wid: str, new: NewWorkflow | None,
+                     created: bool, status: Status,
+                     call: tuple[tuple[Any, ...], dict[str, Any]],
+                     lane: str | None = None) -> WorkflowHandle:
+        """After a start was recorded: queue the run on the pool unless it already finished;
+        a fresh run gets the caller's arguments as they are."""
+        if not created and status.terminal:
+            return WorkflowHandle(self, wid)
+        run = self.runner.track(wid)
+        if created:
+            run.call = call
+        self.submit_run(run, definition, new if created else None, lane)
+        return WorkflowHandle(self, wid, run)
+
+    def create_runs(self, news: list[NewWorkflow], definitions: list[Definition],
+                    step: StepRecord | None = None) -> list[tuple[bool, Status]]:
+        """Record runs durably (with a parent's CHILD `step`, if any): (created?, status) of
+        each. An existing id of another workflow is a WorkflowConflictError."""
+        results = self.journal.create_workflows(news, self.clock.now_ms(), step)
         out = []
         rows = zip(news, definitions, results, strict=True)
         for new, definition, (created, name, status) in rows:
@@ -305,11 +308,6 @@ class Engine:
         record = self.journal.get_workflow(wid)
         assert record is not None
         return recorded_outcome(record)
-
-    def _deadline(self, definition: Definition) -> int | None:
-        if definition.timeout is None:
-            return None
-        return self.clock.now_ms() + int(definition.timeout * 1000)
 
     @staticmethod
     def _workflow(fn: Callable[..., Any] | Definition) -> Definition:

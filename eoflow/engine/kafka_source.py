@@ -24,11 +24,6 @@ UNREACHABLE = (KafkaTimeoutError, KafkaConnectionError)  # what bootstrapping ra
 CLIENT_DEFAULTS = {"bootstrap_timeout_ms": 5000, "reconnect_backoff_max_ms": 1000}
 
 
-def quiet_client_logs(level: int = logging.CRITICAL) -> None:
-    """kafka-python logs every failed connection attempt; eoflow reports outages itself."""
-    logging.getLogger("kafka").setLevel(level)
-
-
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, revoked: Callable[[list[Partition]], None],
                  assigned: Callable[[list[Partition]], None]) -> None:

@@ -63,9 +63,7 @@ def resume(engine: Engine, workflow_id: str) -> WorkflowHandle:
                                  f"{record.name!r} in this app)", "resume")
     if engine.runner.get(workflow_id) is not None:
         return WorkflowHandle(engine, workflow_id, engine.runner.get(workflow_id))
-    deadline = None
-    if definition.timeout is not None:
-        deadline = engine.clock.now_ms() + int(definition.timeout * 1000)
+    deadline = definition.deadline(engine.clock.now_ms())
     engine.journal.resume_workflow(workflow_id, deadline, engine.clock.now_ms())
     run = engine.runner.track(workflow_id)
     engine.submit_run(run, definition, None, record.lane)

@@ -61,11 +61,6 @@ class WorkerPool:
                 self._threads.append(thread)
                 thread.start()
 
-    @property
-    def pending(self) -> int:
-        with self._cv:
-            return sum(len(e.tasks) if isinstance(e, _Lane) else 1 for e in self._queue)
-
     def shutdown(self, grace: float) -> bool:
         """Drop queued tasks, wait up to `grace` seconds for running ones; True if all ended."""
         with self._cv:

@@ -28,7 +28,7 @@ from eoflow.engine.context import (
 )
 from eoflow.engine.registry import REGISTRY, Definition
 from eoflow.engine.runs import encode_inputs
-from eoflow.errors import ConfigError, NoEngineError, WorkflowConflictError
+from eoflow.errors import ConfigError, NoEngineError
 from eoflow.journal.records import NewWorkflow, Status
 
 if TYPE_CHECKING:
@@ -178,12 +178,9 @@ def enqueue_run(engine: Engine, queue: Queue, definition: Definition, args: tupl
         wid, _, status, _ = create_child(parent, definition, args, kwargs, **fields)
     else:
         wid = take_workflow_id() or new_workflow_id()
-        deadline = None if definition.timeout is None else now + int(definition.timeout * 1000)
         new = NewWorkflow(wid, definition.name, encode_inputs(definition.name, args, kwargs),
-                          now, deadline_ms=deadline, **fields)
-        created, name, status = engine.journal.create_workflows([new], now)[0]
-        if name != definition.name:
-            raise WorkflowConflictError(wid, name, definition.name)
+                          now, deadline_ms=definition.deadline(now), **fields)
+        _, status = engine.create_runs([new], [definition])[0]
     engine.queues.wake()
     if status.terminal:  # this id already ran: its handle reads the journal
         return WorkflowHandle(engine, wid)

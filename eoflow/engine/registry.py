@@ -55,6 +55,10 @@ class Definition:
     timeout: float | None = None
     consumers: list[Any] = field(default_factory=list)
 
+    def deadline(self, now_ms: int) -> int | None:
+        """When a run started at `now_ms` times out (None without a timeout)."""
+        return None if self.timeout is None else now_ms + int(self.timeout * 1000)
+
     @property
     def source(self) -> str:
         code = getattr(self.fn, "__code__", None)

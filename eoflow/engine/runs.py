@@ -85,10 +85,6 @@ class Runner:
         with self._lock:
             run.claimed = False
 
-    def running(self) -> list[ActiveRun]:
-        with self._lock:
-            return [run for run in self._active.values() if run.claimed]
-
     def stop_all(self, reason: str) -> None:
         """Ask every running workflow to stop at its next step boundary; release waiters of
         runs that have not started (they stay PENDING in the journal)."""
@@ -119,7 +115,7 @@ class Runner:
             value = definition.fn(*args, **kwargs)
             output = encode_value(definition.name, "the workflow's result", value)
         except Interrupted as stop:
-            self._interrupted(run, context, stop)
+            self._interrupted(run, stop)
             return
         except Suspended as pause:
             self._suspend(run, definition, pause.wake_ms)
@@ -162,7 +158,7 @@ class Runner:
         self.unclaim(run)
         engine.timers.at(wake_ms, lambda: engine.submit_run(run, definition, None))
 
-    def _interrupted(self, run: ActiveRun, context: RunContext, stop: Interrupted) -> None:
+    def _interrupted(self, run: ActiveRun, stop: Interrupted) -> None:
         engine = self.engine
         if stop.reason == "timed out":
             error = WorkflowCancelledError(run.workflow_id, "timed out")

@@ -109,10 +109,6 @@ class GroupCommitter:
         """Run a query on the write connection (it sees the open batch); waits for that batch."""
         return self.write(query)
 
-    def flush(self) -> None:
-        """Return once everything submitted so far is durable."""
-        self.write(lambda conn: None)
-
     def close(self) -> None:
         """Commit what is queued, then stop the writer thread."""
         with self._cv:

@@ -156,9 +156,6 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?);
 SELECT workflow_id, step, name, kind, output, error, attempts, started_ms, ended_ms
 FROM eoflow_steps WHERE workflow_id = ? ORDER BY step;
 
--- name: step_count
-SELECT count(*) FROM eoflow_steps WHERE workflow_id = ?;
-
 -- name: step_counts_of_pending
 SELECT w.workflow_id, count(s.step) FROM eoflow_workflows AS w
 LEFT JOIN eoflow_steps AS s ON s.workflow_id = w.workflow_id

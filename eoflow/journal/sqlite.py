@@ -60,9 +60,6 @@ class SQLiteJournal(SQLiteReader, MessagingOps):
         super().close()
         self._owner.release()
 
-    def flush(self) -> None:
-        self.committer.flush()
-
     # -- workflows ----------------------------------------------------------------------------
 
     def create_workflows(
@@ -154,9 +151,6 @@ class SQLiteJournal(SQLiteReader, MessagingOps):
         """Record a step's outcome; returns once it is durable."""
         self.committer.write(lambda conn: insert_step(conn, record))
 
-
-    def step_count(self, workflow_id: str) -> int:
-        return int(self._all("step_count", (workflow_id,))[0][0])
 
     def fork_workflow(self, run: NewWorkflow, source_id: str, before_step: int,
                       now_ms: int) -> None:

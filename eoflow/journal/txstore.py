@@ -83,10 +83,6 @@ class SQLiteTxStore:
 
         return self.committer.turn(attempt, savepoint=False)
 
-    def recorded(self, workflow_id: str, step: int) -> TxOutcome | None:
-        """The committed outcome of a transaction, if an earlier attempt committed it."""
-        return self.committer.read(lambda conn: self._recorded(conn, workflow_id, step))
-
     def apply_keyed(
         self, items: Sequence[tuple[str, str, Callable[[Any], object], str]], now_ms: int
     ) -> list[KeyedResult]:
@@ -124,11 +120,6 @@ class SQLiteTxStore:
             return results
 
         return self.committer.turn(batch, savepoint=False)
-
-    def key_applied(self, key: str) -> bool:
-        return self.committer.read(
-            lambda conn: conn.execute(Q["kafka_key_exists"], (key,)).fetchone() is not None
-        )
 
     # -- where the outcome lives --------------------------------------------------------------
 

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from click.testing import CliRunner
 
 from eoflow import Engine, Status, step, workflow
 from eoflow.cli.main import cli
+from eoflow.errors import WorkflowCancelledError
 from eoflow.journal.reader import SQLiteReader
 
 SLOW_APP = str(Path(__file__).parent / "apps" / "slow_app.py")
@@ -46,6 +48,44 @@ def all_commands(group: click.Group, prefix: tuple[str, ...] = ()):  # type: ign
         yield prefix + (name,), command
         if isinstance(command, click.Group):
             yield from all_commands(command, prefix + (name,))
+
+
+GATE = threading.Event()
+ENTERED = threading.Event()
+
+
+@step()
+def cli_wait_for_gate() -> int:
+    ENTERED.set()
+    GATE.wait(10)
+    return 1
+
+
+@step()
+def cli_after_gate() -> int:
+    return 2
+
+
+@workflow()
+def cli_gated() -> int:
+    return cli_wait_for_gate() + cli_after_gate()
+
+
+def test_cli_cancel_reaches_a_running_engine(journal_path: str) -> None:
+    """The CLI writes the change and a request row; the running engine picks it up."""
+    GATE.clear()
+    ENTERED.clear()
+    with Engine(journal=journal_path) as engine:
+        handle = engine.start(cli_gated, workflow_id="gated")
+        assert ENTERED.wait(10)
+        result = CliRunner().invoke(cli, ["workflows", "cancel", "gated", "--journal",
+                                          journal_path])
+        assert result.exit_code == 0, result.output
+        time.sleep(1.2)  # longer than the engine's request poll (0.5 s)
+        GATE.set()
+        with pytest.raises(WorkflowCancelledError):
+            handle.result(timeout=10)
+        assert [s.name for s in engine.journal.steps_of("gated")] == ["cli_wait_for_gate"]
 
 
 def test_every_command_has_help() -> None:

@@ -82,6 +82,19 @@ def test_kill_at_each_journal_boundary(tmp_path: Path, point: str, nth: int) -> 
     check_final_state(journal, [snapshot], side_effects(log))
 
 
+def test_normal_durability_survives_a_process_kill(tmp_path: Path) -> None:
+    """durability="normal" may lose the last commits on power loss, not on a process crash."""
+    journal, log = str(tmp_path / "j.db"), tmp_path / "effects.log"
+    env = {**os.environ, "SIDE_EFFECTS": str(log), "EOFLOW_DURABILITY": "normal"}
+    crashed = run_app([sys.executable, APP, journal, str(ORDERS)], crash_at="after_step",
+                      nth=41, env=env)
+    assert crashed.killed, crashed.stderr
+    snapshot = (side_effects(log), recorded_steps(journal))
+    finished = run_app([sys.executable, APP, journal, str(ORDERS)], env=env)
+    assert finished.returncode == 0, finished.stderr
+    check_final_state(journal, [snapshot], side_effects(log))
+
+
 def test_kill_at_random_moments(tmp_path: Path) -> None:
     journal, log = str(tmp_path / "j.db"), tmp_path / "effects.log"
     env = {**os.environ, "SIDE_EFFECTS": str(log)}

@@ -48,6 +48,14 @@ def test_round_trip(value: object) -> None:
         assert type(back) is type(value)
 
 
+def test_named_tuples_come_back_as_plain_tuples() -> None:
+    from collections import namedtuple
+
+    Point = namedtuple("Point", "x y")
+    back = codec.decode(codec.encode(Point(1, 2)))
+    assert back == (1, 2) and type(back) is tuple
+
+
 def test_nan_round_trips() -> None:
     back = codec.decode(codec.encode(float("nan")))
     assert back != back

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from eoflow.errors import DedupError, WorkflowConflictError, WorkflowNotFoundError
+from eoflow.errors import DedupError, JournalError, WorkflowConflictError, WorkflowNotFoundError
 from eoflow.journal import codec
 from eoflow.journal.interface import Journal
 from eoflow.journal.records import KafkaKey, NewWorkflow, Status, StepKind, StepRecord
@@ -53,7 +53,7 @@ def test_steps_round_trip_and_are_unique_per_number(journal: Journal) -> None:
     journal.record_step(step("a", 2, "t", StepKind.TRANSACTION))
     loaded = journal.load_steps("a")
     assert sorted(loaded) == [1, 2] and codec.decode(loaded[1].output) == {"x": (1, 2)}
-    with pytest.raises(Exception):  # noqa: B017 - the store's own constraint error
+    with pytest.raises(JournalError, match="UNIQUE|unique|constraint"):
         journal.record_step(step("a", 1))
 
 
