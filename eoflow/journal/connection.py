@@ -82,11 +82,17 @@ class OwnerLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
+        writable = True
         try:
             fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as error:
-            raise JournalError(
-                self.path, f"cannot create its lock file ({error.strerror})") from error
+            if error.errno not in (errno.EACCES, errno.EPERM, errno.EROFS) or \
+                    not os.path.exists(self.lock_path):
+                raise JournalError(
+                    self.path, f"cannot create its lock file ({error.strerror})") from error
+            # An unwritable lock file still locks (flock needs no write access); the journal
+            # itself then reports whether it can be written.
+            fd, writable = os.open(self.lock_path, os.O_RDONLY), False
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as error:
@@ -95,8 +101,9 @@ class OwnerLock:
             if error.errno in (errno.EAGAIN, errno.EACCES):
                 raise JournalLockedError(self.path, owner) from error
             raise JournalError(self.path, f"cannot lock it ({error.strerror})") from error
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()}".encode(), 0)
+        if writable:  # who holds it, for the error message of the next engine
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()}".encode(), 0)
         self._fd = fd
 
     def release(self) -> None:
