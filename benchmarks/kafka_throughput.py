@@ -1,6 +1,6 @@
 """End-to-end Kafka throughput, one run, one broker: raw kafka-python, eoflow's transaction
-path, eoflow's one-step workflow path (ordered per partition, and unordered), and DBOS
-Transact's @DBOS.kafka_consumer on SQLite.
+path, eoflow's one-step workflow path (ordered per partition, ordered per key with 1,000 keys,
+and unordered), and DBOS Transact's @DBOS.kafka_consumer on SQLite.
 
     python benchmarks/kafka_throughput.py [--dbos-python .venv-dbos/bin/python] [--count 50000]
 
@@ -32,12 +32,14 @@ from eoflow.devbroker import LocalBroker  # noqa: E402
 from eoflow.engine.kafka_source import Producer, create_topic  # noqa: E402
 
 
-def fill(brokers: str, topic: str, count: int, partitions: int) -> None:
+def fill(brokers: str, topic: str, count: int, partitions: int, keys: int = 0) -> None:
+    """`count` ~1 KB messages; with `keys`, keyed by `keys` distinct customer ids."""
     create_topic((brokers,), topic, partitions)
     producer = Producer((brokers,))
     run = uuid.uuid4().hex[:8]
     for n in range(count):
-        producer.send(topic, make_value(run, n, 1024))
+        key = f"customer-{n % keys}".encode() if keys else None
+        producer.send(topic, make_value(run, n, 1024), key=key)
     producer.flush()
     producer.close()
 
@@ -62,7 +64,7 @@ def raw_rate(brokers: str, topic: str, count: int) -> dict[str, float]:
     return {"total": count / (last - started), "steady": (count - 1) / (last - first)}
 
 
-def eoflow_rate(brokers: str, topic: str, count: int, path: str, ordered: bool = True,
+def eoflow_rate(brokers: str, topic: str, count: int, path: str, ordered: bool | str = True,
                 timeout: float = 600) -> dict[str, float]:
     """Consume `topic` through one eoflow path; rates from the recorded commit times."""
     group = f"eoflow-{path}-{topic}"
@@ -114,13 +116,15 @@ def main() -> None:
     with LocalBroker() as broker:
         brokers = broker.address
         topics = {name: f"bench-{name}-{uuid.uuid4().hex[:6]}"
-                  for name in ("raw", "tx", "wf", "wf_unordered", "dbos")}
+                  for name in ("raw", "tx", "wf", "wf_key", "wf_unordered", "dbos")}
         for name, topic in topics.items():
             fill(brokers, topic, args.dbos_count if name == "dbos" else args.count,
-                 args.partitions)
+                 args.partitions, keys=1000 if name == "wf_key" else 0)
         results["raw"] = raw_rate(brokers, topics["raw"], args.count)
         results["transaction"] = eoflow_rate(brokers, topics["tx"], args.count, "transaction")
         results["workflow"] = eoflow_rate(brokers, topics["wf"], args.count, "workflow")
+        results["workflow_by_key"] = eoflow_rate(brokers, topics["wf_key"], args.count,
+                                                 "workflow", ordered="key")
         results["workflow_unordered"] = eoflow_rate(brokers, topics["wf_unordered"], args.count,
                                                     "workflow", ordered=False)
         results["dbos"] = run_peer(args.dbos_python, "dbos_kafka.py", "--brokers", brokers,
@@ -133,6 +137,7 @@ def main() -> None:
     rows = [("kafka-python consume only (no processing)", results["raw"]),
             ("eoflow transaction path", results["transaction"]),
             ("eoflow workflow path (1 step, ordered)", results["workflow"]),
+            ("eoflow workflow path (1 step, ordered by key)", results["workflow_by_key"]),
             ("eoflow workflow path (1 step, unordered)", results["workflow_unordered"])]
     for label, figures in rows:
         ratio = f"{figures['steady'] / dbos:8.0f}x" if dbos else ""

@@ -14,6 +14,7 @@ backoff. Kafka types never appear here: kafka_source.py owns the client.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections.abc import Callable
@@ -223,7 +224,7 @@ class ConsumerLoop:
         news = [
             NewWorkflow(k.key, name, encode_handler_inputs(m), now, queue=spec.queue,
                         status=Status.ENQUEUED if queued else Status.PENDING,
-                        lane=lane_of(spec, m) if spec.ordered and not queued else None)
+                        lane=None if queued else workflow_lane(spec, m))
             for k, m in zip(keys, batch, strict=True)
         ]
         engine.journal.note_offsets(keys, now)
@@ -300,6 +301,15 @@ class ConsumerLoop:
 
 def lane_of(spec: ConsumerSpec, message: KafkaMessage) -> str:
     return f"kafka:{message.topic}:{message.partition}:{spec.group_id}"
+
+
+def workflow_lane(spec: ConsumerSpec, message: KafkaMessage) -> str | None:
+    """The lane of a message's workflow run: its partition's, its key's within the partition
+    (by a digest: two keys sharing one only run in sequence), or none at all."""
+    if spec.ordered == "key" and message.key is not None:
+        digest = hashlib.blake2b(message.key, digest_size=8).hexdigest()
+        return f"{lane_of(spec, message)}:key:{digest}"
+    return lane_of(spec, message) if spec.ordered else None
 
 
 def handler_work(spec: ConsumerSpec, message: KafkaMessage) -> Callable[[Any], object]:

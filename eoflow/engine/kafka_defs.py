@@ -92,7 +92,7 @@ class ConsumerSpec:
     topics: tuple[str, ...]
     group_id: str
     config: Mapping[str, Any] = field(default_factory=dict)
-    ordered: bool = True
+    ordered: bool | str = True  # True: per partition; "key": per message key; False: none
     max_attempts: int = 5
     retry_interval: float = 0.5
     brokers: tuple[str, ...] | None = None
@@ -143,12 +143,14 @@ CONSUMERS = _Consumers()
 
 
 def kafka_consume(topics: str | list[str] | tuple[str, ...], group_id: str | None = None, *,
-                  ordered: bool = True, max_attempts: int = 5, retry_interval: float = 0.5,
+                  ordered: bool | str = True, max_attempts: int = 5, retry_interval: float = 0.5,
                   queue: str | None = None, **consumer_config: Any) -> Callable[[F], F]:
     """Consume `topics` into the decorated @workflow or @transaction, exactly once.
 
     The handler is called as `handler(topic, partition, message)`. `group_id` defaults to
-    `eoflow-{function name}`. `ordered=False` lets one partition's workflows run concurrently.
+    `eoflow-{function name}`. A partition's workflows run one at a time in offset order;
+    `ordered="key"` only keeps the order of messages with the same key (keyless ones keep their
+    partition's), and `ordered=False` lets them all run concurrently.
     A transaction that raises is retried `max_attempts` times, then its message is quarantined.
     `queue` names an eoflow.Queue through which the workflow runs go (their order is then the
     queue's). Other keyword arguments go to kafka-python's KafkaConsumer.
@@ -161,6 +163,9 @@ def kafka_consume(topics: str | list[str] | tuple[str, ...], group_id: str | Non
             if key == "enable_auto_commit" and not consumer_config[key]:
                 continue  # asking for what eoflow does anyway
             raise DefinitionError("kafka_consume", f"{key}: {reason}")
+    if ordered not in (True, False, "key"):
+        raise DefinitionError("kafka_consume", f'ordered must be True, False or "key", got '
+                                               f"{ordered!r}")
     if max_attempts < 1:
         raise DefinitionError("kafka_consume", f"max_attempts must be at least 1, got "
                                                f"{max_attempts}")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ from kafka.structs import OffsetAndMetadata
 
 import eoflow
 from eoflow import Engine, KafkaMessage, kafka_consume, step, transaction, workflow
+from eoflow.engine.kafka_source import Producer
 from eoflow.errors import DefinitionError
 from eoflow.journal import codec
 from eoflow.journal.records import Status
@@ -165,6 +168,47 @@ def test_partition_order_is_kept_by_default(broker: str, journal_path: str) -> N
     for partition in (0, 1):
         offsets = [o for p, o in seen if p == partition]
         assert offsets == sorted(offsets) and len(offsets) == len(set(offsets))
+
+
+def test_key_order_keeps_each_keys_order_and_runs_keys_concurrently(
+        broker: str, journal_path: str) -> None:
+    topic = new_topic(broker, partitions=1)
+    lock = threading.Lock()
+    running, most = [0], [0]
+
+    @step()
+    def k_work(key: str, offset: int) -> None:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.02)
+        with lock:
+            running[0] -= 1
+            seen.append((key, offset))
+
+    @kafka_consume(topic, group_id=f"g-{topic}", ordered="key")
+    @workflow()
+    def k_by_key(topic: str, partition: int, message: KafkaMessage) -> None:
+        k_work((message.key or b"-").decode(), message.offset)
+
+    seen: list[tuple[str, int]] = []
+    producer = Producer((broker,))
+    for n in range(80):  # one partition: keys a..d interleaved, and some keyless messages
+        producer.send(topic, b"{}", key=None if n % 10 == 9 else "abcd"[n % 4].encode())
+    producer.flush()
+    producer.close()
+    with Engine(journal=journal_path, workers=8) as engine:
+        engine.consume(k_by_key, brokers=broker)
+        wait_until(lambda: len(seen) == 80, 60, "80 workflows")
+    for key in "abcd-":
+        offsets = [o for k, o in seen if k == key]
+        assert offsets == sorted(offsets) and len(offsets) > 0
+    assert most[0] > 1  # different keys of one partition ran at the same time
+
+
+def test_ordered_must_be_true_false_or_key() -> None:
+    with pytest.raises(DefinitionError, match='ordered must be True, False or "key"'):
+        kafka_consume("t", ordered="partition")
 
 
 def test_refused_settings_and_misplaced_decorators() -> None:
