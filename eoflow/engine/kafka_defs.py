@@ -33,6 +33,9 @@ DEFAULT_CONSUMER_CONFIG: Mapping[str, Any] = MappingProxyType({
     "session_timeout_ms": 6000,  # fast group joins on small brokers; raise for real clusters
     "heartbeat_interval_ms": 1000,
     "max_poll_records": 500,
+    # A broker that dies while a commit is in flight is reported (and retried) after 10 s,
+    # not after kafka-python's default of 30 s of silence.
+    "request_timeout_ms": 10000,
 })
 
 

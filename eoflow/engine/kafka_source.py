@@ -99,6 +99,10 @@ class KafkaSource:
         except CommitFailedError:
             raise OffsetCommitError(self.brokers, "commit refused: the group is rebalancing"
                                     ) from None
+        except KafkaTimeoutError:
+            waited = self._args.get("request_timeout_ms", 30000)
+            raise OffsetCommitError(self.brokers, f"commit failed: no answer within "
+                                    f"request_timeout_ms={waited}") from None
         except (KafkaError, AssertionError) as error:
             raise OffsetCommitError(self.brokers, f"commit failed: {error}") from None
 
