@@ -7,11 +7,18 @@ import time
 from typing import Protocol
 
 
+class Wakeup(Protocol):
+    """What cuts a wait short: a threading.Event or an eoflow Latch."""
+
+    def wait(self, timeout: float | None = None) -> bool: ...
+    def is_set(self) -> bool: ...
+
+
 class Clock(Protocol):
     def now_ms(self) -> int:
         """Wall-clock time in integer milliseconds since the epoch (what the journal stores)."""
 
-    def wait(self, seconds: float, wakeup: threading.Event) -> bool:
+    def wait(self, seconds: float, wakeup: Wakeup) -> bool:
         """Wait `seconds`, or less if `wakeup` is set; True if woken early."""
 
 
@@ -19,7 +26,7 @@ class SystemClock:
     def now_ms(self) -> int:
         return time.time_ns() // 1_000_000
 
-    def wait(self, seconds: float, wakeup: threading.Event) -> bool:
+    def wait(self, seconds: float, wakeup: Wakeup) -> bool:
         return wakeup.wait(max(0.0, seconds))
 
 
@@ -39,7 +46,7 @@ class FakeClock:
         with self._lock:
             self._now += int(seconds * 1000)
 
-    def wait(self, seconds: float, wakeup: threading.Event) -> bool:
+    def wait(self, seconds: float, wakeup: Wakeup) -> bool:
         self.waits.append(seconds)
         if wakeup.is_set():
             return True
