@@ -12,6 +12,9 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
+from kafka.coordinator.assignors.abstract import AbstractPartitionAssignor
+from kafka.coordinator.assignors.range import RangePartitionAssignor
+from kafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from kafka.errors import CommitFailedError, KafkaConnectionError, KafkaError, KafkaTimeoutError
 from kafka.structs import OffsetAndMetadata
 
@@ -35,6 +38,59 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
     def on_partitions_assigned(self, assigned: Any) -> None:
         self._assigned([(tp.topic, tp.partition) for tp in assigned])
+
+
+class _KnownTopics:
+    """The leader's cluster metadata, completed with topics it had to look up."""
+
+    def __init__(self, cluster: Any, looked_up: dict[str, set[int] | None]) -> None:
+        self._cluster, self._looked_up = cluster, looked_up
+
+    def partitions_for_topic(self, topic: str) -> set[int] | None:
+        known = self._cluster.partitions_for_topic(topic)
+        return known if known is not None else self._looked_up.get(topic)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cluster, name)
+
+
+class RangeWithLookup(AbstractPartitionAssignor):  # type: ignore[misc]
+    """Range assignment, except that the group leader first looks up the partitions of topics
+    it has no metadata for: those that only *other* members subscribe to. kafka-python's leader
+    otherwise assigns them to nobody and counts on a later rebalance, which some brokers (the
+    embedded one) never complete, leaving an app that shares the group with no partitions.
+
+    Every member must offer it; eoflow offers it first, then kafka-python's usual range and
+    round-robin, so plain consumers in the same group still agree on one of those."""
+
+    name = "eoflow-range"
+    version = 0
+
+    def __init__(self, client_args: Mapping[str, Any]) -> None:
+        drop = ("group_id", "partition_assignment_strategy")
+        self._client_args = {k: v for k, v in client_args.items() if k not in drop}
+
+    def assign(self, cluster: Any, members: Any) -> Any:
+        topics = {topic for member in members for topic in member.metadata.topics}
+        missing = sorted(t for t in topics if cluster.partitions_for_topic(t) is None)
+        looked_up: dict[str, set[int] | None] = {}
+        if missing:  # runs on kafka-python's network thread: one short lookup per rebalance
+            try:
+                lookup = KafkaConsumer(**self._client_args, allow_auto_create_topics=False)
+                try:
+                    looked_up = {t: lookup.partitions_for_topic(t) for t in missing}
+                finally:
+                    lookup.close()
+            except KafkaError as error:
+                log.warning("kafka: cannot look up topics %s for the group's assignment (%s); "
+                            "they are assigned at the next rebalance", missing, error)
+        return RangePartitionAssignor.assign(_KnownTopics(cluster, looked_up), members)
+
+    def metadata(self, topics: Any) -> Any:
+        return RangePartitionAssignor.metadata(topics)
+
+    def on_assignment(self, assignment: Any, generation: Any = None) -> None:
+        pass
 
 
 def check_reachable(brokers: tuple[str, ...], timeout: float = 2.0) -> None:
@@ -62,6 +118,8 @@ class KafkaSource:
         self._args = dict(CLIENT_DEFAULTS, **config)
         self._args.update(bootstrap_servers=list(brokers), group_id=group_id,
                           enable_auto_commit=False)
+        self._args.setdefault("partition_assignment_strategy", [
+            RangeWithLookup(self._args), RangePartitionAssignor, RoundRobinPartitionAssignor])
         self._topics = list(topics)
         self._listener = _Listener(on_revoked, on_assigned)
 

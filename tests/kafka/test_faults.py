@@ -116,11 +116,9 @@ def test_journal_failure_rewinds_and_retries(broker: str, journal_path: str,
 def test_rebalance_between_two_apps_on_different_topics(broker: str, tmp_path) -> None:
     """Two apps with their own journals share a group id but consume different topics: the
     second one joining mid-stream rebalances the group, revoking and re-assigning the first
-    app's partitions while messages flow; the first app still applies each message once.
-
-    (Whether the second app gets its own partitions quickly is up to the broker: on the
-    embedded broker, kafka-python's group leader assigns a topic it has no metadata for only
-    after later rebalances, so that part is not asserted here; see the README on groups.)"""
+    app's partitions while messages flow. The first app still applies each message once, and
+    the second gets its topic's partitions (the leader, the first app, has no metadata for that
+    topic: eoflow's assignor looks it up) and applies its messages once too."""
     topic_a, topic_b = new_topic(broker), new_topic(broker)
     group = f"shared-{topic_a}"
 
@@ -154,8 +152,10 @@ def test_rebalance_between_two_apps_on_different_topics(broker: str, tmp_path) -
         producer.start()
         try:
             time.sleep(1)
-            app_b.consume(apply_b, brokers=broker)  # joins: the group rebalances
+            loop_b = app_b.consume(apply_b, brokers=broker)[0]  # joins: the group rebalances
             wait_until(lambda: loop_a.revocations > 0, 30, "a rebalance")
+            wait_until(lambda: len(loop_b.assigned) == 3, 30, "topic b's partitions for app b")
+            produce_ids(broker, topic_b, range(300))
             time.sleep(2)
         finally:
             stop.set()
@@ -163,3 +163,7 @@ def test_rebalance_between_two_apps_on_different_topics(broker: str, tmp_path) -
         total = produced[0]
         wait_until(lambda: len(ledger_counts(app_a, "ledger_a")) == total, 60, "topic a")
         assert set(ledger_counts(app_a, "ledger_a").values()) == {1}
+        wait_until(lambda: len(ledger_counts(app_b, "ledger_b")) == 300, 60, "topic b")
+        assert set(ledger_counts(app_b, "ledger_b").values()) == {1}
+        assert {t for t, _ in loop_a.assigned} == {topic_a}
+        assert {t for t, _ in loop_b.assigned} == {topic_b}
