@@ -140,7 +140,7 @@ def main() -> None:
             ("eoflow workflow path (1 step, ordered by key)", results["workflow_by_key"]),
             ("eoflow workflow path (1 step, unordered)", results["workflow_unordered"])]
     for label, figures in rows:
-        ratio = f"{figures['steady'] / dbos:8.0f}x" if dbos else ""
+        ratio = f"{figures['steady'] / dbos:8.0f}x" if dbos and label.startswith("eoflow") else ""
         print(f"{label:44} {figures['steady']:10.0f} {figures['total']:10.0f} {ratio:>9}")
     if dbos:
         print(f"{'DBOS @DBOS.kafka_consumer (' + str(args.dbos_count) + ' msgs)':44} "
