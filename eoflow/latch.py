@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import _thread
 
+_SETTING = _thread.allocate_lock()  # set() is rare and brief: one lock for every latch
+
 
 class Latch:
     __slots__ = ("_lock", "_set")
@@ -19,7 +21,12 @@ class Latch:
         self._set = False
 
     def set(self) -> None:
-        if not self._set:
+        """Idempotent, and safe from several threads at once (a run can be stopped by a cancel
+        and by the engine's shutdown together). CPython's GIL cannot switch threads between
+        the check and the release today; the lock keeps that true without relying on it."""
+        with _SETTING:
+            if self._set:
+                return
             self._set = True
             self._lock.release()
 

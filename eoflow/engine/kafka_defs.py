@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from eoflow.engine.config import parse_brokers
 from eoflow.engine.registry import Definition, Kind
@@ -19,6 +19,7 @@ from eoflow.journal.codec import ENCODER, TAG
 
 F = TypeVar("F", bound=Callable[..., Any])
 C = TypeVar("C", bound=type)
+Ordering = bool | Literal["key"]
 
 # Settings that would break exactly-once, or that eoflow owns, with the reason shown to users.
 REFUSED = {
@@ -95,7 +96,7 @@ class ConsumerSpec:
     topics: tuple[str, ...]
     group_id: str
     config: Mapping[str, Any] = field(default_factory=dict)
-    ordered: bool | str = True  # True: per partition; "key": per message key; False: none
+    ordered: Ordering = True  # True: per partition; "key": per message key; False: none
     max_attempts: int = 5
     retry_interval: float = 0.5
     brokers: tuple[str, ...] | None = None
@@ -146,7 +147,7 @@ CONSUMERS = _Consumers()
 
 
 def kafka_consume(topics: str | list[str] | tuple[str, ...], group_id: str | None = None, *,
-                  ordered: bool | str = True, max_attempts: int = 5, retry_interval: float = 0.5,
+                  ordered: Ordering = True, max_attempts: int = 5, retry_interval: float = 0.5,
                   queue: str | None = None, **consumer_config: Any) -> Callable[[F], F]:
     """Consume `topics` into the decorated @workflow or @transaction, exactly once.
 
@@ -166,7 +167,7 @@ def kafka_consume(topics: str | list[str] | tuple[str, ...], group_id: str | Non
             if key == "enable_auto_commit" and not consumer_config[key]:
                 continue  # asking for what eoflow does anyway
             raise DefinitionError("kafka_consume", f"{key}: {reason}")
-    if ordered not in (True, False, "key"):
+    if not (ordered is True or ordered is False or ordered == "key"):
         raise DefinitionError("kafka_consume", f'ordered must be True, False or "key", got '
                                                f"{ordered!r}")
     if max_attempts < 1:
@@ -186,6 +187,9 @@ def kafka_consume(topics: str | list[str] | tuple[str, ...], group_id: str | Non
                 "taking (topic, partition, message)"))
         if queue is not None and definition.kind is not Kind.WORKFLOW:
             raise DefinitionError(definition.name, "queue= applies to workflows only")
+        if ordered is not True and definition.kind is not Kind.WORKFLOW:
+            raise DefinitionError(definition.name, "ordered= applies to workflows only: the "
+                                  "transaction path always applies a partition in offset order")
         spec = ConsumerSpec(definition, names, group_id or f"eoflow-{definition.name}",
                             MappingProxyType(config), ordered, max_attempts, retry_interval,
                             brokers, queue)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -54,6 +55,12 @@ class _KnownTopics:
         return getattr(self._cluster, name)
 
 
+CONNECTION_KEYS = {"bootstrap_servers", "client_id", "security_protocol", "api_version",
+                   "request_timeout_ms", "reconnect_backoff_ms", "reconnect_backoff_max_ms",
+                   "client_dns_lookup", "socket_options", "proxy_url"}
+LOOKUP_SECONDS = 3.0  # the leader sends no heartbeats meanwhile: stay well under the session
+
+
 class RangeWithLookup(AbstractPartitionAssignor):  # type: ignore[misc]
     """Range assignment, except that the group leader first looks up the partitions of topics
     it has no metadata for: those that only *other* members subscribe to. kafka-python's leader
@@ -61,30 +68,55 @@ class RangeWithLookup(AbstractPartitionAssignor):  # type: ignore[misc]
     embedded one) never complete, leaving an app that shares the group with no partitions.
 
     Every member must offer it; eoflow offers it first, then kafka-python's usual range and
-    round-robin, so plain consumers in the same group still agree on one of those."""
+    round-robin, so plain consumers in the same group can still agree on one of those. It runs
+    on kafka-python's network thread, so it never raises and never blocks for long."""
 
     name = "eoflow-range"
     version = 0
 
     def __init__(self, client_args: Mapping[str, Any]) -> None:
-        drop = ("group_id", "partition_assignment_strategy")
-        self._client_args = {k: v for k, v in client_args.items() if k not in drop}
+        self._group = client_args.get("group_id")
+        self._lookup_args = {  # only how to reach the brokers: no group, no subscription
+            k: v for k, v in client_args.items()
+            if k in CONNECTION_KEYS or k.startswith(("ssl_", "sasl_"))}
+        self._lookup_args.update(bootstrap_timeout_ms=2000, enable_auto_commit=False,
+                                 allow_auto_create_topics=False)
 
     def assign(self, cluster: Any, members: Any) -> Any:
-        topics = {topic for member in members for topic in member.metadata.topics}
-        missing = sorted(t for t in topics if cluster.partitions_for_topic(t) is None)
-        looked_up: dict[str, set[int] | None] = {}
-        if missing:  # runs on kafka-python's network thread: one short lookup per rebalance
+        try:
+            topics = {topic for member in members for topic in member.metadata.topics}
+            missing = sorted(t for t in topics if cluster.partitions_for_topic(t) is None)
+            if missing:
+                cluster = _KnownTopics(cluster, self._look_up(missing))
+        except Exception:  # never fail the group's join: fall back to what the leader knows
+            log.exception("kafka group %s: assignment lookup failed", self._group)
+        return RangePartitionAssignor.assign(cluster, members)
+
+    def _look_up(self, topics: list[str]) -> dict[str, set[int] | None]:
+        found: dict[str, set[int] | None] = {}
+        failed: list[BaseException] = []
+
+        def look_up() -> None:
             try:
-                lookup = KafkaConsumer(**self._client_args, allow_auto_create_topics=False)
+                lookup = KafkaConsumer(**self._lookup_args)
                 try:
-                    looked_up = {t: lookup.partitions_for_topic(t) for t in missing}
+                    for topic in topics:
+                        found[topic] = lookup.partitions_for_topic(topic)
                 finally:
                     lookup.close()
-            except KafkaError as error:
-                log.warning("kafka: cannot look up topics %s for the group's assignment (%s); "
-                            "they are assigned at the next rebalance", missing, error)
-        return RangePartitionAssignor.assign(_KnownTopics(cluster, looked_up), members)
+            except Exception as error:
+                failed.append(error)
+
+        thread = threading.Thread(target=look_up, name="eoflow-kafka-lookup", daemon=True)
+        thread.start()
+        thread.join(LOOKUP_SECONDS)
+        if thread.is_alive() or failed:
+            why = failed[0] if failed else f"no answer within {LOOKUP_SECONDS:g}s"
+            log.warning("kafka group %s: cannot look up topics %s of other members (%s); they "
+                        "get no partitions until the group rebalances again", self._group,
+                        ", ".join(topics), why)
+            return {}
+        return found
 
     def metadata(self, topics: Any) -> Any:
         return RangePartitionAssignor.metadata(topics)
