@@ -7,7 +7,6 @@ workflow called directly runs durably in the caller's thread.
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import threading
@@ -15,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any
 
-from eoflow.engine import crashpoints, operations
+from eoflow.engine import crashpoints, operations, recovery
 from eoflow.engine.clock import Clock, SystemClock
 from eoflow.engine.config import EngineConfig
 from eoflow.engine.context import (
@@ -31,7 +30,7 @@ from eoflow.engine.handle import WorkflowHandle, recorded_outcome
 from eoflow.engine.pool import WorkerPool
 from eoflow.engine.primitives import Notifier
 from eoflow.engine.queues import Dispatcher, Queue, enqueue_run
-from eoflow.engine.registry import REGISTRY, Definition, Kind, definition_of
+from eoflow.engine.registry import Definition, Kind, definition_of
 from eoflow.engine.runs import ActiveRun, Runner, encode_inputs
 from eoflow.engine.timers import Timers
 from eoflow.errors import (
@@ -326,35 +325,7 @@ class Engine:
 
     def recover(self) -> list[WorkflowHandle]:
         """Resume every PENDING run from its last recorded step; park crash-looping ones."""
-        pending = self.journal.runnable_workflows()
-        if not pending:
-            return []
-        counts = self.journal.pending_step_counts()
-        attempts = self.journal.note_recoveries(
-            [(r.workflow_id, counts.get(r.workflow_id, 0)) for r in pending], self.clock.now_ms())
-        handles = []
-        for record, tries in zip(pending, attempts, strict=True):
-            definition = REGISTRY.workflow(record.name)
-            if definition is None:
-                log.error("workflow %s: no workflow named %r is defined in this app; it stays "
-                          "PENDING until an app that defines it runs", record.workflow_id,
-                          record.name)
-                continue
-            if tries > definition.max_recovery_attempts:
-                self.journal.park_workflow(record.workflow_id, self.clock.now_ms())
-                log.error("workflow %s (%s) was recovered %d times without progress and is "
-                          "parked; fix the cause, then `eoflow workflows resume %s`",
-                          record.workflow_id, record.name, tries - 1, record.workflow_id)
-                continue
-            run = self.runner.track(record.workflow_id)
-            if record.not_before_ms and record.not_before_ms > self.clock.now_ms():
-                self.timers.at(record.not_before_ms, functools.partial(  # asleep: wake on time
-                    self.submit_run, run, definition, None, record.lane))
-            else:
-                self.submit_run(run, definition, None, record.lane)
-            handles.append(WorkflowHandle(self, record.workflow_id, run))
-        log.info("engine: resuming %d pending workflow(s)", len(handles))
-        return handles
+        return recovery.recover(self)
 
     def _poll_requests(self) -> None:
         """Apply cancel/resume requests written by `eoflow workflows ...` while we run."""

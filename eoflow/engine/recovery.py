@@ -1,0 +1,52 @@
+"""Recovery: at start, every PENDING run resumes from its last recorded step.
+
+A run that keeps being recovered without recording a new step (it crashes the process each
+time) is parked after its definition's `max_recovery_attempts`, for an operator to look at.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import TYPE_CHECKING
+
+from eoflow.engine.handle import WorkflowHandle
+from eoflow.engine.registry import REGISTRY
+
+if TYPE_CHECKING:
+    from eoflow.engine.engine import Engine
+
+log = logging.getLogger("eoflow.engine")
+
+
+def recover(engine: Engine) -> list[WorkflowHandle]:
+    """Resume every PENDING run from its last recorded step; park crash-looping ones."""
+    pending = engine.journal.runnable_workflows()
+    if not pending:
+        return []
+    counts = engine.journal.pending_step_counts()
+    attempts = engine.journal.note_recoveries(
+        [(r.workflow_id, counts.get(r.workflow_id, 0)) for r in pending], engine.clock.now_ms())
+    handles = []
+    for record, tries in zip(pending, attempts, strict=True):
+        definition = REGISTRY.workflow(record.name)
+        if definition is None:
+            log.error("workflow %s: no workflow named %r is defined in this app; it stays "
+                      "PENDING until an app that defines it runs", record.workflow_id,
+                      record.name)
+            continue
+        if tries > definition.max_recovery_attempts:
+            engine.journal.park_workflow(record.workflow_id, engine.clock.now_ms())
+            log.error("workflow %s (%s) was recovered %d times without progress and is "
+                      "parked; fix the cause, then `eoflow workflows resume %s`",
+                      record.workflow_id, record.name, tries - 1, record.workflow_id)
+            continue
+        run = engine.runner.track(record.workflow_id)
+        if record.not_before_ms and record.not_before_ms > engine.clock.now_ms():
+            engine.timers.at(record.not_before_ms, functools.partial(  # asleep: wake on time
+                engine.submit_run, run, definition, None, record.lane))
+        else:
+            engine.submit_run(run, definition, None, record.lane)
+        handles.append(WorkflowHandle(engine, record.workflow_id, run))
+    log.info("engine: resuming %d pending workflow(s)", len(handles))
+    return handles
