@@ -8,6 +8,7 @@ broker give it a storage URL (Tansu's `--storage-engine`, e.g. `s3://bucket/`) t
 from __future__ import annotations
 
 import os
+import random
 import socket
 import subprocess
 import time
@@ -33,6 +34,20 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def stable_port() -> int:
+    """A free port outside the kernel's ephemeral range: while a broker on it is down, no
+    client's outgoing connection (nor a TCP self-connect to it) can take it over."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as ranges:
+            low = int(ranges.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    for port in random.sample(range(max(1024, low - 12000), low), 200):
+        if port_is_free(port):
+            return port
+    raise BrokerError("no free port below the ephemeral range for a restartable broker")
 
 
 def port_is_free(port: int) -> bool:

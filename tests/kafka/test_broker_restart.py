@@ -14,7 +14,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 import eoflow
 from eoflow import Engine, KafkaMessage, kafka_consume, transaction, workflow
-from eoflow.devbroker import LocalBroker, external_brokers
+from eoflow.devbroker import LocalBroker, external_brokers, stable_port
 
 from .conftest import new_topic, produce_ids, wait_until
 from .s3store import running_s3
@@ -34,7 +34,8 @@ def restartable() -> Iterator[LocalBroker]:
     if external_brokers():
         pytest.skip("broker restart tests kill and restart their own embedded broker; "
                     "EOFLOW_TEST_KAFKA points at an external cluster")  # pragma: no cover
-    with running_s3() as store, LocalBroker(storage=store.url, env=store.env) as broker:
+    with running_s3() as store, \
+            LocalBroker(stable_port(), storage=store.url, env=store.env) as broker:
         yield broker
 
 
