@@ -1,0 +1,11 @@
+"""The Kafka benchmark still runs (tiny count, its own embedded broker, no DBOS)."""
+
+from __future__ import annotations
+
+from tests.integration.test_benchmark_scripts import run
+
+
+def test_kafka_benchmark_runs() -> None:
+    out = run("kafka_throughput.py", "--count", "300", "--partitions", "2")
+    for row in ("transaction path", "1 step, ordered)", "ordered by key", "unordered"):
+        assert row in out
