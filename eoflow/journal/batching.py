@@ -127,9 +127,14 @@ class GroupCommitter:
             if on_durable is not None:
                 batch.callbacks.append(on_durable)
             if wait:
+                lingering = not batch.waiting
                 batch.waiting = True
                 batch.waiters += 1
-                self._cv.notify()
+                # Wake the writer only when it has something to decide: it is idle, lingering
+                # for a waiter, or gathering and this is the last waiter it expects. (Waking it
+                # for each waiter cost every writer a futex wake and the GIL a turn.)
+                if lingering or batch.waiters >= self._last_waiters or len(self._ops) == 1:
+                    self._cv.notify()
             elif len(self._ops) == 1:
                 self._cv.notify()
         return batch
