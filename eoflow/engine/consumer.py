@@ -3,7 +3,8 @@
 For every polled batch:
 - workflow path: one journal transaction records a run per message (its id is the message's
   idempotency key, so a redelivered message finds its run and starts nothing), then the offsets
-  are committed, then the runs go to the worker pool (one lane per partition when ordered);
+  are committed, then the runs go to the worker pool (one lane per partition, or per key with
+  `ordered="key"`, none with `ordered=False`);
 - transaction path: one SQLite transaction applies every message, each in its own savepoint with
   its key; a message that raises is retried, then quarantined; then the offsets are committed.
 

@@ -1,7 +1,8 @@
 """A TCP proxy that can cut every connection and refuse new ones: a broker outage on demand.
 
-The in-memory broker loses its data when its process stops, so tests simulate a broker going
-away (and coming back with its data) by stopping this proxy, through which all traffic flows.
+The in-memory broker loses its data when its process stops, so these tests cut the network
+instead, by stopping this proxy, through which all traffic flows. (test_broker_restart.py kills
+the broker process itself, with its data in S3.)
 """
 
 from __future__ import annotations
