@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import _thread
 
-_SETTING = _thread.allocate_lock()  # set() is rare and brief: one lock for every latch
-
 
 class Latch:
     __slots__ = ("_lock", "_set")
@@ -22,11 +20,9 @@ class Latch:
 
     def set(self) -> None:
         """Idempotent, and safe from several threads at once (a run can be stopped by a cancel
-        and by the engine's shutdown together). CPython's GIL cannot switch threads between
-        the check and the release today; the lock keeps that true without relying on it."""
-        with _SETTING:
-            if self._set:
-                return
+        and by the engine's shutdown together): the GIL does not switch threads between the
+        check and the release, as there is no call between them."""
+        if not self._set:
             self._set = True
             self._lock.release()
 

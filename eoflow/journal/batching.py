@@ -130,10 +130,11 @@ class GroupCommitter:
                 lingering = not batch.waiting
                 batch.waiting = True
                 batch.waiters += 1
-                # Wake the writer only when it has something to decide: it is idle, lingering
-                # for a waiter, or gathering and this is the last waiter it expects. (Waking it
+                # Wake the writer only when it has something to decide: it is idle or lingering
+                # (the batch had no waiter yet), or gathering and this is the last waiter it
+                # expects. (Waking it
                 # for each waiter cost every writer a futex wake and the GIL a turn.)
-                if lingering or batch.waiters >= self._last_waiters or len(self._ops) == 1:
+                if lingering or batch.waiters >= self._last_waiters:
                     self._cv.notify()
             elif len(self._ops) == 1:
                 self._cv.notify()
