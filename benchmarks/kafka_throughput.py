@@ -29,7 +29,7 @@ from benchmarks.common import dump, machine, run_peer  # noqa: E402
 from benchmarks.peers.fill_topic import make_value  # noqa: E402
 from eoflow import Engine, KafkaMessage, kafka_consume, step, transaction, workflow  # noqa: E402
 from eoflow.devbroker import LocalBroker  # noqa: E402
-from eoflow.engine.kafka_source import Producer, create_topic  # noqa: E402
+from eoflow.engine.kafka.source import Producer, create_topic  # noqa: E402
 
 
 def fill(brokers: str, topic: str, count: int, partitions: int, keys: int = 0) -> None:
@@ -89,7 +89,7 @@ def eoflow_rate(brokers: str, topic: str, count: int, path: str, ordered: bool |
                 return bench_parse(message.value)
             handler = bench_flow
         with Engine(journal=journal) as engine:
-            engine.txstore.committer.write(
+            engine.runtime.txstore.committer.write(
                 lambda c: c.execute("CREATE TABLE applied (id TEXT, at REAL)"))
             started = time.time()
             engine.consume(handler, brokers=brokers)

@@ -8,11 +8,11 @@ from eoflow.engine.context import db, set_workflow_id, workflow_id
 from eoflow.engine.decorators import step, transaction, workflow
 from eoflow.engine.engine import Engine
 from eoflow.engine.handle import WorkflowHandle
-from eoflow.engine.kafka_defs import KafkaMessage, kafka, kafka_consume
+from eoflow.engine.kafka.defs import KafkaMessage, kafka, kafka_consume
 from eoflow.engine.primitives import get_event, recv, send, set_event, sleep
-from eoflow.engine.queues import Queue
 from eoflow.engine.registry import on_start
-from eoflow.engine.schedules import scheduled
+from eoflow.engine.scheduling.queues import Queue
+from eoflow.engine.scheduling.schedules import scheduled
 from eoflow.errors import EoflowError
 from eoflow.journal.records import Status
 

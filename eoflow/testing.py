@@ -11,12 +11,14 @@ See eoflow.engine.crashpoints for the points a run passes through.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from eoflow.engine import registry
 from eoflow.engine.crashpoints import POINTS
 
 
@@ -55,3 +57,10 @@ def run_app(args: Sequence[str], crash_at: str | None = None, nth: int = 1,
     done = subprocess.run(list(args), env=environ, capture_output=True, text=True,
                           timeout=timeout, cwd=cwd)
     return AppResult(done.returncode, done.stdout, done.stderr)
+
+
+def isolated_definitions() -> contextlib.AbstractContextManager[None]:
+    """A block whose workflows, steps, Kafka consumers, schedules and queues are forgotten when
+    it ends: definitions are process-wide (like Flask's decorators), so a test that defines its
+    own uses this to leave nothing behind for the next test."""
+    return registry.isolated_definitions()

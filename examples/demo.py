@@ -26,7 +26,7 @@ from rich.table import Table
 from rich.text import Text
 
 from eoflow.devbroker import LocalBroker
-from eoflow.engine.kafka_source import Producer, create_topic
+from eoflow.engine.kafka.source import Producer, create_topic
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".demo"

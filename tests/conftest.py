@@ -10,6 +10,14 @@ import pytest
 
 from eoflow import Engine
 from eoflow.engine.clock import FakeClock
+from eoflow.testing import isolated_definitions
+
+
+@pytest.fixture(autouse=True)
+def _isolated_definitions() -> Iterator[None]:
+    """Definitions a test makes (workflows, consumers, schedules, queues) end with it."""
+    with isolated_definitions():
+        yield
 
 
 @pytest.fixture

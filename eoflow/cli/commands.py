@@ -230,7 +230,7 @@ def broker(port: int | None) -> None:
 def produce(topic: str, brokers: str | None, count: int | None, partitions: int) -> None:
     """Send lines from stdin (or --count generated JSON messages) to TOPIC, creating it."""
     from eoflow.engine.config import DEFAULT_BROKERS, parse_brokers
-    from eoflow.engine.kafka_source import produce_values
+    from eoflow.engine.kafka.source import produce_values
 
     addresses = parse_brokers(brokers) if brokers else DEFAULT_BROKERS
     if count is None:

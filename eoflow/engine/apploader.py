@@ -10,7 +10,7 @@ import traceback
 from dataclasses import dataclass
 from types import ModuleType
 
-from eoflow.engine.kafka_defs import CONSUMERS
+from eoflow.engine.kafka.defs import CONSUMERS
 from eoflow.engine.registry import REGISTRY, Definition
 from eoflow.errors import AppLoadError
 

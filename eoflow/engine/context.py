@@ -1,8 +1,9 @@
 """Where a call is running: in which workflow run, which transaction, under which engine.
 
-The state lives in context variables set by the engine around each run, so a decorated function
-can tell a durable call (inside a workflow) from a plain one. Engines are found through
-`active_engine()`: the innermost `with engine:` block, else the one open engine of the process.
+The state lives in context variables set by the runner around each run, so a decorated function
+can tell a durable call (inside a workflow) from a plain one. The runtime of the engine a call
+belongs to is found through `active_runtime()`: the run's, else the innermost `with engine:`
+block's, else the one open engine's of the process.
 """
 
 from __future__ import annotations
@@ -12,15 +13,14 @@ import threading
 import uuid
 from collections.abc import Iterator
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from eoflow.engine.active import StopReason
+from eoflow.engine.registry import Definition
+from eoflow.engine.runtime import Runtime
 from eoflow.errors import ContextError
 from eoflow.journal.records import StepRecord
 from eoflow.latch import Latch
-
-if TYPE_CHECKING:
-    from eoflow.engine.engine import Engine
-    from eoflow.engine.registry import Definition
 
 
 class Interrupted(BaseException):
@@ -29,9 +29,9 @@ class Interrupted(BaseException):
     A BaseException so user code's `except Exception` does not swallow it.
     """
 
-    def __init__(self, reason: str, cause: BaseException | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
+    def __init__(self, reason: StopReason, cause: BaseException | None = None) -> None:
+        super().__init__(reason.value)
+        self.reason: StopReason = reason
         self.cause = cause
 
 
@@ -40,13 +40,13 @@ class RunContext:
 
     def __init__(
         self,
-        engine: Engine,
+        runtime: Runtime,
         definition: Definition,
         workflow_id: str,
         recorded: dict[int, StepRecord],
         deadline_ms: int | None = None,
     ) -> None:
-        self.engine = engine
+        self.runtime = runtime
         self.definition = definition
         self.workflow_id = workflow_id
         self.recorded = recorded
@@ -54,7 +54,7 @@ class RunContext:
         self.step = 0
         self.in_step = False
         self.in_transaction = False
-        self.stop_reason: str | None = None  # set from other threads: "cancelled", "shutdown"
+        self.stop_reason: StopReason | None = None  # set from other threads
         self.fatal: BaseException | None = None  # a determinism error: the run must end in ERROR
         self.wakeup = Latch()  # set with stop_reason, to cut a retry wait short (not an Event:
         # one per run, and threading.Event's construction was a quarter of a short run's CPU)
@@ -63,7 +63,7 @@ class RunContext:
         self.step += 1
         return self.step
 
-    def stop(self, reason: str) -> None:
+    def stop(self, reason: StopReason) -> None:
         self.stop_reason = reason
         self.wakeup.set()
 
@@ -73,50 +73,51 @@ class RunContext:
             raise Interrupted(self.stop_reason)
         if self.fatal is not None:
             raise self.fatal
-        if self.deadline_ms is not None and self.engine.clock.now_ms() >= self.deadline_ms:
-            raise Interrupted("timed out")
+        if self.deadline_ms is not None and self.runtime.clock.now_ms() >= self.deadline_ms:
+            raise Interrupted(StopReason.TIMED_OUT)
 
 
 current_run: ContextVar[RunContext | None] = ContextVar("eoflow_run", default=None)
 current_db: ContextVar[Any | None] = ContextVar("eoflow_db", default=None)
 next_workflow_id: ContextVar[list[str] | None] = ContextVar("eoflow_next_id", default=None)
-_entered_engine: ContextVar[Engine | None] = ContextVar("eoflow_engine", default=None)
+_entered: ContextVar[Runtime | None] = ContextVar("eoflow_engine", default=None)
 
 _open_lock = threading.Lock()
-_open_engines: list[Engine] = []
+_open: list[Runtime] = []
 
 
-def engine_opened(engine: Engine) -> None:
+def runtime_opened(runtime: Runtime) -> None:
     with _open_lock:
-        _open_engines.append(engine)
+        _open.append(runtime)
 
 
-def engine_closed(engine: Engine) -> None:
+def runtime_closed(runtime: Runtime) -> None:
     with _open_lock:
-        if engine in _open_engines:
-            _open_engines.remove(engine)
+        if runtime in _open:
+            _open.remove(runtime)
 
 
 @contextlib.contextmanager
-def entered(engine: Engine) -> Iterator[None]:
-    token = _entered_engine.set(engine)
+def entered(runtime: Runtime) -> Iterator[None]:
+    token = _entered.set(runtime)
     try:
         yield
     finally:
-        _entered_engine.reset(token)
+        _entered.reset(token)
 
 
-def active_engine() -> Engine | None:
+def active_runtime() -> Runtime | None:
+    """The runtime of the engine this code runs under (see the module docstring)."""
     run = current_run.get()
     if run is not None:
-        return run.engine
-    engine = _entered_engine.get()
-    if engine is not None and not engine.closed:
-        return engine
+        return run.runtime
+    runtime = _entered.get()
+    if runtime is not None and not runtime.closed:
+        return runtime
     with _open_lock:
-        if len(_open_engines) == 1:
-            return _open_engines[0]
-        if len(_open_engines) > 1:
+        if len(_open) == 1:
+            return _open[0]
+        if len(_open) > 1:
             raise ContextError(
                 "several eoflow engines are open in this process; call through one with "
                 "`engine.run(fn, ...)` or inside `with engine:`"

@@ -13,25 +13,17 @@ import functools
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
+from eoflow.engine import starts
 from eoflow.engine.context import (
-    active_engine,
+    active_runtime,
     current_db,
     current_run,
     new_workflow_id,
     take_workflow_id,
 )
-from eoflow.engine.executor import (
-    begin,
-    call_step,
-    call_transaction,
-    encode_value,
-    run_plain_transaction,
-)
+from eoflow.engine.executor import call_step, call_transaction, run_plain_transaction
 from eoflow.engine.registry import REGISTRY, Definition, Kind, RetryPolicy
-from eoflow.engine.runs import encode_inputs
 from eoflow.errors import ContextError, NoEngineError
-from eoflow.journal import codec
-from eoflow.journal.records import NewWorkflow, StepKind, StepRecord
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -65,12 +57,12 @@ def workflow(name: Any = None, *, max_recovery_attempts: int = 50,
         def call(*args: Any, **kwargs: Any) -> Any:
             run = current_run.get()
             if run is not None:
-                return call_child(run, definition, args, kwargs)
-            engine = active_engine()
-            if engine is None:
+                return starts.call_child(run, definition, args, kwargs)
+            runtime = active_runtime()
+            if runtime is None:
                 raise NoEngineError(definition.name)
             wid = take_workflow_id() or new_workflow_id()
-            return engine.call(definition, wid, args, kwargs)
+            return starts.call(runtime, definition, wid, args, kwargs)
 
         return _register(definition, call)  # type: ignore[no-any-return]
 
@@ -122,49 +114,13 @@ def transaction(name: Any = None) -> Any:
             run = current_run.get()
             if run is not None and not run.in_step:
                 return call_transaction(run, definition, args, kwargs)
-            engine = active_engine()
-            if engine is None:
+            runtime = active_runtime()
+            if runtime is None:
                 raise ContextError(
                     f"transaction {definition.name!r} needs a running eoflow engine for its "
                     "database; open one first (`with eoflow.Engine(...):`)")
-            return run_plain_transaction(engine, definition, args, kwargs)
+            return run_plain_transaction(runtime, definition, args, kwargs)
 
         return _register(definition, call)  # type: ignore[no-any-return]
 
     return decorate
-
-
-def call_child(run: Any, definition: Definition, args: tuple[Any, ...],
-               kwargs: dict[str, Any]) -> Any:
-    """A workflow called from a workflow: a child run whose id is recorded as a step, so that
-    replay re-attaches to the same child instead of starting another."""
-    child_id, created, status, new = create_child(run, definition, args, kwargs)
-    return run.engine.attach(definition, child_id, created, status, new,
-                             (args, kwargs) if created else None)
-
-
-def create_child(run: Any, definition: Definition, args: tuple[Any, ...],
-                 kwargs: dict[str, Any], **fields: Any
-                 ) -> tuple[str, bool, Any, NewWorkflow | None]:
-    """Record (or replay) the start of a child run from step `n` of `run`; its id is
-    `{parent id}-{n}` unless set_workflow_id named it. Returns (id, created, status, new)."""
-    if run.in_step or run.in_transaction:
-        raise ContextError(f"workflow {definition.name!r} cannot be started inside a step or "
-                           "transaction; start it from the workflow itself")
-    engine = run.engine
-    number, record = begin(run, definition.name, StepKind.CHILD)
-    if record is not None:
-        child_id = codec.decode(record.output)
-        child = engine.journal.get_workflow(child_id)
-        assert child is not None, f"child {child_id} of {run.workflow_id} vanished"
-        return child_id, False, child.status, None
-    child_id = take_workflow_id() or f"{run.workflow_id}-{number}"
-    now = engine.clock.now_ms()
-    new = NewWorkflow(child_id, definition.name, encode_inputs(definition.name, args, kwargs),
-                      now, parent_id=run.workflow_id, deadline_ms=definition.deadline(now),
-                      **fields)
-    step_record = StepRecord(run.workflow_id, number, definition.name, StepKind.CHILD,
-                             encode_value(definition.name, "a child id", child_id), None, 1,
-                             now, now)
-    created, status = engine.create_runs([new], [definition], step_record)[0]
-    return child_id, created, status, new

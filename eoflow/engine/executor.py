@@ -12,8 +12,10 @@ import logging
 from typing import Any
 
 from eoflow.engine import crashpoints
+from eoflow.engine.active import StopReason
 from eoflow.engine.context import Interrupted, RunContext, current_db
 from eoflow.engine.registry import Definition
+from eoflow.engine.runtime import Runtime
 from eoflow.errors import (
     DeterminismError,
     JournalError,
@@ -34,6 +36,15 @@ def encode_value(function: str, what: str, value: Any) -> str:
         raise SerializationError(function, what, error.type_name) from None
 
 
+def encode_inputs(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    return encode_value(name, "an input", {"args": list(args), "kwargs": kwargs})
+
+
+def decode_inputs(inputs: str) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    data = codec.decode(inputs)
+    return tuple(data["args"]), dict(data["kwargs"])
+
+
 def replayed(run: RunContext, number: int, name: str, kind: StepKind) -> StepRecord | None:
     """The record of step `number`, checked against the call being made now."""
     record = run.recorded.pop(number, None)
@@ -48,11 +59,11 @@ def replayed(run: RunContext, number: int, name: str, kind: StepKind) -> StepRec
 def journal_step(run: RunContext, step: StepRecord) -> None:
     """Record a step durably; if the journal fails, stop the run (it stays PENDING)."""
     try:
-        run.engine.journal.record_step(step)
+        run.runtime.journal.record_step(step)
     except JournalError as error:
         log.error("workflow %s: cannot record step %d (%s): %s; it will resume on the next "
                   "start", run.workflow_id, step.step, step.name, error)
-        raise Interrupted("journal failure", error) from error
+        raise Interrupted(StopReason.JOURNAL_FAILURE, error) from error
 
 
 def outcome_of(record: StepRecord) -> Any:
@@ -74,9 +85,9 @@ def call_step(run: RunContext, definition: Definition, args: tuple[Any, ...],
     if record is not None:
         return outcome_of(record)
     crashpoints.hit("before_step")
-    engine = run.engine
+    rt = run.runtime
     policy = definition.retry
-    started = engine.clock.now_ms()
+    started = rt.clock.now_ms()
     attempt = 0
     while True:
         attempt += 1
@@ -103,9 +114,9 @@ def call_step(run: RunContext, definition: Definition, args: tuple[Any, ...],
         log.warning("workflow %s: step %d %s failed (attempt %d of %d), retrying in %.2fs: %s",
                     run.workflow_id, number, definition.name, attempt, policy.max_attempts,
                     delay, failure)
-        if engine.clock.wait(delay, run.wakeup):
+        if rt.clock.wait(delay, run.wakeup):
             run.check_boundary()
-    ended = engine.clock.now_ms()
+    ended = rt.clock.now_ms()
     if failure is None:
         journal_step(run, StepRecord(
             run.workflow_id, number, definition.name, StepKind.STEP, output, None, attempt,
@@ -125,7 +136,7 @@ def call_transaction(run: RunContext, definition: Definition, args: tuple[Any, .
     if record is not None:
         return outcome_of(record)
     crashpoints.hit("before_step")
-    engine = run.engine
+    rt = run.runtime
     fresh: dict[str, Any] = {}
 
     def work(conn: Any) -> str:
@@ -144,18 +155,18 @@ def call_transaction(run: RunContext, definition: Definition, args: tuple[Any, .
         crashpoints.hit("in_transaction")
         return output
 
-    started = engine.clock.now_ms()
+    started = rt.clock.now_ms()
     try:
-        outcome = engine.txstore.run_transaction(
-            run.workflow_id, number, definition.name, work, started, engine.clock.now_ms)
+        outcome = rt.txstore.run_transaction(
+            run.workflow_id, number, definition.name, work, started, rt.clock.now_ms)
     except JournalError as error:
         log.error("workflow %s: transaction %d (%s) could not commit: %s; it will resume on "
                   "the next start", run.workflow_id, number, definition.name, error)
-        raise Interrupted("journal failure", error) from error
-    if not engine.txstore.in_journal:
+        raise Interrupted(StopReason.JOURNAL_FAILURE, error) from error
+    if not rt.txstore.in_journal:
         journal_step(run, StepRecord(
             run.workflow_id, number, definition.name, StepKind.TRANSACTION, outcome.output,
-            outcome.error, 1, started, engine.clock.now_ms()))
+            outcome.error, 1, started, rt.clock.now_ms()))
     crashpoints.hit("after_step")
     if outcome.fresh:
         if outcome.error is not None:
@@ -168,7 +179,7 @@ def call_transaction(run: RunContext, definition: Definition, args: tuple[Any, .
     return codec.decode(outcome.output)
 
 
-def run_plain_transaction(engine: Any, definition: Definition, args: tuple[Any, ...],
+def run_plain_transaction(runtime: Runtime, definition: Definition, args: tuple[Any, ...],
                           kwargs: dict[str, Any]) -> Any:
     """A transaction called outside any workflow: one SQLite transaction, not journaled."""
 
@@ -179,4 +190,4 @@ def run_plain_transaction(engine: Any, definition: Definition, args: tuple[Any, 
         finally:
             current_db.reset(token)
 
-    return engine.txstore.committer.turn(work, savepoint=True)
+    return runtime.txstore.run_plain(work)

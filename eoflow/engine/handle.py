@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from eoflow.engine.active import ActiveRun
+from eoflow.engine.runtime import Runtime
 from eoflow.errors import (
     AwaitTimeoutError,
     WorkflowCancelledError,
@@ -13,10 +15,6 @@ from eoflow.errors import (
 )
 from eoflow.journal import codec
 from eoflow.journal.records import Status, WorkflowRecord
-
-if TYPE_CHECKING:
-    from eoflow.engine.engine import Engine
-    from eoflow.engine.runs import ActiveRun
 
 
 def recorded_outcome(record: WorkflowRecord) -> Any:
@@ -31,8 +29,8 @@ def recorded_outcome(record: WorkflowRecord) -> Any:
 
 
 class WorkflowHandle:
-    def __init__(self, engine: Engine, workflow_id: str, run: ActiveRun | None = None) -> None:
-        self._engine = engine
+    def __init__(self, runtime: Runtime, workflow_id: str, run: ActiveRun | None = None) -> None:
+        self._runtime = runtime
         self.workflow_id = workflow_id
         self._run = run
 
@@ -43,7 +41,7 @@ class WorkflowHandle:
         """The run's status: from this process if it ran here, else from the journal."""
         if self._run is not None and self._run.done.is_set():
             return self._run.status
-        record = self._engine.journal.get_workflow(self.workflow_id)
+        record = self._runtime.journal.get_workflow(self.workflow_id)
         if record is None:
             raise WorkflowNotFoundError(self.workflow_id)
         return record.status
@@ -53,14 +51,14 @@ class WorkflowHandle:
         deadline = None if timeout is None else time.monotonic() + timeout
         pause = 0.005
         while True:
-            run = self._run or self._engine.runner.get(self.workflow_id)
+            run = self._run or self._runtime.runs.get(self.workflow_id)
             if run is not None:
                 left = None if deadline is None else max(0.0, deadline - time.monotonic())
                 if not run.done.wait(left):
                     raise AwaitTimeoutError(f"workflow {self.workflow_id!r}", timeout or 0)
                 if run.status is not Status.PENDING or run.error is not None:
                     return run.outcome()
-            record = self._engine.journal.get_workflow(self.workflow_id)
+            record = self._runtime.journal.get_workflow(self.workflow_id)
             if record is None:
                 raise WorkflowNotFoundError(self.workflow_id)
             if record.status.terminal:

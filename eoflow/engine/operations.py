@@ -1,113 +1,133 @@
-"""Operator actions on runs: cancel, resume, fork. Used by the Engine API and the CLI.
+"""Operator actions on runs: cancel, resume, fork, and quarantine retries.
 
-When no engine owns the journal, the CLI applies the change to the journal directly and the next
-engine acts on it. When one does, the CLI also leaves a request row that the running engine
-picks up within its poll interval (`apply_request`).
+The change to the journal has one implementation (journal/operator.py), shared with the CLI,
+which runs it on its own connection while an engine may run and leaves a request row. Here the
+engine makes the change through its journal and then acts on the runs it holds in memory; a
+request left by the CLI is acted on the same way by `apply_request`, within the poll interval
+of the `RequestPoller`.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+import threading
 
+from eoflow.engine import runner
+from eoflow.engine.active import StopReason
 from eoflow.engine.context import new_workflow_id
 from eoflow.engine.handle import WorkflowHandle
-from eoflow.engine.registry import REGISTRY
+from eoflow.engine.kafka.consumer import retry_quarantined
+from eoflow.engine.registry import REGISTRY, Definition
+from eoflow.engine.runtime import Runtime
 from eoflow.errors import WorkflowCancelledError, WorkflowNotFoundError, WorkflowStateError
-from eoflow.journal.records import NewWorkflow, Status, WorkflowRecord
-
-if TYPE_CHECKING:
-    from eoflow.engine.engine import Engine
+from eoflow.journal.records import Action, Status, WorkflowRecord
 
 log = logging.getLogger("eoflow.engine")
-RESUMABLE = (Status.CANCELLED, Status.PARKED, Status.ENQUEUED, Status.PENDING)
 
 
-def _get(engine: Engine, workflow_id: str) -> WorkflowRecord:
-    record = engine.journal.get_workflow(workflow_id)
+def _definition(rt: Runtime, workflow_id: str, action: str) -> tuple[WorkflowRecord,
+                                                                      Definition]:
+    record = rt.journal.get_workflow(workflow_id)
     if record is None:
         raise WorkflowNotFoundError(workflow_id)
-    return record
+    definition = REGISTRY.workflow(record.name)
+    if definition is None:
+        raise WorkflowStateError(workflow_id, f"{record.status.value} (no workflow named "
+                                 f"{record.name!r} in this app)", action)
+    return record, definition
 
 
-def cancel(engine: Engine, workflow_id: str) -> None:
-    """Cancel a run: it stops at its next step boundary and can be resumed later."""
-    record = _get(engine, workflow_id)
-    if record.status.terminal:
-        raise WorkflowStateError(workflow_id, record.status.value, "cancel")
-    engine.journal.set_status(workflow_id, Status.CANCELLED, engine.clock.now_ms())
-    stop_locally(engine, workflow_id)
-    for child in engine.journal.live_children(workflow_id):  # cancellation reaches children
-        cancel(engine, child)
+def cancel(rt: Runtime, workflow_id: str) -> None:
+    """Cancel a run and its live descendants: they stop at their next step boundary."""
+    for cancelled in rt.journal.cancel_workflow(workflow_id, rt.clock.now_ms()):
+        stop_locally(rt, cancelled)
 
 
-def stop_locally(engine: Engine, workflow_id: str) -> None:
-    run = engine.runner.get(workflow_id)
+def stop_locally(rt: Runtime, workflow_id: str) -> None:
+    """Stop a cancelled run held in this process (the journal already says CANCELLED)."""
+    run = rt.runs.get(workflow_id)
     if run is None:
         return
     if run.context is not None:
-        run.context.stop("cancelled")
-    elif engine.runner.claim(run):  # queued here, not started: it never will
-        engine.runner.finish(run, Status.CANCELLED, None, WorkflowCancelledError(workflow_id))
+        run.context.stop(StopReason.CANCELLED)
+    elif rt.runs.claim(run):  # queued here, not started: it never will
+        runner.finish(rt, run, Status.CANCELLED, None, WorkflowCancelledError(workflow_id))
     log.info("workflow %s cancelled", workflow_id)
 
 
-def resume(engine: Engine, workflow_id: str) -> WorkflowHandle:
+def resume(rt: Runtime, workflow_id: str) -> WorkflowHandle:
     """Run a cancelled, parked or queued run again from its last recorded step."""
-    record = _get(engine, workflow_id)
-    if record.status not in RESUMABLE:
-        raise WorkflowStateError(workflow_id, record.status.value, "resume")
-    definition = REGISTRY.workflow(record.name)
-    if definition is None:
-        raise WorkflowStateError(workflow_id, f"{record.status.value} (no workflow named "
-                                 f"{record.name!r} in this app)", "resume")
-    if engine.runner.get(workflow_id) is not None:
-        return WorkflowHandle(engine, workflow_id, engine.runner.get(workflow_id))
-    deadline = definition.deadline(engine.clock.now_ms())
-    engine.journal.resume_workflow(workflow_id, deadline, engine.clock.now_ms())
-    run = engine.runner.track(workflow_id)
-    engine.submit_run(run, definition, None, record.lane)
-    log.info("workflow %s resumed", workflow_id)
-    return WorkflowHandle(engine, workflow_id, run)
+    _, definition = _definition(rt, workflow_id, "resume")
+    active = rt.runs.get(workflow_id)
+    if active is not None:
+        return WorkflowHandle(rt, workflow_id, active)
+    record = rt.journal.resume_workflow(workflow_id, rt.clock.now_ms())
+    return _run(rt, record, definition, "resumed")
 
 
-def fork(engine: Engine, workflow_id: str, from_step: int, new_id: str | None = None
+def fork(rt: Runtime, workflow_id: str, from_step: int, new_id: str | None = None
          ) -> WorkflowHandle:
     """Start a new run of the same workflow and inputs that reuses the recorded steps before
     `from_step` and executes again from there."""
-    record = _get(engine, workflow_id)
-    definition = REGISTRY.workflow(record.name)
-    if definition is None:
-        raise WorkflowStateError(workflow_id, f"{record.status.value} (no workflow named "
-                                 f"{record.name!r} in this app)", "fork")
-    if from_step < 1:
-        raise WorkflowStateError(workflow_id, record.status.value, f"fork from step {from_step}")
-    target = new_id or new_workflow_id()
-    now = engine.clock.now_ms()
-    engine.journal.fork_workflow(
-        NewWorkflow(target, record.name, record.inputs, now, parent_id=None),
-        workflow_id, from_step, now)
-    run = engine.runner.track(target)
-    engine.submit_run(run, definition, None)
-    log.info("workflow %s forked from %s at step %d", target, workflow_id, from_step)
-    return WorkflowHandle(engine, target, run)
+    _, definition = _definition(rt, workflow_id, "fork")
+    record = rt.journal.fork_workflow(workflow_id, from_step, new_id or new_workflow_id(),
+                                      rt.clock.now_ms())
+    log.info("workflow %s forked from %s at step %d", record.workflow_id, workflow_id,
+             from_step)
+    return _run(rt, record, definition, "started")
 
 
-def apply_request(engine: Engine, workflow_id: str, action: str) -> None:
+def _run(rt: Runtime, record: WorkflowRecord, definition: Definition, what: str
+         ) -> WorkflowHandle:
+    run = rt.runs.track(record.workflow_id)
+    if record.status is Status.PENDING:  # a queued one waits for its queue's dispatcher
+        runner.submit(rt, run, definition, None, record.lane)
+    else:
+        rt.queue_wakeup.set()
+    log.info("workflow %s %s", record.workflow_id, what)
+    return WorkflowHandle(rt, record.workflow_id, run)
+
+
+def apply_request(rt: Runtime, target: str, action: Action) -> None:
     """Act on a request left by the CLI; the journal already reflects it."""
     try:
-        if action == "cancel":
-            stop_locally(engine, workflow_id)
-        elif action == "resume":
-            record = _get(engine, workflow_id)
-            if record.status is Status.PENDING and engine.runner.get(workflow_id) is None:
-                definition = REGISTRY.workflow(record.name)
-                if definition is not None:
-                    run = engine.runner.track(workflow_id)
-                    engine.submit_run(run, definition, None, record.lane)
-        elif action == "retry_quarantined":
-            engine.retry_quarantined(workflow_id)  # here the id is the message's key
-        else:
-            log.warning("engine: unknown request %r for workflow %s", action, workflow_id)
+        if action is Action.CANCEL:
+            stop_locally(rt, target)
+        elif action is Action.RESUME:
+            record, definition = _definition(rt, target, "resume")
+            if record.status is Status.PENDING and rt.runs.get(target) is None:
+                _run(rt, record, definition, "resumed")
+        elif action is Action.RETRY_QUARANTINED:
+            retry_quarantined(rt, target)  # the target is the message's key
     except Exception as error:
-        log.warning("engine: request %s on workflow %s failed: %s", action, workflow_id, error)
+        log.warning("engine: request %s on %s failed: %s", action.value, target, error)
+
+
+class RequestPoller:
+    """Applies the requests the CLI leaves in the journal while this engine runs."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self._rt = rt
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="eoflow-requests", daemon=True)
+
+    def apply_pending(self) -> None:
+        if self._rt.journal.has_requests():
+            for _, target, action in self._rt.journal.take_requests():
+                apply_request(self._rt, target, action)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=2)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._rt.config.request_poll):
+            try:
+                self.apply_pending()
+            except Exception as error:  # keep polling; the journal may recover
+                if not self._stop.is_set():
+                    log.warning("engine: could not read operator requests: %s", error)

@@ -10,15 +10,12 @@ Each is journaled as steps so that replay returns exactly what the first executi
 
 from __future__ import annotations
 
-import contextlib
-import threading
-from collections import defaultdict
-from collections.abc import Iterator
 from typing import Any
 
 from eoflow.engine import crashpoints
-from eoflow.engine.context import RunContext, active_engine, current_run, require_run
+from eoflow.engine.context import RunContext, active_runtime, current_run, require_run
 from eoflow.engine.executor import begin, encode_value, journal_step
+from eoflow.engine.runtime import Runtime
 from eoflow.errors import ConfigError, ContextError
 from eoflow.journal import codec
 from eoflow.journal.records import StepKind, StepRecord
@@ -36,40 +33,6 @@ class Suspended(BaseException):
         self.wake_ms = wake_ms
 
 
-class Notifier:
-    """Wakes waiters of a (workflow id, topic or event key) when something arrives for it."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._waiters: dict[tuple[str, str], set[threading.Event]] = defaultdict(set)
-
-    def register(self, key: tuple[str, str]) -> threading.Event:
-        event = threading.Event()
-        with self._lock:
-            self._waiters[key].add(event)
-        return event
-
-    def unregister(self, key: tuple[str, str], event: threading.Event) -> None:
-        with self._lock:
-            self._waiters[key].discard(event)
-            if not self._waiters[key]:
-                del self._waiters[key]
-
-    @contextlib.contextmanager
-    def waiting(self, key: tuple[str, str]) -> Iterator[threading.Event]:
-        """An event set whenever something arrives for `key`, while in the block."""
-        event = self.register(key)
-        try:
-            yield event
-        finally:
-            self.unregister(key, event)
-
-    def notify(self, key: tuple[str, str]) -> None:
-        with self._lock:
-            for event in self._waiters.get(key, ()):
-                event.set()
-
-
 def _timeout(what: str, timeout: float) -> float:
     if timeout is None or timeout < 0:
         raise ConfigError(what, f"timeout must be a number of seconds >= 0, got {timeout!r}")
@@ -81,7 +44,7 @@ def _deadline(run: RunContext, name: str, seconds: float) -> int:
     number, record = begin(run, name, StepKind.SLEEP)
     if record is not None:
         return int(codec.decode(record.output))
-    now = run.engine.clock.now_ms()
+    now = run.runtime.clock.now_ms()
     wake = now + int(round(seconds * 1000))
     journal_step(run, StepRecord(run.workflow_id, number, name, StepKind.SLEEP,
                                  codec.encode(wake), None, 1, now, now))
@@ -93,12 +56,12 @@ def sleep(seconds: float) -> None:
     seconds = _timeout("eoflow.sleep", seconds)
     run = require_run("eoflow.sleep()")
     wake = _deadline(run, "eoflow.sleep", seconds)
-    remaining = (wake - run.engine.clock.now_ms()) / 1000
+    remaining = (wake - run.runtime.clock.now_ms()) / 1000
     if remaining <= 0:
         return
     if remaining > SUSPEND_AFTER:
         raise Suspended(wake)
-    if run.engine.clock.wait(remaining, run.wakeup):
+    if run.runtime.clock.wait(remaining, run.wakeup):
         run.check_boundary()
 
 
@@ -106,24 +69,24 @@ def send(destination_id: str, message: Any, topic: str | None = None) -> None:
     """Send `message` to workflow `destination_id` (delivered once, in order per topic).
 
     From a workflow the send is a step: exactly once, however often the workflow replays."""
-    engine = active_engine()
-    if engine is None:
+    rt = active_runtime()
+    if rt is None:
         raise ContextError("eoflow.send() needs a running eoflow engine")
     topic = topic or DEFAULT_TOPIC
     text = encode_value("eoflow.send", "a message", message)
-    now = engine.clock.now_ms()
+    now = rt.clock.now_ms()
     run = current_run.get()
     if run is None or run.in_step or run.in_transaction:
-        engine.journal.send_message(destination_id, topic, text, now)
+        rt.journal.send_message(destination_id, topic, text, now)
     else:
         number, record = begin(run, "eoflow.send", StepKind.SEND)
         if record is not None:
             return
-        engine.journal.send_message(destination_id, topic, text, now, StepRecord(
+        rt.journal.send_message(destination_id, topic, text, now, StepRecord(
             run.workflow_id, number, "eoflow.send", StepKind.SEND, codec.encode(destination_id),
             None, 1, now, now))
         crashpoints.hit("after_step")
-    engine.notifier.notify((destination_id, "msg:" + topic))
+    rt.notifier.notify((destination_id, "msg:" + topic))
 
 
 def recv(topic: str | None = None, timeout: float = 60) -> Any:
@@ -136,13 +99,13 @@ def recv(topic: str | None = None, timeout: float = 60) -> Any:
     number, record = begin(run, "eoflow.recv", StepKind.RECV)
     if record is not None:
         return codec.decode(record.output)
-    engine = run.engine
-    with engine.notifier.waiting((run.workflow_id, "msg:" + topic)) as arrived:
+    rt = run.runtime
+    with rt.notifier.waiting((run.workflow_id, "msg:" + topic)) as arrived:
         while True:
-            now = engine.clock.now_ms()
+            now = rt.clock.now_ms()
             step = StepRecord(run.workflow_id, number, "eoflow.recv", StepKind.RECV, None, None,
                               1, now, now)
-            message = engine.journal.take_message(run.workflow_id, topic, step)
+            message = rt.journal.take_message(run.workflow_id, topic, step)
             if message is not None:
                 return codec.decode(message)
             if now >= deadline:
@@ -150,7 +113,7 @@ def recv(topic: str | None = None, timeout: float = 60) -> Any:
                                              StepKind.RECV, codec.encode(None), None, 1, now, now))
                 return None
             arrived.clear()
-            engine.clock.wait(min(POLL_SLICE, (deadline - now) / 1000), arrived)
+            rt.clock.wait(min(POLL_SLICE, (deadline - now) / 1000), arrived)
             run.check_boundary()
 
 
@@ -161,11 +124,11 @@ def set_event(key: str, value: Any) -> None:
     if record is not None:
         return
     text = encode_value("eoflow.set_event", "an event value", value)
-    now = run.engine.clock.now_ms()
-    run.engine.journal.set_event(run.workflow_id, key, text, now, StepRecord(
+    now = run.runtime.clock.now_ms()
+    run.runtime.journal.set_event(run.workflow_id, key, text, now, StepRecord(
         run.workflow_id, number, "eoflow.set_event", StepKind.SET_EVENT, codec.encode(key), None,
         1, now, now))
-    run.engine.notifier.notify((run.workflow_id, "event:" + key))
+    run.runtime.notifier.notify((run.workflow_id, "event:" + key))
 
 
 def get_event(workflow_id: str, key: str, timeout: float = 60) -> Any:
@@ -173,34 +136,34 @@ def get_event(workflow_id: str, key: str, timeout: float = 60) -> Any:
     seconds; None if none by then. Inside a workflow the outcome is journaled."""
     timeout = _timeout("eoflow.get_event", timeout)
     run = current_run.get()
-    engine = active_engine()
-    if engine is None:
+    rt = active_runtime()
+    if rt is None:
         raise ContextError("eoflow.get_event() needs a running eoflow engine")
     if run is not None and not (run.in_step or run.in_transaction):
         deadline = _deadline(run, "eoflow.get_event.deadline", timeout)
         number, record = begin(run, "eoflow.get_event", StepKind.GET_EVENT)
         if record is not None:
             return codec.decode(record.output)
-        value = _await_event(engine, workflow_id, key, deadline, run)
-        now = engine.clock.now_ms()
+        value = _await_event(rt, workflow_id, key, deadline, run)
+        now = rt.clock.now_ms()
         journal_step(run, StepRecord(run.workflow_id, number, "eoflow.get_event",
                                      StepKind.GET_EVENT, value or codec.encode(None), None, 1,
                                      now, now))
         return codec.decode(value) if value is not None else None
-    deadline = engine.clock.now_ms() + int(timeout * 1000)
-    value = _await_event(engine, workflow_id, key, deadline, None)
+    deadline = rt.clock.now_ms() + int(timeout * 1000)
+    value = _await_event(rt, workflow_id, key, deadline, None)
     return codec.decode(value) if value is not None else None
 
 
-def _await_event(engine: Any, workflow_id: str, key: str, deadline: int,
+def _await_event(rt: Runtime, workflow_id: str, key: str, deadline: int,
                  run: RunContext | None) -> str | None:
-    with engine.notifier.waiting((workflow_id, "event:" + key)) as arrived:
+    with rt.notifier.waiting((workflow_id, "event:" + key)) as arrived:
         while True:
-            value: str | None = engine.journal.get_event(workflow_id, key)
-            now = engine.clock.now_ms()
+            value: str | None = rt.journal.get_event(workflow_id, key)
+            now = rt.clock.now_ms()
             if value is not None or now >= deadline:
                 return value
             arrived.clear()
-            engine.clock.wait(min(POLL_SLICE, (deadline - now) / 1000), arrived)
+            rt.clock.wait(min(POLL_SLICE, (deadline - now) / 1000), arrived)
             if run is not None:
                 run.check_boundary()

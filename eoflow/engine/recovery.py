@@ -8,25 +8,23 @@ from __future__ import annotations
 
 import functools
 import logging
-from typing import TYPE_CHECKING
 
+from eoflow.engine import runner
 from eoflow.engine.handle import WorkflowHandle
 from eoflow.engine.registry import REGISTRY
-
-if TYPE_CHECKING:
-    from eoflow.engine.engine import Engine
+from eoflow.engine.runtime import Runtime
 
 log = logging.getLogger("eoflow.engine")
 
 
-def recover(engine: Engine) -> list[WorkflowHandle]:
+def recover(rt: Runtime) -> list[WorkflowHandle]:
     """Resume every PENDING run from its last recorded step; park crash-looping ones."""
-    pending = engine.journal.runnable_workflows()
+    pending = rt.journal.runnable_workflows()
     if not pending:
         return []
-    counts = engine.journal.pending_step_counts()
-    attempts = engine.journal.note_recoveries(
-        [(r.workflow_id, counts.get(r.workflow_id, 0)) for r in pending], engine.clock.now_ms())
+    counts = rt.journal.pending_step_counts()
+    attempts = rt.journal.note_recoveries(
+        [(r.workflow_id, counts.get(r.workflow_id, 0)) for r in pending], rt.clock.now_ms())
     handles = []
     for record, tries in zip(pending, attempts, strict=True):
         definition = REGISTRY.workflow(record.name)
@@ -36,17 +34,17 @@ def recover(engine: Engine) -> list[WorkflowHandle]:
                       record.name)
             continue
         if tries > definition.max_recovery_attempts:
-            engine.journal.park_workflow(record.workflow_id, engine.clock.now_ms())
+            rt.journal.park_workflow(record.workflow_id, rt.clock.now_ms())
             log.error("workflow %s (%s) was recovered %d times without progress and is "
                       "parked; fix the cause, then `eoflow workflows resume %s`",
                       record.workflow_id, record.name, tries - 1, record.workflow_id)
             continue
-        run = engine.runner.track(record.workflow_id)
-        if record.not_before_ms and record.not_before_ms > engine.clock.now_ms():
-            engine.timers.at(record.not_before_ms, functools.partial(  # asleep: wake on time
-                engine.submit_run, run, definition, None, record.lane))
+        run = rt.runs.track(record.workflow_id)
+        if record.not_before_ms and record.not_before_ms > rt.clock.now_ms():
+            rt.timers.at(record.not_before_ms, functools.partial(  # asleep: wake on time
+                runner.submit, rt, run, definition, None, record.lane))
         else:
-            engine.submit_run(run, definition, None, record.lane)
-        handles.append(WorkflowHandle(engine, record.workflow_id, run))
+            runner.submit(rt, run, definition, None, record.lane)
+        handles.append(WorkflowHandle(rt, record.workflow_id, run))
     log.info("engine: resuming %d pending workflow(s)", len(handles))
     return handles

@@ -7,13 +7,17 @@ the app module was imported (`eoflow run app.py`, `python -m app`, a test).
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
+from eoflow.engine import backoff
 from eoflow.errors import ConfigError, DefinitionError
+
+V = TypeVar("V")
 
 
 class Kind(str, enum.Enum):
@@ -40,7 +44,7 @@ class RetryPolicy:
             raise ConfigError("backoff", f"must be at least 1.0, got {self.backoff}")
 
     def delay(self, attempt: int) -> float:
-        return float(min(self.retry_interval * self.backoff ** (attempt - 1), self.max_interval))
+        return backoff.delay(self.retry_interval, self.backoff, self.max_interval, attempt)
 
 
 @dataclass
@@ -65,6 +69,55 @@ class Definition:
         return f"{code.co_filename}:{code.co_firstlineno}" if code else repr(self.fn)
 
 
+class DefinitionStore(Protocol):
+    """A process-wide table filled by decorators at import time (workflows, Kafka consumers,
+    schedules, queues). Tests and tools isolate them with `isolated_definitions`."""
+
+    def snapshot(self) -> object: ...
+    def restore(self, state: object) -> None: ...
+
+
+STORES: list[DefinitionStore] = []
+
+
+@contextlib.contextmanager
+def isolated_definitions() -> Iterator[None]:
+    """Definitions made inside the block are forgotten when it ends (all stores)."""
+    states = [(store, store.snapshot()) for store in STORES]
+    try:
+        yield
+    finally:
+        for store, state in states:
+            store.restore(state)
+
+
+class DictStore(Generic[V]):
+    """A named table of definitions under a lock, that can be snapshotted and restored."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.items: dict[str, V] = {}
+        STORES.append(self)
+
+    def snapshot(self) -> object:
+        with self.lock:
+            return dict(self.items)
+
+    def restore(self, state: object) -> None:
+        assert isinstance(state, dict)
+        with self.lock:
+            self.items.clear()
+            self.items.update(state)
+
+    def values(self) -> list[V]:
+        with self.lock:
+            return list(self.items.values())
+
+    def get(self, name: str) -> V | None:
+        with self.lock:
+            return self.items.get(name)
+
+
 class Registry:
     """Workflows by name, so recovery can find the code of a run recorded by an earlier process;
     and the app's start hooks."""
@@ -73,6 +126,18 @@ class Registry:
         self._lock = threading.Lock()
         self._workflows: dict[str, Definition] = {}
         self.start_hooks: list[Callable[[], Any]] = []
+        STORES.append(self)
+
+    def snapshot(self) -> object:
+        with self._lock:
+            return dict(self._workflows), list(self.start_hooks)
+
+    def restore(self, state: object) -> None:
+        assert isinstance(state, tuple)
+        workflows, hooks = state
+        with self._lock:
+            self._workflows = dict(workflows)
+            self.start_hooks[:] = hooks
 
     def add(self, definition: Definition) -> None:
         if definition.kind is not Kind.WORKFLOW:
@@ -106,6 +171,13 @@ def definition_of(fn: Any) -> Definition:
     if not isinstance(definition, Definition):
         name = getattr(fn, "__qualname__", repr(fn))
         raise DefinitionError(name, "is not an eoflow workflow, step or transaction")
+    return definition
+
+
+def require_workflow(definition: Definition) -> Definition:
+    """`definition`, if it is a workflow's; else a DefinitionError saying what it is."""
+    if definition.kind is not Kind.WORKFLOW:
+        raise DefinitionError(definition.name, f"is a {definition.kind.value}, not a workflow")
     return definition
 
 

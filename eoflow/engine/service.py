@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from eoflow.engine.apploader import LoadedApp
 from eoflow.engine.engine import Engine
-from eoflow.engine.kafka_defs import CONSUMERS
+from eoflow.engine.kafka.defs import CONSUMERS
 from eoflow.engine.registry import REGISTRY
 
 log = logging.getLogger("eoflow.engine")

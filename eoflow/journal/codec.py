@@ -49,7 +49,20 @@ def _type_path(cls: type) -> str:
     return f"{cls.__module__}:{cls.__qualname__}"
 
 
+# Types that moved to another module, by the path older journals recorded them under. A
+# journaled type path is part of the journal's format: when a journaled type moves, its old
+# path goes here (see `known_as`), or runs recorded before the move could not be replayed.
+_MOVED: dict[str, type] = {}
+
+
+def known_as(old_path: str, cls: type) -> None:
+    """Decode values journaled as `old_path` ("module:QualName") as instances of `cls`."""
+    _MOVED[old_path] = cls
+
+
 def _loaded_type(path: str) -> Any:
+    if path in _MOVED:
+        return _MOVED[path]
     module_name, _, qualname = path.partition(":")
     obj: Any = sys.modules.get(module_name)
     for part in qualname.split("."):

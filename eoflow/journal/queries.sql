@@ -95,6 +95,13 @@ CREATE INDEX eoflow_workflows_queue ON eoflow_workflows (queue, status, priority
     WHERE queue IS NOT NULL;
 CREATE INDEX eoflow_workflows_parent ON eoflow_workflows (parent_id) WHERE parent_id IS NOT NULL;
 
+-- name: migration_3
+-- A run's timeout, so that a resume or a fork can start its clock again from the journal alone
+-- (the CLI has no app loaded to ask). Runs created before this column: their deadline was set
+-- at creation, so deadline - created is their timeout.
+ALTER TABLE eoflow_workflows ADD COLUMN timeout_ms INTEGER;
+UPDATE eoflow_workflows SET timeout_ms = deadline_ms - created_ms WHERE deadline_ms IS NOT NULL;
+
 -- name: tx_schema_1
 -- Kept by whichever database runs @transaction functions (the journal, or --app-db).
 CREATE TABLE IF NOT EXISTS eoflow_tx_outputs (
@@ -122,8 +129,8 @@ ON CONFLICT (key) DO UPDATE SET value = excluded.value;
 -- name: insert_workflow
 INSERT INTO eoflow_workflows
     (workflow_id, name, status, inputs, created_ms, updated_ms, parent_id, queue, lane,
-     deadline_ms, priority, dedup_id, not_before_ms)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+     deadline_ms, priority, dedup_id, not_before_ms, timeout_ms)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (workflow_id) DO NOTHING;
 
 -- name: get_workflow
@@ -142,10 +149,19 @@ WHERE workflow_id = ? AND status = 'PENDING';
 UPDATE eoflow_workflows SET status = ?, updated_ms = ? WHERE workflow_id = ?;
 
 -- name: resume_workflow
+-- A resumed run's timeout starts again now (a NULL timeout keeps it without a deadline).
 UPDATE eoflow_workflows
-SET status = 'PENDING', recovery_attempts = 0, deadline_ms = ?, updated_ms = ?, output = NULL,
-    error = NULL
-WHERE workflow_id = ?;
+SET status = 'PENDING', recovery_attempts = 0, deadline_ms = ?1 + timeout_ms, updated_ms = ?1,
+    output = NULL, error = NULL
+WHERE workflow_id = ?2;
+
+-- name: fork_workflow
+-- A new PENDING run of the source's workflow and inputs, its timeout starting now.
+INSERT INTO eoflow_workflows
+    (workflow_id, name, status, inputs, created_ms, updated_ms, deadline_ms, timeout_ms)
+SELECT ?1, name, 'PENDING', inputs, ?3, ?3, ?3 + timeout_ms, timeout_ms
+FROM eoflow_workflows WHERE workflow_id = ?2
+ON CONFLICT (workflow_id) DO NOTHING;
 
 -- name: insert_step
 INSERT INTO eoflow_steps

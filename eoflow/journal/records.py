@@ -32,6 +32,14 @@ class StepKind(str, enum.Enum):
     GET_EVENT = "get_event"
 
 
+class Action(str, enum.Enum):
+    """An operator's request to a running engine, left in the journal by the CLI."""
+
+    CANCEL = "cancel"  # the journal says CANCELLED: stop the run at its next step boundary
+    RESUME = "resume"  # the journal says PENDING again: run it
+    RETRY_QUARANTINED = "retry_quarantined"  # apply a quarantined Kafka message again
+
+
 @dataclass(frozen=True)
 class NewWorkflow:
     """A run to create. `lane` orders runs that must not overlap (a Kafka partition)."""
@@ -48,6 +56,7 @@ class NewWorkflow:
     priority: int = 0
     dedup_id: str | None = None
     not_before_ms: int | None = None
+    timeout_ms: int | None = None  # the deadline's distance; a resume starts it again
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,13 @@ from typing import Any
 
 import apsw
 
-from eoflow.errors import DedupError, WorkflowConflictError
+from eoflow.errors import DedupError
+from eoflow.journal import operator
 from eoflow.journal.batching import GroupCommitter
 from eoflow.journal.connection import OwnerLock, connect, translate
 from eoflow.journal.messaging import MessagingOps, insert_step
 from eoflow.journal.reader import SQLiteReader
-from eoflow.journal.records import KafkaKey, NewWorkflow, Status, StepRecord
+from eoflow.journal.records import Action, KafkaKey, NewWorkflow, Status, StepRecord, WorkflowRecord
 from eoflow.journal.schema import migrate
 from eoflow.journal.sql import Q
 from eoflow.journal.txstore import SQLiteTxStore
@@ -91,7 +92,7 @@ class SQLiteJournal(SQLiteReader, MessagingOps):
             conn.execute(Q["insert_workflow"], (
                 run.workflow_id, run.name, run.status.value, run.inputs, run.created_ms,
                 now_ms, run.parent_id, run.queue, run.lane, run.deadline_ms, run.priority,
-                run.dedup_id, run.not_before_ms,
+                run.dedup_id, run.not_before_ms, run.timeout_ms,
             ))
         except apsw.ConstraintError:
             if run.dedup_id is None:
@@ -120,15 +121,25 @@ class SQLiteJournal(SQLiteReader, MessagingOps):
 
         self.committer.write(finish, wait=False, on_durable=durable, urgent=urgent)
 
-    def set_status(self, workflow_id: str, status: Status, now_ms: int) -> None:
-        self.committer.write(
-            lambda conn: conn.execute(Q["set_status"], (status.value, now_ms, workflow_id))
-        )
+    # -- operator actions: the same code as the CLI's (operator.py), on the writer ------------
 
-    def resume_workflow(self, workflow_id: str, deadline_ms: int | None, now_ms: int) -> None:
-        self.committer.write(
-            lambda conn: conn.execute(Q["resume_workflow"], (deadline_ms, now_ms, workflow_id))
-        )
+    def cancel_workflow(self, workflow_id: str, now_ms: int) -> list[str]:
+        """Mark a live run and its live descendants CANCELLED; returns their ids."""
+        return self.committer.write(
+            lambda conn: operator.cancel(conn, workflow_id, now_ms, notify=False), savepoint=True)
+
+    def resume_workflow(self, workflow_id: str, now_ms: int) -> WorkflowRecord:
+        """Make a cancelled, parked or queued run PENDING again; returns it as it now is."""
+        return self.committer.write(
+            lambda conn: operator.resume(conn, workflow_id, now_ms, notify=False),
+            savepoint=True)
+
+    def fork_workflow(self, workflow_id: str, from_step: int, new_id: str,
+                      now_ms: int) -> WorkflowRecord:
+        """Create run `new_id` reusing `workflow_id`'s recorded steps before `from_step`."""
+        return self.committer.write(
+            lambda conn: operator.fork(conn, workflow_id, from_step, new_id, now_ms,
+                                       notify=False), savepoint=True)
 
     def note_recoveries(self, runs: Sequence[tuple[str, int]], now_ms: int) -> list[int]:
         """For each (workflow id, steps recorded): count one more recovery, restarting the count
@@ -151,17 +162,6 @@ class SQLiteJournal(SQLiteReader, MessagingOps):
         """Record a step's outcome; returns once it is durable."""
         self.committer.write(lambda conn: insert_step(conn, record))
 
-
-    def fork_workflow(self, run: NewWorkflow, source_id: str, before_step: int,
-                      now_ms: int) -> None:
-        """Create `run` with copies of `source_id`'s step records before `before_step`."""
-
-        def fork(conn: Any) -> None:
-            if not self._insert_workflow(conn, run, now_ms):
-                raise WorkflowConflictError(run.workflow_id, "an existing run", run.name)
-            conn.execute(Q["copy_steps_before"], (run.workflow_id, source_id, before_step))
-
-        self.committer.write(fork, savepoint=True)
 
     # -- Kafka bookkeeping --------------------------------------------------------------------
 
@@ -200,7 +200,9 @@ class SQLiteJournal(SQLiteReader, MessagingOps):
 
     # -- operator requests (from the CLI while an engine runs) --------------------------------
 
-    def take_requests(self) -> list[tuple[int, str, str]]:
+    def take_requests(self) -> list[tuple[int, str, Action]]:
+        """Remove and return the requests the CLI left: (id, workflow id or key, action)."""
         return self.committer.write(
-            lambda conn: [tuple(row) for row in conn.execute(Q["take_requests"])]
+            lambda conn: [(int(row[0]), str(row[1]), Action(row[2]))
+                          for row in conn.execute(Q["take_requests"])]
         )

@@ -16,12 +16,14 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from eoflow.journal.batching import GroupCommitter
 from eoflow.journal.codec import encode_error
 from eoflow.journal.records import StepKind
 from eoflow.journal.sql import Q
+
+T = TypeVar("T")
 
 Work = Callable[[Any], str]  # runs the user's SQL, returns the output encoded as JSON
 
@@ -82,6 +84,11 @@ class SQLiteTxStore:
             return TxOutcome(output, error, fresh=True)
 
         return self.committer.turn(attempt, savepoint=False)
+
+    def run_plain(self, work: Callable[[Any], T]) -> T:
+        """`work(conn)` in a transaction of its own, recording nothing (a @transaction called
+        outside any workflow)."""
+        return self.committer.turn(work, savepoint=True)
 
     def apply_keyed(
         self, items: Sequence[tuple[str, str, Callable[[Any], object], str]], now_ms: int

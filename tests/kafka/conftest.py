@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from eoflow.devbroker import LocalBroker, external_brokers
-from eoflow.engine.kafka_source import Producer, create_topic
+from eoflow.engine.kafka.source import Producer, create_topic
 
 pytestmark = pytest.mark.kafka
 

@@ -14,7 +14,7 @@ from kafka.structs import OffsetAndMetadata
 
 import eoflow
 from eoflow import Engine, KafkaMessage, kafka_consume, step, transaction, workflow
-from eoflow.engine.kafka_source import Producer
+from eoflow.engine.kafka.source import Producer
 from eoflow.errors import DefinitionError
 from eoflow.journal import codec
 from eoflow.journal.records import Status
@@ -23,13 +23,13 @@ from .conftest import new_topic, produce, produce_ids, wait_until
 
 
 def ledger_counts(engine: Engine, table: str = "ledger") -> dict[int, int]:
-    rows = engine.txstore.committer.read(
+    rows = engine.runtime.txstore.committer.read(
         lambda c: c.execute(f"SELECT id, count(*) FROM {table} GROUP BY id").fetchall())
     return dict(rows)
 
 
 def create_ledger(engine: Engine, table: str = "ledger") -> None:
-    engine.txstore.committer.write(
+    engine.runtime.txstore.committer.write(
         lambda c: c.execute(f"CREATE TABLE IF NOT EXISTS {table}(id INTEGER, partition INTEGER,"
                             " offset INTEGER)"))
 
@@ -136,7 +136,7 @@ def test_poison_message_is_quarantined_and_the_partition_moves_on(
         assert "id 5 is not allowed" in quarantined[6].error
         assert "quarantined after 3 attempts" in caplog.text
         # Offsets were committed past the poison: ids after it were applied, in order.
-        rows = engine.txstore.committer.read(
+        rows = engine.runtime.txstore.committer.read(
             lambda c: c.execute("SELECT offset FROM ledger ORDER BY rowid").fetchall())
         assert [r[0] for r in rows] == sorted(r[0] for r in rows)
         # Fixed, the message can be retried, and applies exactly once.

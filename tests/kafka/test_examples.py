@@ -13,7 +13,7 @@ from pathlib import Path
 
 import apsw
 
-from eoflow.engine.kafka_source import create_topic
+from eoflow.engine.kafka.source import create_topic
 
 from .conftest import produce
 

@@ -112,7 +112,7 @@ def test_error_with_unstorable_args_still_records_message() -> None:
 
 
 def test_kafka_inputs_fast_path_matches_the_codec() -> None:
-    from eoflow.engine.kafka_defs import KafkaMessage, encode_handler_inputs
+    from eoflow.engine.kafka.defs import KafkaMessage, encode_handler_inputs
 
     for message in (KafkaMessage("t.x-1", 2, 99, b"k", b'{"a": "\\u00e9"}', (("h", b"\x00"),), 5),
                     KafkaMessage("t", 0, 0, None, None)):

@@ -70,7 +70,7 @@ def e_returns_object() -> object:
 
 
 def payments(engine: Engine) -> list[tuple[str, int]]:
-    return engine.txstore.committer.read(
+    return engine.runtime.txstore.committer.read(
         lambda conn: conn.execute("SELECT order_id, amount FROM payments ORDER BY 1").fetchall())
 
 
@@ -164,7 +164,7 @@ def test_app_db_holds_application_data(journal_path: str, tmp_path) -> None:
         assert engine.run(e_order, {"id": "a1", "amount": 4}, workflow_id="a1") == 4
         assert payments(engine) == [("a1", 4)]
         assert engine.journal.steps_of("a1")[1].name == "e_pay"
-        out = engine.txstore.committer.read(
+        out = engine.runtime.txstore.committer.read(
             lambda c: c.execute("SELECT workflow_id, step FROM eoflow_tx_outputs").fetchall())
         assert out == [("a1", 2)]
 

@@ -11,7 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from eoflow.errors import DedupError, JournalError, WorkflowConflictError, WorkflowNotFoundError
+from eoflow.errors import (
+    DedupError,
+    JournalError,
+    WorkflowConflictError,
+    WorkflowNotFoundError,
+    WorkflowStateError,
+)
 from eoflow.journal import codec
 from eoflow.journal.interface import Journal
 from eoflow.journal.records import KafkaKey, NewWorkflow, Status, StepKind, StepRecord
@@ -59,7 +65,7 @@ def test_steps_round_trip_and_are_unique_per_number(journal: Journal) -> None:
 
 def test_finish_applies_only_to_pending_runs(journal: Journal) -> None:
     journal.create_workflows([new("a"), new("b")], 1)
-    journal.set_status("b", Status.CANCELLED, 2)
+    assert journal.cancel_workflow("b", 2) == ["b"]
     outcomes: list[tuple[object, bool]] = []
     both = threading.Event()
 
@@ -87,18 +93,50 @@ def test_recovery_bookkeeping(journal: Journal) -> None:
     assert journal.note_recoveries([("a", 2)], 4) == [1]
     journal.park_workflow("b", 5)
     assert journal.get_workflow("b").status is Status.PARKED  # type: ignore[union-attr]
-    journal.resume_workflow("b", None, 6)
-    assert journal.get_workflow("b").status is Status.PENDING  # type: ignore[union-attr]
+    assert journal.resume_workflow("b", 6).status is Status.PENDING
 
 
 def test_fork_copies_steps_before_a_number(journal: Journal) -> None:
     journal.create_workflows([new("a")], 1)
     for number in (1, 2, 3):
         journal.record_step(step("a", number))
-    journal.fork_workflow(new("a2"), "a", 3, 9)
+    forked = journal.fork_workflow("a", 3, "a2", 9)
+    assert (forked.name, forked.status, forked.created_ms) == ("flow", Status.PENDING, 9)
     assert sorted(journal.load_steps("a2")) == [1, 2]
     with pytest.raises(WorkflowConflictError):
-        journal.fork_workflow(new("a2"), "a", 3, 9)
+        journal.fork_workflow("a", 3, "a2", 9)
+    with pytest.raises(WorkflowStateError):
+        journal.fork_workflow("a", 0, "a3", 9)
+    with pytest.raises(WorkflowNotFoundError):
+        journal.fork_workflow("nobody", 1, "a4", 9)
+
+
+def test_cancel_reaches_live_descendants_only(journal: Journal) -> None:
+    journal.create_workflows([new("p"), new("c1", parent_id="p"), new("c2", parent_id="p"),
+                              new("g", parent_id="c1")], 1)
+    journal.finish_workflow("c2", Status.SUCCESS, codec.encode(1), None, 2, urgent=True)
+    journal.record_step(step("p", 1))  # a write after the finish: the finish is durable
+    assert sorted(journal.cancel_workflow("p", 3)) == ["c1", "g", "p"]
+    assert [journal.get_workflow(w).status for w in ("p", "c1", "c2", "g")] == [  # type: ignore[union-attr]
+        Status.CANCELLED, Status.CANCELLED, Status.SUCCESS, Status.CANCELLED]
+    with pytest.raises(WorkflowStateError, match="CANCELLED"):
+        journal.cancel_workflow("p", 4)
+    with pytest.raises(WorkflowNotFoundError):
+        journal.cancel_workflow("nobody", 4)
+    with pytest.raises(WorkflowStateError, match="SUCCESS"):
+        journal.resume_workflow("c2", 4)
+
+
+def test_resume_and_fork_start_the_timeout_again(journal: Journal) -> None:
+    # A run's timeout is journaled with it, so that a resume from the CLI (which has no app
+    # loaded to ask) gives the run a new deadline instead of none.
+    journal.create_workflows([new("t", timeout_ms=60_000, deadline_ms=61_000),
+                              new("free")], 1)
+    journal.cancel_workflow("t", 2)
+    journal.cancel_workflow("free", 2)
+    assert journal.resume_workflow("t", 500_000).deadline_ms == 560_000
+    assert journal.resume_workflow("free", 500_000).deadline_ms is None
+    assert journal.fork_workflow("t", 1, "t2", 700_000).deadline_ms == 760_000
 
 
 def test_messages_are_taken_once_in_order(journal: Journal) -> None:

@@ -98,8 +98,14 @@ def test_close_leaves_unfinished_runs_pending_for_the_next_start(journal_path: s
     engine = Engine(journal=journal_path, grace_period=5)
     handles = [engine.start(l_gated, i, workflow_id=f"g{i}") for i in range(3)]
     assert GATE["entered"].wait(10)
+    runs = [engine.runtime.runs.get(f"g{i}") for i in range(3)]
     closer = threading.Thread(target=engine.close)
     closer.start()
+    for _ in range(1000):  # open the gate once close has asked the runs to stop
+        if all(r is None or r.done.is_set() or getattr(r.context, "stop_reason", None)
+               for r in runs):
+            break
+        threading.Event().wait(0.005)
     GATE["event"].set()
     closer.join(10)
     assert not closer.is_alive()

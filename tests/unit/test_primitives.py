@@ -175,7 +175,7 @@ def test_cancellation_reaches_children(journal_path: str) -> None:
     clock = FakeClock()
     with Engine(journal=journal_path, clock=clock, recover=False) as engine:
         # Suspended sleepers: cancel the parent before the timers fire.
-        engine.timers.stop()
+        engine.runtime.timers.stop()
         parent = engine.start(p_long_parent, workflow_id="lp")
         deadline = threading.Event()
         for _ in range(200):

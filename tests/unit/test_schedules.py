@@ -9,7 +9,7 @@ import pytest
 
 from eoflow import Engine, scheduled, workflow
 from eoflow.engine.clock import FakeClock
-from eoflow.engine.schedules import SCHEDULES, Cron, Scheduler, run_id
+from eoflow.engine.scheduling.schedules import SCHEDULES, Cron, Scheduler, run_id
 from eoflow.errors import ConfigError
 
 UTC = dt.timezone.utc

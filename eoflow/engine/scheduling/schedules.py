@@ -18,13 +18,12 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
+from eoflow.engine import starts
 from eoflow.engine.registry import Definition, Kind
+from eoflow.engine.runtime import Runtime
 from eoflow.errors import ConfigError, DefinitionError
-
-if TYPE_CHECKING:
-    from eoflow.engine.engine import Engine
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("eoflow.engine")
@@ -159,7 +158,7 @@ def run_id(schedule: Schedule, moment: dt.datetime) -> str:
 class Scheduler:
     """Starts each schedule's runs on time, on the engine's clock."""
 
-    def __init__(self, engine: Engine, schedules: list[Schedule]) -> None:
+    def __init__(self, engine: Runtime, schedules: list[Schedule]) -> None:
         self.engine = engine
         self.schedules = schedules
         self._stop = threading.Event()
@@ -177,8 +176,8 @@ class Scheduler:
 
     def _start(self, schedule: Schedule, moment: dt.datetime) -> None:
         wid = run_id(schedule, moment)
-        self.engine.start(schedule.definition, moment, self._now(),  # type: ignore[arg-type]
-                          workflow_id=wid)
+        starts.start(self.engine, schedule.definition, (moment, self._now()), {},
+                     workflow_id=wid)
 
     def catch_up(self, schedule: Schedule, now: dt.datetime) -> dt.datetime:
         """Run missed times per the policy; return the time to count the next one from."""

@@ -1,20 +1,20 @@
 """Kafka definitions: @kafka_consume, @kafka, KafkaMessage and the idempotency key.
 
-Nothing here talks to Kafka (that is kafka_source.py); these only register what to consume.
+Nothing here talks to Kafka (that is source.py); these only register what to consume.
 """
 
 from __future__ import annotations
 
 import base64
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Literal, TypeVar
 
 from eoflow.engine.config import parse_brokers
-from eoflow.engine.registry import Definition, Kind
+from eoflow.engine.registry import Definition, DictStore, Kind
 from eoflow.errors import DefinitionError
+from eoflow.journal import codec
 from eoflow.journal.codec import ENCODER, TAG
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -64,6 +64,8 @@ class KafkaMessage:
 
 
 _MESSAGE_TYPE = f"{KafkaMessage.__module__}:{KafkaMessage.__qualname__}"
+# Runs journaled before the Kafka modules moved into engine/kafka/ name the message type so.
+codec.known_as("eoflow.engine.kafka_defs:KafkaMessage", KafkaMessage)
 
 
 def _bytes(value: bytes | None) -> Any:
@@ -111,14 +113,12 @@ class ConsumerSpec:
         return self.definition.kind is Kind.WORKFLOW
 
 
-class _Consumers:
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._specs: dict[str, ConsumerSpec] = {}
+class _Consumers(DictStore[ConsumerSpec]):
+    """The @kafka_consume handlers of the app, by handler name."""
 
     def add(self, spec: ConsumerSpec) -> None:
-        with self._lock:
-            for other in self._specs.values():
+        with self.lock:
+            for other in self.items.values():
                 if other.name == spec.name or other.group_id != spec.group_id:
                     continue
                 shared = set(other.topics) & set(spec.topics)
@@ -126,21 +126,16 @@ class _Consumers:
                     raise DefinitionError(spec.name, (
                         f"consumes {sorted(shared)} in group {spec.group_id!r} like "
                         f"{other.name!r}; one group may hand a topic to one handler only"))
-            self._specs[spec.name] = spec
+            self.items[spec.name] = spec
 
     def set_brokers(self, definitions: list[Definition], brokers: tuple[str, ...]) -> None:
-        with self._lock:
-            for name, spec in self._specs.items():
+        with self.lock:
+            for name, spec in self.items.items():
                 if any(spec.definition is d for d in definitions) and spec.brokers is None:
-                    self._specs[name] = replace(spec, brokers=brokers)
+                    self.items[name] = replace(spec, brokers=brokers)
 
     def all(self) -> list[ConsumerSpec]:
-        with self._lock:
-            return list(self._specs.values())
-
-    def get(self, name: str) -> ConsumerSpec | None:
-        with self._lock:
-            return self._specs.get(name)
+        return self.values()
 
 
 CONSUMERS = _Consumers()

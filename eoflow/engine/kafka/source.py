@@ -19,7 +19,7 @@ from kafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from kafka.errors import CommitFailedError, KafkaConnectionError, KafkaError, KafkaTimeoutError
 from kafka.structs import OffsetAndMetadata
 
-from eoflow.engine.kafka_defs import KafkaMessage
+from eoflow.engine.kafka.defs import KafkaMessage
 from eoflow.errors import BrokerUnavailableError, KafkaConsumeError, OffsetCommitError
 
 Partition = tuple[str, int]

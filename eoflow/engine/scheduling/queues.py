@@ -18,26 +18,30 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from eoflow.engine import runner, starts
 from eoflow.engine.context import (
-    active_engine,
+    active_runtime,
     current_run,
     new_workflow_id,
     take_workflow_id,
 )
-from eoflow.engine.registry import REGISTRY, Definition
-from eoflow.engine.runs import encode_inputs
+from eoflow.engine.executor import encode_inputs
+from eoflow.engine.handle import WorkflowHandle
+from eoflow.engine.registry import (
+    REGISTRY,
+    Definition,
+    DictStore,
+    definition_of,
+    require_workflow,
+)
+from eoflow.engine.runtime import Runtime
 from eoflow.errors import ConfigError, NoEngineError
-from eoflow.journal.records import NewWorkflow, Status
-
-if TYPE_CHECKING:
-    from eoflow.engine.engine import Engine
-    from eoflow.engine.handle import WorkflowHandle
+from eoflow.journal.records import Status
 
 log = logging.getLogger("eoflow.engine")
-_QUEUES: dict[str, Queue] = {}
-_QUEUES_LOCK = threading.Lock()
+_QUEUES: DictStore[Queue] = DictStore()  # every Queue declared in the process, by name
 
 
 @dataclass(frozen=True)
@@ -61,29 +65,30 @@ class Queue:
             if limit < 1 or period <= 0:
                 raise ConfigError(f"Queue {self.name!r}",
                                   "rate_limit must be (runs >= 1, seconds > 0)")
-        with _QUEUES_LOCK:
-            known = _QUEUES.get(self.name)
+        with _QUEUES.lock:
+            known = _QUEUES.items.get(self.name)
             if known is not None and known != self:
                 raise ConfigError(f"Queue {self.name!r}",
                                   "declared twice with different settings")
-            _QUEUES[self.name] = self
+            _QUEUES.items[self.name] = self
 
     def enqueue(self, fn: Callable[..., Any], *args: Any, dedup_id: str | None = None,
                 priority: int | None = None, delay: float | None = None,
                 **kwargs: Any) -> WorkflowHandle:
         """Record a run of workflow `fn` in this queue (durably) and return its handle.
         A `dedup_id` refuses a second live (ENQUEUED or PENDING) run with that id."""
-        engine = active_engine()
-        if engine is None:
+        runtime = active_runtime()
+        if runtime is None:
             raise NoEngineError(getattr(fn, "__qualname__", repr(fn)))
         if delay is not None and delay < 0:
             raise ConfigError("enqueue", f"delay must be >= 0 seconds, got {delay}")
-        return engine.enqueue(self, fn, args, kwargs, dedup_id, priority, delay)
+        runtime.check_open()
+        definition = require_workflow(definition_of(fn))
+        return enqueue_run(runtime, self, definition, args, kwargs, dedup_id, priority, delay)
 
 
 def queue_named(name: str) -> Queue | None:
-    with _QUEUES_LOCK:
-        return _QUEUES.get(name)
+    return _QUEUES.get(name)
 
 
 class Dispatcher:
@@ -91,12 +96,14 @@ class Dispatcher:
 
     POLL = 1.0  # seconds between passes when nothing wakes the dispatcher
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self._wake = threading.Event()
+    def __init__(self, rt: Runtime) -> None:
+        self._rt = rt
+        self._wake = rt.queue_wakeup
         self._stopped = False
         self._started: dict[str, deque[float]] = {}
         self._thread = threading.Thread(target=self._run, name="eoflow-queues", daemon=True)
+
+    def start(self) -> None:
         self._thread.start()
 
     def wake(self) -> None:
@@ -105,7 +112,8 @@ class Dispatcher:
     def stop(self) -> None:
         self._stopped = True
         self._wake.set()
-        self._thread.join(timeout=5)
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
 
     def _run(self) -> None:
         while not self._stopped:
@@ -122,15 +130,14 @@ class Dispatcher:
 
     def _dispatch(self) -> float:
         """One pass over all queues; returns how long to wait before the next pass."""
-        with _QUEUES_LOCK:
-            queues = list(_QUEUES.values())
+        queues = _QUEUES.values()
         pause = self.POLL
         for queue in queues:
             pause = min(pause, self._dispatch_one(queue))
         return pause
 
     def _dispatch_one(self, queue: Queue) -> float:
-        journal, now = self.engine.journal, self.engine.clock.now_ms()
+        journal, now = self._rt.journal, self._rt.clock.now_ms()
         capacity = 10_000
         if queue.concurrency is not None:
             capacity = queue.concurrency - journal.queue_running(queue.name)
@@ -153,35 +160,32 @@ class Dispatcher:
                           queue.name, name, workflow_id)
                 continue
             window.append(time.monotonic())
-            run = self.engine.runner.track(workflow_id)
-            self.engine.submit_run(run, definition, None)
+            run = self._rt.runs.track(workflow_id)
+            runner.submit(self._rt, run, definition, None)
         due = journal.queue_next_due(queue.name, now)
         if due is not None:
             pause = min(pause, max(0.001, (due - now) / 1000))
         return pause
 
 
-def enqueue_run(engine: Engine, queue: Queue, definition: Definition, args: tuple[Any, ...],
+def enqueue_run(rt: Runtime, queue: Queue, definition: Definition, args: tuple[Any, ...],
                 kwargs: dict[str, Any], dedup_id: str | None, priority: int | None,
                 delay: float | None) -> WorkflowHandle:
     """Record a run as ENQUEUED in `queue`; from inside a workflow it is a child with a
     deterministic id. Returns its handle once the record is durable."""
-    from eoflow.engine.decorators import create_child
-    from eoflow.engine.handle import WorkflowHandle
-
-    now = engine.clock.now_ms()
+    now = rt.clock.now_ms()
     fields: dict[str, Any] = dict(
         status=Status.ENQUEUED, queue=queue.name, priority=priority or 0, dedup_id=dedup_id,
         not_before_ms=now + int(delay * 1000) if delay else None)
     parent = current_run.get()
-    if parent is not None and parent.engine is engine:
-        wid, _, status, _ = create_child(parent, definition, args, kwargs, **fields)
+    if parent is not None and parent.runtime is rt:
+        wid, _, status, _ = starts.create_child(parent, definition, args, kwargs, **fields)
     else:
         wid = take_workflow_id() or new_workflow_id()
-        new = NewWorkflow(wid, definition.name, encode_inputs(definition.name, args, kwargs),
-                          now, deadline_ms=definition.deadline(now), **fields)
-        _, status = engine.create_runs([new], [definition])[0]
-    engine.queues.wake()
+        new = starts.new_run(definition, wid, encode_inputs(definition.name, args, kwargs),
+                             now, **fields)
+        _, status = starts.create_runs(rt, [new], [definition])[0]
+    rt.queue_wakeup.set()
     if status.terminal:  # this id already ran: its handle reads the journal
-        return WorkflowHandle(engine, wid)
-    return WorkflowHandle(engine, wid, engine.runner.track(wid))
+        return WorkflowHandle(rt, wid)
+    return WorkflowHandle(rt, wid, rt.runs.track(wid))

@@ -10,7 +10,7 @@ For every polled batch:
 
 A crash before the offsets are committed makes Kafka deliver the batch again, and the keys make
 that harmless. A journal failure rewinds the consumer to the batch start and retries with capped
-backoff. Kafka types never appear here: kafka_source.py owns the client.
+backoff. Kafka types never appear here: source.py owns the client.
 """
 
 from __future__ import annotations
@@ -19,12 +19,13 @@ import hashlib
 import logging
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from eoflow.engine import crashpoints
+from eoflow.engine import crashpoints, runner
+from eoflow.engine.backoff import Backoff
 from eoflow.engine.config import DEFAULT_BROKERS, parse_brokers
 from eoflow.engine.context import current_db
-from eoflow.engine.kafka_defs import (
+from eoflow.engine.kafka.defs import (
     CONSUMERS,
     DEFAULT_CONSUMER_CONFIG,
     ConsumerSpec,
@@ -32,7 +33,9 @@ from eoflow.engine.kafka_defs import (
     encode_handler_inputs,
     message_key,
 )
-from eoflow.engine.queues import queue_named
+from eoflow.engine.registry import Definition
+from eoflow.engine.runtime import Runtime
+from eoflow.engine.scheduling.queues import queue_named
 from eoflow.errors import (
     DefinitionError,
     JournalError,
@@ -44,39 +47,46 @@ from eoflow.journal import codec
 from eoflow.journal.records import KafkaKey, NewWorkflow, Status
 from eoflow.journal.txstore import Applied
 
-if TYPE_CHECKING:
-    from eoflow.engine.engine import Engine
-
 log = logging.getLogger("eoflow.kafka")
 Partition = tuple[str, int]
 POLL_MS = 500
 MAX_IN_FLIGHT = 20_000  # runs recorded but not finished, before the loop pauses fetching
 
 
-class Backoff:
-    """Capped exponential backoff: 0.5 s, 1 s, 2 s ... up to `cap`."""
+class Source(Protocol):
+    """What the loop needs of a Kafka consumer (source.py's KafkaSource; a fake in tests)."""
 
-    def __init__(self, first: float = 0.5, cap: float = 30.0) -> None:
-        self.first, self.cap, self.next_delay = first, cap, first
+    def connect(self) -> None: ...
+    def poll(self, timeout_ms: int, max_records: int) -> list[KafkaMessage]: ...
+    def commit(self, offsets: dict[Partition, int]) -> None: ...
+    def rewind(self, offsets: dict[Partition, int]) -> None: ...
+    def pause(self, paused: bool) -> None: ...
+    def close(self) -> None: ...
 
-    def next(self) -> float:
-        delay = self.next_delay
-        self.next_delay = min(self.cap, delay * 2)
-        return delay
 
-    def reset(self) -> None:
-        self.next_delay = self.first
+Listener = Callable[[list[Partition]], None]
+SourceFactory = Callable[[tuple[str, ...], str, tuple[str, ...], dict[str, Any], Listener,
+                          Listener], Source]
+
+
+def _kafka_source(brokers: tuple[str, ...], group_id: str, topics: tuple[str, ...],
+                  config: dict[str, Any], revoked: Listener, assigned: Listener) -> Source:
+    from eoflow.engine.kafka.source import KafkaSource  # the only kafka-python user
+
+    return KafkaSource(brokers, group_id, topics, config, revoked, assigned)
 
 
 class ConsumerLoop:
     """One consumer (one @kafka_consume handler) on its own thread."""
 
-    def __init__(self, engine: Engine, spec: ConsumerSpec, brokers: tuple[str, ...]) -> None:
-        self.engine = engine
+    def __init__(self, rt: Runtime, spec: ConsumerSpec, brokers: tuple[str, ...],
+                 source_factory: SourceFactory | None = None) -> None:
+        self._rt = rt
+        self._source_factory = source_factory or _kafka_source
         self.spec = spec
         self.brokers = brokers
         self._stop = threading.Event()
-        self._source: Any = None
+        self._source: Source | None = None
         self._uncommitted: dict[Partition, int] = {}
         self._in_flight = 0
         self._in_flight_lock = threading.Lock()
@@ -110,7 +120,7 @@ class ConsumerLoop:
                     self._connect()
                 self._commit_uncommitted()
                 self._throttle()
-                batch = self._source.poll(POLL_MS, self._max_records())
+                batch = self._connected().poll(POLL_MS, self._max_records())
                 if batch:
                     self._handle(batch)
                 backoff.reset()
@@ -129,15 +139,17 @@ class ConsumerLoop:
         self._shutdown()
 
     def _connect(self) -> None:
-        from eoflow.engine.kafka_source import KafkaSource  # the only kafka-python user
-
         config = dict(DEFAULT_CONSUMER_CONFIG)
         config.update(self.spec.config)
-        source = KafkaSource(self.brokers, self.spec.group_id, self.spec.topics, config,
-                             self._revoked, self._assigned)
+        source = self._source_factory(self.brokers, self.spec.group_id, self.spec.topics,
+                                      config, self._revoked, self._assigned)
         source.connect()
         self._source = source
         log.info("kafka: consumer %s started", self.describe)
+
+    def _connected(self) -> Source:
+        assert self._source is not None, "the loop connects before it polls"
+        return self._source
 
     def _shutdown(self) -> None:
         if self._source is not None:
@@ -189,7 +201,7 @@ class ConsumerLoop:
             else:
                 self._apply_transactions(batch)
         except JournalError:
-            self._source.rewind(starts)  # the batch comes back; its keys make that safe
+            self._connected().rewind(starts)  # the batch comes back; its keys make that safe
             raise
         crashpoints.hit("kafka_recorded")
         self._uncommitted.update(ends)
@@ -204,7 +216,7 @@ class ConsumerLoop:
             return
         offsets = dict(self._uncommitted)
         try:
-            self._source.commit(offsets)
+            self._connected().commit(offsets)
         except OffsetCommitError as error:
             log.warning("%s; will retry (the journal has the messages: nothing is lost)", error)
             return
@@ -217,9 +229,9 @@ class ConsumerLoop:
                          m.partition, m.offset) for m in batch]
 
     def _record_workflows(self, batch: list[KafkaMessage]) -> None:
-        engine, spec = self.engine, self.spec
+        rt, spec = self._rt, self.spec
         name = spec.definition.name
-        now = engine.clock.now_ms()
+        now = rt.clock.now_ms()
         keys = self._keys(batch)
         queued = spec.queue is not None  # then the queue starts them, within its limits
         news = [
@@ -228,23 +240,23 @@ class ConsumerLoop:
                         lane=None if queued else workflow_lane(spec, m))
             for k, m in zip(keys, batch, strict=True)
         ]
-        engine.journal.note_offsets(keys, now)
-        results = engine.journal.create_workflows(news, now)
+        rt.journal.note_offsets(keys, now)
+        results = rt.journal.create_workflows(news, now)
         if queued:
-            engine.queues.wake()
+            rt.queue_wakeup.set()
             return
         for new, m, (created, existing, status) in zip(news, batch, results, strict=True):
             if not created and (existing != name or status is not Status.PENDING):
                 continue  # already ran (a redelivery): nothing to do
-            run = engine.runner.track(new.workflow_id)
+            run = rt.runs.track(new.workflow_id)
             if not created and run.claimed:
                 continue
             if created:
                 run.call = ((m.topic, m.partition, m), {})
             with self._in_flight_lock:
                 self._in_flight += 1
-            engine.submit_run(run, spec.definition, new if created else None, new.lane,
-                              on_done=self._finished)
+            runner.submit(rt, run, spec.definition, new if created else None, new.lane,
+                          on_done=self._finished)
 
     def _finished(self) -> None:
         with self._in_flight_lock:
@@ -256,20 +268,20 @@ class ConsumerLoop:
         with self._in_flight_lock:
             busy = self._in_flight >= MAX_IN_FLIGHT
         if busy != self._paused:
-            self._source.pause(busy)
+            self._connected().pause(busy)
             self._paused = busy
 
     def _apply_transactions(self, batch: list[KafkaMessage]) -> None:
-        engine, spec = self.engine, self.spec
+        rt, spec = self._rt, self.spec
         keys = self._keys(batch)
-        engine.journal.note_offsets(keys, engine.clock.now_ms())
+        rt.journal.note_offsets(keys, rt.clock.now_ms())
         pending = list(zip(keys, batch, strict=True))
         attempts: dict[str, int] = {}
         backoff = Backoff(spec.retry_interval, 30.0)
         while pending:
             items = [(k.key, spec.name, handler_work(spec, m), lane_of(spec, m))
                      for k, m in pending]
-            results = engine.txstore.apply_keyed(items, engine.clock.now_ms())
+            results = rt.txstore.apply_keyed(items, rt.clock.now_ms())
             retry, failing = [], False
             for (key, message), result in zip(pending, results, strict=True):
                 if result.outcome is Applied.SKIPPED:  # behind a failure in its partition
@@ -291,10 +303,10 @@ class ConsumerLoop:
     def _quarantine(self, key: KafkaKey, message: KafkaMessage, error: BaseException | None,
                     attempts: int) -> None:
         assert error is not None
-        self.engine.journal.quarantine(
+        self._rt.journal.quarantine(
             key, self.spec.name, message.key, message.value,
             codec.encode([list(h) for h in message.headers]), message.timestamp,
-            codec.encode_error(error), attempts, self.engine.clock.now_ms())
+            codec.encode_error(error), attempts, self._rt.clock.now_ms())
         log.error("kafka %s: message %s quarantined after %d attempts: %s; see `eoflow status`,"
                   " retry with `eoflow quarantine retry %s`", self.spec.name, key.key, attempts,
                   error, key.key)
@@ -327,10 +339,10 @@ def handler_work(spec: ConsumerSpec, message: KafkaMessage) -> Callable[[Any], o
     return work
 
 
-def retry_quarantined(engine: Engine, key: str) -> bool:
+def retry_quarantined(rt: Runtime, key: str) -> bool:
     """Apply a quarantined message again (after a fix). True if it is now applied; its
     idempotency key still guarantees it is applied once. Raises the handler's error again."""
-    record = engine.journal.get_quarantined(key)
+    record = rt.journal.get_quarantined(key)
     if record is None:
         raise QuarantineError(key, "no quarantined message has this key; see `eoflow status`")
     if record.status == "RETRIED":
@@ -341,15 +353,15 @@ def retry_quarantined(engine: Engine, key: str) -> bool:
     headers = tuple((str(k), bytes(v)) for k, v in codec.decode(record.headers))
     message = KafkaMessage(record.topic, record.partition, record.offset, record.message_key,
                            record.value, headers, record.timestamp_ms)
-    result = engine.txstore.apply_keyed(
+    result = rt.txstore.apply_keyed(
         [(key, spec.name, handler_work(spec, message), lane_of(spec, message))],
-        engine.clock.now_ms())[0]
+        rt.clock.now_ms())[0]
     if result.outcome is Applied.FAILED:
         assert result.error is not None
-        engine.journal.set_quarantine_status(key, "QUARANTINED", codec.encode_error(result.error),
+        rt.journal.set_quarantine_status(key, "QUARANTINED", codec.encode_error(result.error),
                                              1)
         raise result.error
-    engine.journal.set_quarantine_status(key, "RETRIED")
+    rt.journal.set_quarantine_status(key, "RETRIED")
     log.info("kafka %s: quarantined message %s applied by a retry", spec.name, key)
     return True
 
@@ -360,10 +372,10 @@ def brokers_for(spec: ConsumerSpec, override: tuple[str, ...] | None) -> tuple[s
     return override or spec.brokers or DEFAULT_BROKERS
 
 
-def start_consumers(engine: Engine, handlers: list[Any], brokers: str | list[str] | None
-                    ) -> list[ConsumerLoop]:
+def start_consumers(rt: Runtime, handlers: list[Definition],
+                    brokers: str | list[str] | None) -> list[ConsumerLoop]:
     """Start a loop per @kafka_consume handler definition given (all when none are)."""
-    override = parse_brokers(brokers) if brokers else engine.config.brokers
+    override = parse_brokers(brokers) if brokers else rt.config.brokers
     specs = CONSUMERS.all()
     if handlers:
         specs = [spec for spec in specs if any(spec.definition is d for d in handlers)]
@@ -375,8 +387,8 @@ def start_consumers(engine: Engine, handlers: list[Any], brokers: str | list[str
         if spec.queue is not None and queue_named(spec.queue) is None:
             raise DefinitionError(spec.name, f"its queue {spec.queue!r} is not declared; "
                                              f"create eoflow.Queue({spec.queue!r}) first")
-        loop = ConsumerLoop(engine, spec, brokers_for(spec, override))
-        engine.add_service(loop)
+        loop = ConsumerLoop(rt, spec, brokers_for(spec, override))
+        rt.add_service(loop)
         loop.start()
         loops.append(loop)
     return loops

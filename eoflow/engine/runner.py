@@ -1,0 +1,149 @@
+"""Executing workflow runs: run a body to its end, suspend it, or leave it for next time.
+
+Every run of this process goes through `submit` (a pool worker) or `execute` (the caller's
+thread); the runs held in memory and their claims live in `Runtime.runs` (active.py). An
+outcome reaches the run's waiters only once it is durable (read-your-writes for callers).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from eoflow.engine import crashpoints
+from eoflow.engine.active import ActiveRun, StopReason
+from eoflow.engine.context import Interrupted, RunContext, current_run
+from eoflow.engine.executor import decode_inputs, encode_value
+from eoflow.engine.handle import recorded_outcome
+from eoflow.engine.primitives import Suspended
+from eoflow.engine.registry import Definition
+from eoflow.engine.runtime import Runtime
+from eoflow.errors import EngineClosedError, WorkflowCancelledError, WorkflowNotFoundError
+from eoflow.journal import codec
+from eoflow.journal.records import NewWorkflow, Status, StepRecord
+
+log = logging.getLogger("eoflow.engine")
+
+
+def submit(rt: Runtime, run: ActiveRun, definition: Definition, new: NewWorkflow | None,
+           lane: str | None = None, on_done: Callable[[], None] | None = None) -> None:
+    """Queue a run on the pool (in `lane`, if any). `new`: it was just created (nothing to
+    replay); else its journal is read when it starts."""
+
+    def task() -> None:
+        try:
+            if not rt.runs.claim(run):
+                return  # another thread ran it (a parent running its child inline)
+            if new is not None:
+                execute(rt, run, definition, new.inputs, {}, new.deadline_ms)
+            else:
+                resume_claimed(rt, run, definition)
+        finally:
+            if on_done is not None:
+                on_done()
+
+    rt.pool.submit(task, lane=lane)
+
+
+def resume_claimed(rt: Runtime, run: ActiveRun, definition: Definition,
+                   waited: bool = False) -> None:
+    """Execute a claimed run that already has a journal: replay its recorded steps."""
+    record = rt.journal.get_workflow(run.workflow_id)
+    if record is None:
+        finish(rt, run, Status.ERROR, None, WorkflowNotFoundError(run.workflow_id))
+        return
+    if record.status is Status.ENQUEUED:
+        rt.runs.unclaim(run)  # its queue's dispatcher starts it
+        return
+    if record.status is not Status.PENDING:  # it finished meanwhile: report that
+        try:
+            value, error = recorded_outcome(record), None
+        except Exception as failure:
+            value, error = None, failure
+        finish(rt, run, record.status, value, error)
+        return
+    steps = rt.journal.load_steps(run.workflow_id)
+    execute(rt, run, definition, record.inputs, steps, record.deadline_ms, waited)
+
+
+def execute(rt: Runtime, run: ActiveRun, definition: Definition, inputs: str,
+            recorded: dict[int, StepRecord], deadline_ms: int | None,
+            waited: bool = False) -> None:
+    """Run a claimed workflow in this thread to its end (or to an interruption).
+    `waited`: the caller waits for the outcome (a direct call), so it is committed at once
+    instead of lingering for the next batch."""
+    context = RunContext(rt, definition, run.workflow_id, recorded, deadline_ms)
+    run.context = context
+    token = current_run.set(context)
+    status, value = Status.SUCCESS, None
+    error: BaseException | None = None
+    try:
+        args, kwargs = run.call if run.call is not None else decode_inputs(inputs)
+        run.call = None
+        value = definition.fn(*args, **kwargs)
+        output = encode_value(definition.name, "the workflow's result", value)
+    except Interrupted as stop:
+        _interrupted(rt, run, stop)
+        return
+    except Suspended as pause:
+        _suspend(rt, run, definition, pause.wake_ms)
+        return
+    except Exception as failure:
+        status, error, output = Status.ERROR, failure, None
+    finally:
+        current_run.reset(token)
+        run.context = None
+    if context.fatal is not None:  # a determinism error the workflow tried to swallow
+        status, error, output, value = Status.ERROR, context.fatal, None, None
+    crashpoints.hit("before_outcome")
+    stored_error = codec.encode_error(error) if error is not None else None
+    if status is Status.ERROR:
+        log.warning("workflow %s (%s) failed: %s", run.workflow_id, definition.name, error)
+
+    def durable(failure: BaseException | None, applied: bool = True) -> None:
+        if failure is not None:
+            log.error("workflow %s: could not record its outcome: %s; it stays PENDING "
+                      "and resumes on the next start", run.workflow_id, failure)
+            finish(rt, run, Status.PENDING, None, failure)
+        elif not applied:  # cancelled while it ran: cancellation wins
+            finish(rt, run, Status.CANCELLED, None, WorkflowCancelledError(run.workflow_id))
+        else:
+            crashpoints.hit("after_outcome")
+            finish(rt, run, status, value, error)
+
+    try:
+        rt.journal.finish_workflow(run.workflow_id, status, output, stored_error,
+                                   rt.clock.now_ms(), on_durable=durable, urgent=waited)
+    except Exception as failure:  # the journal is closed or unusable
+        durable(failure)
+
+
+def _suspend(rt: Runtime, run: ActiveRun, definition: Definition, wake_ms: int) -> None:
+    """A long durable sleep: release this thread; a timer resumes the run by replay."""
+    rt.journal.set_not_before(run.workflow_id, wake_ms)
+    rt.runs.unclaim(run)
+    rt.timers.at(wake_ms, lambda: submit(rt, run, definition, None))
+
+
+def _interrupted(rt: Runtime, run: ActiveRun, stop: Interrupted) -> None:
+    if stop.reason is StopReason.TIMED_OUT:
+        error = WorkflowCancelledError(run.workflow_id, "timed out")
+        log.warning("workflow %s timed out and was cancelled", run.workflow_id)
+        rt.journal.finish_workflow(
+            run.workflow_id, Status.CANCELLED, None, codec.encode_error(error),
+            rt.clock.now_ms(),
+            on_durable=lambda failure, _: finish(
+                rt, run, Status.CANCELLED if failure is None else Status.PENDING, None,
+                error if failure is None else failure))
+    elif stop.reason is StopReason.CANCELLED:
+        finish(rt, run, Status.CANCELLED, None, WorkflowCancelledError(run.workflow_id))
+    else:  # shutdown or a journal failure: leave it PENDING for the next start
+        finish(rt, run, Status.PENDING, None, stop.cause or EngineClosedError(rt.path))
+
+
+def finish(rt: Runtime, run: ActiveRun, status: Status, value: object,
+           error: BaseException | None) -> None:
+    """Release a run's waiters with its (durable) outcome."""
+    rt.runs.forget(run)
+    run.resolve(status, value, error)
+    rt.queue_wakeup.set()  # a queue slot may have opened (the outcome is durable)

@@ -1,0 +1,105 @@
+"""The Runtime: every resource an engine holds, taken at start under one ExitStack.
+
+The public `Engine` is a facade over this object. Everything below the facade (the runner,
+recovery, operator actions, queues, schedules, Kafka consumers) receives the Runtime, or a
+narrower part of it, and never the facade. Opening takes the journal (its owner lock, its
+connections), the application database, the worker pool and the timer thread in that order;
+a failure at any point releases whatever was already taken, and `close` releases all of it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from typing import Protocol
+
+from eoflow.engine.active import ActiveRuns, StopReason
+from eoflow.engine.clock import Clock
+from eoflow.engine.config import EngineConfig
+from eoflow.engine.notifier import Notifier
+from eoflow.engine.pool import WorkerPool
+from eoflow.engine.timers import Timers
+from eoflow.errors import EngineClosedError
+from eoflow.journal.appdb import AppDatabase
+from eoflow.journal.interface import Journal, TxStore
+from eoflow.journal.sqlite import SQLiteJournal
+
+log = logging.getLogger("eoflow.engine")
+
+
+class Service(Protocol):
+    """A background part started on a runtime (a consumer loop, a scheduler, the queue
+    dispatcher, the request poller): stopped when the runtime closes, before its workers."""
+
+    def stop(self) -> None: ...
+
+
+class Runtime:
+    """The resources of one open engine. Build with `Runtime.open`; close exactly once."""
+
+    def __init__(self, config: EngineConfig, clock: Clock, journal: Journal, txstore: TxStore,
+                 pool: WorkerPool, timers: Timers, resources: contextlib.ExitStack) -> None:
+        self.config = config
+        self.path = config.journal
+        self.clock = clock
+        self.journal = journal
+        self.txstore = txstore  # where @transaction functions run: the journal or the app db
+        self.pool = pool
+        self.timers = timers
+        self.notifier = Notifier()
+        self.runs = ActiveRuns()
+        self.queue_wakeup = threading.Event()  # set when a queue slot may have opened
+        self._resources = resources
+        self._services: list[Service] = []
+        self._closed = False
+        self._close_lock = threading.Lock()
+
+    @classmethod
+    def open(cls, config: EngineConfig, clock: Clock) -> Runtime:
+        with contextlib.ExitStack() as stack:
+            journal = SQLiteJournal.open(config.journal, config.durability)
+            stack.callback(journal.close)
+            txstore = journal.tx
+            if config.app_db:
+                app_db = AppDatabase.open(config.app_db, config.durability)
+                stack.callback(app_db.close)
+                txstore = app_db.tx
+            pool = WorkerPool(config.workers)
+            stack.callback(pool.shutdown, 0.0)
+            timers = Timers(clock)
+            stack.callback(timers.stop)
+            runtime = cls(config, clock, journal, txstore, pool, timers, stack.pop_all())
+        return runtime
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def check_open(self) -> None:
+        if self._closed:
+            raise EngineClosedError(self.path)
+
+    def add_service(self, service: Service) -> None:
+        """Stop `service` when the runtime closes, before its workers (last added, first)."""
+        self._services.append(service)
+
+    def close(self, grace: float) -> None:
+        """Stop the services, ask running workflows to stop at their next step boundary (up to
+        `grace` seconds), and release every resource. Unfinished runs stay PENDING."""
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        try:
+            for service in reversed(self._services):
+                try:
+                    service.stop()
+                except Exception:
+                    log.exception("engine: a service failed to stop")
+            self.runs.stop_all(StopReason.SHUTDOWN, EngineClosedError(self.path))
+            if not self.pool.shutdown(grace):
+                log.warning("engine: some workflows did not reach a step boundary within "
+                            "%.1fs; they stay PENDING and resume on the next start", grace)
+        finally:
+            self._resources.close()

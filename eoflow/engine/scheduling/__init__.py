@@ -1,0 +1,1 @@
+"""Work started by time and by limits: durable queues and cron schedules."""

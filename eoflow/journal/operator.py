@@ -1,0 +1,88 @@
+"""Operator actions as journal changes: cancel, resume, fork, and a quarantine retry request.
+
+This is the one implementation of each change. It runs inside a transaction on whatever
+connection the caller holds: the engine's writer (`SQLiteJournal`), or a short connection of the
+CLI's own while an engine may be running (`admin`). With `notify`, each change also leaves a
+request row, which a running engine picks up within its poll interval to act on the runs it
+holds in memory (stop a cancelled one, start a resumed one).
+"""
+
+from __future__ import annotations
+
+import apsw
+
+from eoflow.errors import (
+    QuarantineError,
+    WorkflowConflictError,
+    WorkflowNotFoundError,
+    WorkflowStateError,
+)
+from eoflow.journal.reader import workflow_from_row
+from eoflow.journal.records import Action, Status, WorkflowRecord
+from eoflow.journal.sql import Q
+
+CANCELLABLE = (Status.PENDING, Status.ENQUEUED)
+RESUMABLE = (Status.CANCELLED, Status.PARKED, Status.ENQUEUED, Status.PENDING)
+
+
+def _get(conn: apsw.Connection, workflow_id: str) -> WorkflowRecord:
+    row = conn.execute(Q["get_workflow"], (workflow_id,)).fetchone()
+    if row is None:
+        raise WorkflowNotFoundError(workflow_id)
+    return workflow_from_row(row)
+
+
+def _request(conn: apsw.Connection, workflow_id: str, action: Action, now_ms: int) -> None:
+    conn.execute(Q["insert_request"], (workflow_id, action.value, now_ms))
+
+
+def cancel(conn: apsw.Connection, workflow_id: str, now_ms: int, notify: bool) -> list[str]:
+    """Mark a live run and its live descendants CANCELLED; returns their ids, the run first."""
+    status = _get(conn, workflow_id).status
+    if status not in CANCELLABLE:
+        raise WorkflowStateError(workflow_id, status.value, "cancel")
+    cancelled: list[str] = []
+    pending = [workflow_id]
+    while pending:
+        current = pending.pop()
+        conn.execute(Q["set_status"], (Status.CANCELLED.value, now_ms, current))
+        if notify:
+            _request(conn, current, Action.CANCEL, now_ms)
+        cancelled.append(current)
+        pending.extend(str(row[0]) for row in conn.execute(Q["live_children"], (current,)))
+    return cancelled
+
+
+def resume(conn: apsw.Connection, workflow_id: str, now_ms: int, notify: bool
+           ) -> WorkflowRecord:
+    """Make a cancelled, parked or queued run PENDING again, its timeout starting anew."""
+    record = _get(conn, workflow_id)
+    if record.status not in RESUMABLE:
+        raise WorkflowStateError(workflow_id, record.status.value, "resume")
+    conn.execute(Q["resume_workflow"], (now_ms, workflow_id))
+    if notify:
+        _request(conn, workflow_id, Action.RESUME, now_ms)
+    return _get(conn, workflow_id)
+
+
+def fork(conn: apsw.Connection, workflow_id: str, from_step: int, new_id: str, now_ms: int,
+         notify: bool) -> WorkflowRecord:
+    """Create run `new_id` of the same workflow and inputs, with copies of the recorded steps
+    before `from_step`; it runs from there when an engine picks it up."""
+    source = _get(conn, workflow_id)
+    if from_step < 1:
+        raise WorkflowStateError(workflow_id, source.status.value, f"fork from step {from_step}")
+    conn.execute(Q["fork_workflow"], (new_id, workflow_id, now_ms))
+    if not conn.changes():
+        raise WorkflowConflictError(new_id, "an existing run", source.name)
+    conn.execute(Q["copy_steps_before"], (new_id, workflow_id, from_step))
+    if notify:
+        _request(conn, new_id, Action.RESUME, now_ms)
+    return _get(conn, new_id)
+
+
+def request_quarantine_retry(conn: apsw.Connection, key: str, now_ms: int) -> None:
+    """Ask the running engine (or the next one) to apply a quarantined message again."""
+    if conn.execute(Q["get_quarantine"], (key,)).fetchone() is None:
+        raise QuarantineError(key, "no quarantined message has this key")
+    _request(conn, key, Action.RETRY_QUARANTINED, now_ms)

@@ -1,0 +1,92 @@
+"""Operator actions (one implementation for the CLI and the engine) and engine start-up."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+import eoflow
+from eoflow import Engine, Status, workflow
+from eoflow.engine import recovery
+from eoflow.engine.context import active_runtime
+from eoflow.errors import ContextError
+from eoflow.journal import admin
+from eoflow.testing import isolated_definitions
+
+
+@workflow(timeout=60)
+def o_timed_sleeper() -> int:
+    eoflow.sleep(3600)  # suspends: the run stays PENDING with its deadline
+    return 1
+
+
+def _deadline(engine: Engine, wid: str) -> int | None:
+    record = engine.journal.get_workflow(wid)
+    assert record is not None
+    return record.deadline_ms
+
+
+def test_a_resume_from_the_cli_restarts_the_runs_timeout(journal_path: str) -> None:
+    # Bug: the CLI's resume wrote a NULL deadline, so a @workflow(timeout=60) run resumed with
+    # `eoflow workflows resume` never timed out again.
+    with Engine(journal=journal_path) as engine:
+        engine.start(o_timed_sleeper, workflow_id="t1")
+        for _ in range(500):
+            if engine.journal.steps_of("t1"):
+                break
+            time.sleep(0.01)
+        admin.cancel(journal_path, "t1")
+        before = time.time_ns() // 1_000_000
+        admin.resume(journal_path, "t1")
+        deadline = _deadline(engine, "t1")
+        assert deadline is not None and before + 60_000 <= deadline <= before + 70_000
+        assert engine.journal.get_workflow("t1").status is Status.PENDING  # type: ignore[union-attr]
+        engine.cancel("t1")
+        resumed_at = time.time_ns() // 1_000_000
+        engine.resume("t1")  # the library's resume is the same change
+        deadline = _deadline(engine, "t1")
+        assert deadline is not None and resumed_at + 60_000 <= deadline <= resumed_at + 70_000
+
+
+def _eoflow_threads() -> set[str]:
+    return {t.name for t in threading.enumerate() if t.name.startswith("eoflow")}
+
+
+def test_a_failed_start_up_releases_everything(journal_path: str,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    # Bug: when recovery failed, the engine stayed registered, its threads stayed alive, and
+    # the next Engine on the same file got JournalLockedError.
+    threads = _eoflow_threads()
+
+    def broken(rt: object) -> list[object]:
+        raise RuntimeError("recovery broke")
+
+    monkeypatch.setattr(recovery, "recover", broken)
+    with pytest.raises(RuntimeError, match="recovery broke"):
+        Engine(journal=journal_path)
+    assert active_runtime() is None
+    with pytest.raises(ContextError):
+        Engine.current()
+    for _ in range(200):  # threads that were told to stop finish their last lap
+        if _eoflow_threads() <= threads:
+            break
+        time.sleep(0.01)
+    assert _eoflow_threads() <= threads
+    monkeypatch.undo()
+    with Engine(journal=journal_path) as engine:  # the journal's lock was released
+        assert engine.journal.count_by_status() == {}
+
+
+def test_isolated_definitions_forget_what_the_block_defined() -> None:
+    from eoflow.engine.registry import REGISTRY
+
+    with isolated_definitions():
+        @workflow(name="o_temporary")
+        def temporary() -> None:
+            return None
+
+        assert REGISTRY.workflow("o_temporary") is not None
+    assert REGISTRY.workflow("o_temporary") is None
+    assert REGISTRY.workflow("o_timed_sleeper") is not None  # module-level ones stay
