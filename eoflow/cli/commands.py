@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import click
 
 from eoflow.cli import render
-from eoflow.cli.options import brokers_option, journal_option, json_option
+from eoflow.cli.options import brokers_option, is_verbose, journal_option, json_option
 from eoflow.errors import ConfigError, WorkflowNotFoundError
 from eoflow.journal import admin, views
 from eoflow.journal.reader import SQLiteReader
@@ -34,9 +34,9 @@ T = TypeVar("T")
 @brokers_option
 @click.option("--workers", type=click.IntRange(min=1), envvar="EOFLOW_WORKERS",
               show_envvar=True, help="Worker threads for workflows [default: 64].")
-@click.option("-v", "--verbose", is_flag=True, help="Debug logs and full tracebacks.")
-def run(app: str, journal: str, app_db: str | None, brokers: str | None, workers: int | None,
-        verbose: bool) -> None:
+@click.pass_context
+def run(ctx: click.Context, app: str, journal: str, app_db: str | None, brokers: str | None,
+        workers: int | None) -> None:
     """Run APP (a .py file or a module name) until SIGINT or SIGTERM.
 
     Opens the journal, resumes pending workflows, starts the Kafka consumers the app declares,
@@ -46,7 +46,7 @@ def run(app: str, journal: str, app_db: str | None, brokers: str | None, workers
     from eoflow.engine.apploader import load_app
     from eoflow.engine.service import serve
 
-    render.setup_logging(verbose)
+    render.setup_logging(is_verbose(ctx))
     loaded = load_app(app)
     stop = threading.Event()
 
@@ -92,16 +92,7 @@ def status(journal: str, as_json: bool, watch: bool) -> None:
         if as_json:
             render.print_json(views.status_report(reader))
         elif watch:
-            from rich.live import Live
-
-            with Live(render.status_view(views.status_report(reader)), console=render.out,
-                      refresh_per_second=2) as live:
-                try:
-                    while True:
-                        time.sleep(1)
-                        live.update(render.status_view(views.status_report(reader)))
-                except KeyboardInterrupt:
-                    pass
+            render.watch(lambda: render.status_view(views.status_report(reader)), every=1.0)
         else:
             render.show(render.status_view(views.status_report(reader)))
     finally:

@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from eoflow.cli import commands
+from eoflow.cli.options import add_verbose, is_verbose
 from eoflow.cli.render import error_line
 from eoflow.errors import EoflowError
 
@@ -34,8 +35,7 @@ class EoflowGroup(click.Group):
         try:
             return super().invoke(ctx)
         except EoflowError as error:
-            verbose = any(arg in ("-v", "--verbose") for arg in sys.argv[1:])
-            raise EoflowCliError(error, verbose) from error
+            raise EoflowCliError(error, is_verbose(ctx)) from error
 
 
 @click.group(cls=EoflowGroup, context_settings={"help_option_names": ["-h", "--help"],
@@ -50,6 +50,7 @@ def cli() -> None:
 
 
 commands.register(cli)
+add_verbose(cli)
 
 
 def main() -> None:

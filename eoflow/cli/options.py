@@ -26,3 +26,30 @@ def brokers_option(fn: F) -> F:
     return click.option(
         "--brokers", envvar="EOFLOW_KAFKA_BROKERS", show_envvar=True, metavar="HOST:PORT,...",
         help="Kafka bootstrap brokers; overrides what the app's code says.")(fn)
+
+
+VERBOSE = "eoflow.verbose"  # key in click's context meta, shared by a group and its commands
+
+
+def _set_verbose(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.meta[VERBOSE] = True
+
+
+def verbose_option() -> click.Option:
+    """-v: debug logs and full tracebacks; accepted by the group and by every command."""
+    return click.Option(["-v", "--verbose"], is_flag=True, expose_value=False, is_eager=True,
+                        envvar="EOFLOW_VERBOSE", show_envvar=True, callback=_set_verbose,
+                        help="Debug logs and full tracebacks on errors.")
+
+
+def add_verbose(command: click.Command) -> None:
+    """Give `command` (and, for a group, each of its commands) the -v option."""
+    command.params.append(verbose_option())
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            add_verbose(sub)
+
+
+def is_verbose(ctx: click.Context) -> bool:
+    return bool(ctx.meta.get(VERBOSE))

@@ -6,10 +6,13 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
+from collections.abc import Callable
 from typing import Any
 
 from rich import box
 from rich.console import Console, Group
+from rich.live import Live
 from rich.logging import RichHandler
 from rich.panel import Panel
 from rich.table import Table
@@ -150,3 +153,14 @@ def show(renderable: Any) -> None:
 def line(text: str) -> None:
     """One line of plain output, never wrapped (scripts may parse it)."""
     out.print(text, soft_wrap=True, highlight=False)
+
+
+def watch(view: Callable[[], Any], every: float) -> None:
+    """Show `view()` and refresh it every `every` seconds until interrupted (Ctrl-C)."""
+    with Live(view(), console=out, refresh_per_second=2) as live:
+        try:
+            while True:
+                time.sleep(every)
+                live.update(view())
+        except KeyboardInterrupt:
+            pass

@@ -183,6 +183,23 @@ def test_app_errors(tmp_path: Path) -> None:
     assert "Traceback" in verbose.stderr
 
 
+def test_verbose_is_a_shared_option_read_from_the_command_line_click_parsed(
+        tmp_path: Path) -> None:
+    missing = str(tmp_path / "nowhere.db")
+    runner = CliRunner()
+    for args in (["workflows", "show", "x", "--journal", missing, "-v"],
+                 ["-v", "workflows", "show", "x", "--journal", missing],
+                 ["status", "--journal", missing, "--verbose"]):
+        done = runner.invoke(cli, args, catch_exceptions=False)
+        assert done.exit_code == 1 and "Traceback" in done.stderr, args
+    quiet = runner.invoke(cli, ["status", "--journal", missing], catch_exceptions=False)
+    assert quiet.exit_code == 1 and "Traceback" not in quiet.stderr
+    assert quiet.stderr.strip().count("\n") == 0  # one line
+    env = runner.invoke(cli, ["status", "--journal", missing], env={"EOFLOW_VERBOSE": "1"},
+                        catch_exceptions=False)
+    assert "Traceback" in env.stderr
+
+
 def test_run_refuses_a_journal_owned_by_another_engine(journal_path: str) -> None:
     with Engine(journal=journal_path):
         done = eoflow("run", SLOW_APP, "--journal", journal_path)

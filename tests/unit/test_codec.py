@@ -120,3 +120,15 @@ def test_kafka_inputs_fast_path_matches_the_codec() -> None:
         assert fast == codec.encode({"args": [message.topic, message.partition, message],
                                      "kwargs": {}})
         assert codec.decode(fast)["args"][2] == message
+
+
+def test_runs_journaled_before_the_kafka_modules_moved_still_decode() -> None:
+    # Runs recorded by an eoflow whose KafkaMessage lived in eoflow.engine.kafka_defs must
+    # replay after an upgrade: the journaled type path is part of the journal's format.
+    from eoflow.engine.kafka.defs import KafkaMessage, encode_handler_inputs
+
+    message = KafkaMessage("t", 1, 7, b"k", b"v", (("h", b"x"),), 3)
+    old = encode_handler_inputs(message).replace("eoflow.engine.kafka.defs:",
+                                                 "eoflow.engine.kafka_defs:")
+    assert "eoflow.engine.kafka_defs:KafkaMessage" in old
+    assert codec.decode(old)["args"][2] == message

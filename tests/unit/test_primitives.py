@@ -89,8 +89,7 @@ def p_long_child() -> int:
     return 2
 
 
-def test_sleep_wakes_at_the_recorded_time_and_holds_no_thread(engine: Engine,
-                                                              clock: FakeClock) -> None:
+def test_sleep_wakes_at_the_recorded_time(engine: Engine, clock: FakeClock) -> None:
     before, after = engine.run(p_sleeper, 3600, workflow_id="s1")
     assert after - before >= 3_600_000
     steps = engine.journal.steps_of("s1")
@@ -98,16 +97,61 @@ def test_sleep_wakes_at_the_recorded_time_and_holds_no_thread(engine: Engine,
     assert codec.decode(steps[1].output) == before + 3_600_000  # the wake time, recorded first
 
 
-def test_many_long_sleepers_do_not_need_many_workers(journal_path: str) -> None:
-    clock = FakeClock()
-    with Engine(journal=journal_path, clock=clock, workers=2) as engine:
-        handles = [engine.start(p_sleeper, 3600 + i) for i in range(20)]
-        assert all(len(h.result(timeout=30)) == 2 for h in handles)
+class ManualClock:
+    """Time moves only when the test advances it; a wait blocks (in real time) until the
+    clock reaches its end or its wakeup is set. Unlike FakeClock, whose waits return at once,
+    this one tells a thread that sleeps from a thread that is free."""
+
+    def __init__(self, start_ms: int = 1_700_000_000_000) -> None:
+        self._now = start_ms
+        self._changed = threading.Condition()
+
+    def now_ms(self) -> int:
+        with self._changed:
+            return self._now
+
+    def advance(self, seconds: float) -> None:
+        with self._changed:
+            self._now += int(seconds * 1000)
+            self._changed.notify_all()
+
+    def wait(self, seconds: float, wakeup: threading.Event) -> bool:  # type: ignore[override]
+        with self._changed:
+            end = self._now + int(seconds * 1000)
+            while not wakeup.is_set() and self._now < end:
+                self._changed.wait(0.01)  # the wakeup is another object: look again soon
+            return wakeup.is_set()
+
+
+@workflow()
+def p_quick(x: int) -> int:
+    return p_double(x)
+
+
+def test_long_sleepers_hold_no_worker(journal_path: str) -> None:
+    clock = ManualClock()
+    with Engine(journal=journal_path, clock=clock, workers=2) as engine:  # type: ignore[arg-type]
+        sleepers = [engine.start(p_sleeper, 3600 + i) for i in range(20)]
+        for _ in range(1000):  # every sleeper has recorded its wake-up time
+            if all(len(engine.journal.steps_of(h.workflow_id)) == 2 for h in sleepers):
+                break
+            threading.Event().wait(0.005)
+        # No time has passed, so every sleeper is still asleep: if a sleep held its worker,
+        # both workers would be taken and this run could not start.
+        assert engine.start(p_quick, 4).result(timeout=10) == 8
+        assert all(h.status() is Status.PENDING for h in sleepers)
+        clock.advance(3700)
+        assert all(len(h.result(timeout=30)) == 2 for h in sleepers)
 
 
 def test_short_sleep_keeps_its_thread(engine: Engine, clock: FakeClock) -> None:
-    before, after = engine.run(p_sleeper, 0.5)
+    before, after = engine.run(p_sleeper, 0.5, workflow_id="short")
     assert after - before == 500
+    record = engine.journal.get_workflow("short")
+    assert record is not None and record.not_before_ms is None  # never suspended
+    engine.run(p_sleeper, 5, workflow_id="long")
+    record = engine.journal.get_workflow("long")
+    assert record is not None and record.not_before_ms is not None  # suspended, then woken
 
 
 def test_recv_gets_messages_in_order(journal_path: str) -> None:
@@ -155,9 +199,10 @@ def test_events_are_published_and_awaited(journal_path: str) -> None:
 def events_round_trip(engine: Engine) -> None:
     assert eoflow.get_event("e1", "progress", timeout=0) is None
     waiter = engine.start(p_waiter, "e1", workflow_id="w1")
-    engine.run(p_publisher, 3, workflow_id="e1")
-    assert eoflow.get_event("e1", "progress", timeout=1) == 3
-    assert waiter.result(timeout=30) in (1, 2, 3)
+    engine.run(p_publisher, 1, workflow_id="e1")
+    assert waiter.result(timeout=30) == 1  # the one value published, seen by the waiter
+    engine.run(p_publisher, 3, workflow_id="e2")
+    assert eoflow.get_event("e2", "progress", timeout=1) == 3  # the latest value wins
     recorded = engine.run(p_waiter, "e1", workflow_id="w1")  # replay returns the same value
     assert recorded == waiter.result()
 
