@@ -52,3 +52,29 @@ class FakeClock:
             return True
         self.advance(seconds)
         return False
+
+
+class ManualClock:
+    """A clock for tests where time moves only when the test advances it, and a wait blocks
+    (in real time) until the clock reaches its end or its wakeup is set. Unlike FakeClock,
+    whose waits return at once, it tells a thread that sleeps from a thread that is free."""
+
+    def __init__(self, start_ms: int = 1_700_000_000_000) -> None:
+        self._now = start_ms
+        self._changed = threading.Condition()
+
+    def now_ms(self) -> int:
+        with self._changed:
+            return self._now
+
+    def advance(self, seconds: float) -> None:
+        with self._changed:
+            self._now += int(seconds * 1000)
+            self._changed.notify_all()
+
+    def wait(self, seconds: float, wakeup: Wakeup) -> bool:
+        with self._changed:
+            end = self._now + int(seconds * 1000)
+            while not wakeup.is_set() and self._now < end:
+                self._changed.wait(0.01)  # the wakeup is another object: look again soon
+            return wakeup.is_set()

@@ -3,6 +3,10 @@
 Tasks of one lane (say, one Kafka partition) run one at a time in submission order; tasks without
 a lane run concurrently. A worker that picks a lane runs a few of its tasks in a row, then puts
 the lane back at the end of the queue so that no lane starves the others.
+
+A task may *hold* its lane (`hold_current_lane`) and end without finishing its work: a workflow
+that suspends itself in a long sleep. The lane's later tasks then wait, without a thread, until
+the work comes back with `release`, at the head of the lane: order survives the suspension.
 """
 
 from __future__ import annotations
@@ -18,12 +22,13 @@ LANE_TURN = 32  # tasks of a lane run in a row before other work gets a turn
 
 
 class _Lane:
-    __slots__ = ("name", "tasks", "scheduled")
+    __slots__ = ("name", "tasks", "scheduled", "held")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.tasks: deque[Task] = deque()
-        self.scheduled = False
+        self.scheduled = False  # in the pool's queue, or being run by a worker
+        self.held = False  # a suspended task owns the lane: run nothing until it comes back
 
 
 class WorkerPool:
@@ -37,6 +42,7 @@ class WorkerPool:
         self._idle = 0
         self._busy = 0
         self._stopping = False
+        self._running = threading.local()  # .lane: the lane of the task this worker runs
 
     def submit(self, task: Task, lane: str | None = None) -> None:
         with self._cv:
@@ -44,22 +50,53 @@ class WorkerPool:
                 return
             if lane is None:
                 self._queue.append(task)
+                self._wake_worker()
             else:
-                entry = self._lanes.get(lane)
-                if entry is None:
-                    entry = self._lanes[lane] = _Lane(lane)
+                entry = self._lane(lane)
                 entry.tasks.append(task)
-                if entry.scheduled:
-                    return
-                entry.scheduled = True
-                self._queue.append(entry)
-            if self._idle:
-                self._cv.notify()
-            elif len(self._threads) < self._size:
-                thread = threading.Thread(
-                    target=self._work, name=f"{self._name}-{len(self._threads) + 1}", daemon=True)
-                self._threads.append(thread)
-                thread.start()
+                self._schedule(entry)
+
+    def hold_current_lane(self) -> str | None:
+        """Called by a running task: keep its lane for it after it returns (its later tasks
+        wait) until `release`. Returns the lane's name, or None outside a lane task."""
+        lane: _Lane | None = getattr(self._running, "lane", None)
+        if lane is None:
+            return None
+        with self._cv:
+            lane.held = True
+        return lane.name
+
+    def release(self, lane: str, task: Task) -> None:
+        """Give a held lane back, with `task` (the held work) to run first."""
+        with self._cv:
+            if self._stopping:
+                return
+            entry = self._lane(lane)
+            entry.held = False
+            entry.tasks.appendleft(task)
+            self._schedule(entry)
+
+    def _lane(self, name: str) -> _Lane:
+        entry = self._lanes.get(name)
+        if entry is None:
+            entry = self._lanes[name] = _Lane(name)
+        return entry
+
+    def _schedule(self, lane: _Lane) -> None:
+        if lane.scheduled or lane.held or not lane.tasks:
+            return
+        lane.scheduled = True
+        self._queue.append(lane)
+        self._wake_worker()
+
+    def _wake_worker(self) -> None:
+        if self._idle:
+            self._cv.notify()
+        elif len(self._threads) < self._size:
+            thread = threading.Thread(
+                target=self._work, name=f"{self._name}-{len(self._threads) + 1}", daemon=True)
+            self._threads.append(thread)
+            thread.start()
 
     def shutdown(self, grace: float) -> bool:
         """Drop queued tasks, wait up to `grace` seconds for running ones; True if all ended."""
@@ -101,19 +138,27 @@ class WorkerPool:
     def _run_lane(self, lane: _Lane) -> None:
         for _ in range(LANE_TURN):
             with self._cv:
-                if not lane.tasks or self._stopping:
-                    lane.scheduled = False
-                    self._lanes.pop(lane.name, None)
+                if not lane.tasks or lane.held or self._stopping:
+                    self._leave(lane)
                     return
                 task = lane.tasks.popleft()
-            self._run(task)
+            self._running.lane = lane
+            try:
+                self._run(task)
+            finally:
+                self._running.lane = None
         with self._cv:
-            if lane.tasks and not self._stopping:
+            if lane.tasks and not lane.held and not self._stopping:
                 self._queue.append(lane)  # still scheduled: back of the line
                 self._cv.notify()
             else:
-                lane.scheduled = False
-                self._lanes.pop(lane.name, None)
+                self._leave(lane)
+
+    def _leave(self, lane: _Lane) -> None:
+        """A worker stops running `lane` (under the lock): forget it unless it has work."""
+        lane.scheduled = False
+        if not lane.held and not lane.tasks:
+            self._lanes.pop(lane.name, None)
 
     @staticmethod
     def _run(task: Task) -> None:

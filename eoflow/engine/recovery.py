@@ -40,10 +40,11 @@ def recover(rt: Runtime) -> list[WorkflowHandle]:
                       record.workflow_id, record.name, tries - 1, record.workflow_id)
             continue
         run = rt.runs.track(record.workflow_id)
-        if record.not_before_ms and record.not_before_ms > rt.clock.now_ms():
-            rt.timers.at(record.not_before_ms, functools.partial(  # asleep: wake on time
-                runner.submit, rt, run, definition, None, record.lane))
-        else:
+        wake = record.not_before_ms
+        if wake is not None and wake > rt.clock.now_ms() and record.lane is None:
+            rt.timers.at(wake, functools.partial(  # asleep: wake on time
+                runner.submit, rt, run, definition, None))
+        else:  # in its lane's order: a sleeper replays to its sleep and holds the lane again
             runner.submit(rt, run, definition, None, record.lane)
         handles.append(WorkflowHandle(rt, record.workflow_id, run))
     log.info("engine: resuming %d pending workflow(s)", len(handles))

@@ -29,7 +29,11 @@ def submit(rt: Runtime, run: ActiveRun, definition: Definition, new: NewWorkflow
            lane: str | None = None, on_done: Callable[[], None] | None = None) -> None:
     """Queue a run on the pool (in `lane`, if any). `new`: it was just created (nothing to
     replay); else its journal is read when it starts."""
+    rt.pool.submit(_task(rt, run, definition, new, on_done), lane=lane)
 
+
+def _task(rt: Runtime, run: ActiveRun, definition: Definition, new: NewWorkflow | None,
+          on_done: Callable[[], None] | None = None) -> Callable[[], None]:
     def task() -> None:
         try:
             if not rt.runs.claim(run):
@@ -42,7 +46,7 @@ def submit(rt: Runtime, run: ActiveRun, definition: Definition, new: NewWorkflow
             if on_done is not None:
                 on_done()
 
-    rt.pool.submit(task, lane=lane)
+    return task
 
 
 def resume_claimed(rt: Runtime, run: ActiveRun, definition: Definition,
@@ -119,10 +123,17 @@ def execute(rt: Runtime, run: ActiveRun, definition: Definition, inputs: str,
 
 
 def _suspend(rt: Runtime, run: ActiveRun, definition: Definition, wake_ms: int) -> None:
-    """A long durable sleep: release this thread; a timer resumes the run by replay."""
+    """A long durable sleep: release this thread; a timer resumes the run by replay. A run
+    of a lane (a Kafka partition) keeps its lane while it sleeps, so the runs behind it wait
+    and order holds."""
     rt.journal.set_not_before(run.workflow_id, wake_ms)
     rt.runs.unclaim(run)
-    rt.timers.at(wake_ms, lambda: submit(rt, run, definition, None))
+    lane = rt.pool.hold_current_lane()
+    task = _task(rt, run, definition, None)
+    if lane is None:
+        rt.timers.at(wake_ms, lambda: rt.pool.submit(task))
+    else:
+        rt.timers.at(wake_ms, lambda: rt.pool.release(lane, task))
 
 
 def _interrupted(rt: Runtime, run: ActiveRun, stop: Interrupted) -> None:

@@ -8,7 +8,7 @@ import pytest
 
 import eoflow
 from eoflow import Engine, Status, step, workflow
-from eoflow.engine.clock import FakeClock
+from eoflow.engine.clock import FakeClock, ManualClock
 from eoflow.errors import (
     ConfigError,
     ContextError,
@@ -97,32 +97,6 @@ def test_sleep_wakes_at_the_recorded_time(engine: Engine, clock: FakeClock) -> N
     assert codec.decode(steps[1].output) == before + 3_600_000  # the wake time, recorded first
 
 
-class ManualClock:
-    """Time moves only when the test advances it; a wait blocks (in real time) until the
-    clock reaches its end or its wakeup is set. Unlike FakeClock, whose waits return at once,
-    this one tells a thread that sleeps from a thread that is free."""
-
-    def __init__(self, start_ms: int = 1_700_000_000_000) -> None:
-        self._now = start_ms
-        self._changed = threading.Condition()
-
-    def now_ms(self) -> int:
-        with self._changed:
-            return self._now
-
-    def advance(self, seconds: float) -> None:
-        with self._changed:
-            self._now += int(seconds * 1000)
-            self._changed.notify_all()
-
-    def wait(self, seconds: float, wakeup: threading.Event) -> bool:  # type: ignore[override]
-        with self._changed:
-            end = self._now + int(seconds * 1000)
-            while not wakeup.is_set() and self._now < end:
-                self._changed.wait(0.01)  # the wakeup is another object: look again soon
-            return wakeup.is_set()
-
-
 @workflow()
 def p_quick(x: int) -> int:
     return p_double(x)
@@ -130,7 +104,7 @@ def p_quick(x: int) -> int:
 
 def test_long_sleepers_hold_no_worker(journal_path: str) -> None:
     clock = ManualClock()
-    with Engine(journal=journal_path, clock=clock, workers=2) as engine:  # type: ignore[arg-type]
+    with Engine(journal=journal_path, clock=clock, workers=2) as engine:
         sleepers = [engine.start(p_sleeper, 3600 + i) for i in range(20)]
         for _ in range(1000):  # every sleeper has recorded its wake-up time
             if all(len(engine.journal.steps_of(h.workflow_id)) == 2 for h in sleepers):
