@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from eoflow.engine.active import ActiveRun
+from eoflow.engine.active import ActiveRun, StopReason
+from eoflow.engine.context import Interrupted, current_run
 from eoflow.engine.runtime import Runtime
 from eoflow.errors import (
     AwaitTimeoutError,
@@ -26,6 +27,17 @@ def recorded_outcome(record: WorkflowRecord) -> Any:
     if record.error is not None:
         raise codec.decode_error(record.error)
     raise WorkflowCancelledError(record.workflow_id)
+
+
+def outcome_for_waiter(rt: Runtime, run: ActiveRun) -> Any:
+    """The outcome of a finished wait on `run`. A run left PENDING (the engine is closing, or
+    its journal failed) raises its cause; but inside a workflow, it stops the waiting workflow
+    the same way (Interrupted, which user code does not catch), so that the parent also stays
+    PENDING and resumes on the next start instead of failing."""
+    if run.status is Status.PENDING and run.error is not None and current_run.get() is not None:
+        reason = StopReason.SHUTDOWN if rt.closed else StopReason.JOURNAL_FAILURE
+        raise Interrupted(reason, run.error)
+    return run.outcome()
 
 
 class WorkflowHandle:
@@ -57,7 +69,7 @@ class WorkflowHandle:
                 if not run.done.wait(left):
                     raise AwaitTimeoutError(f"workflow {self.workflow_id!r}", timeout or 0)
                 if run.status is not Status.PENDING or run.error is not None:
-                    return run.outcome()
+                    return outcome_for_waiter(self._runtime, run)
             record = self._runtime.journal.get_workflow(self.workflow_id)
             if record is None:
                 raise WorkflowNotFoundError(self.workflow_id)

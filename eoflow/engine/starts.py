@@ -18,7 +18,7 @@ from eoflow.engine.context import (
     take_workflow_id,
 )
 from eoflow.engine.executor import begin, encode_inputs, encode_value
-from eoflow.engine.handle import WorkflowHandle, recorded_outcome
+from eoflow.engine.handle import WorkflowHandle, outcome_for_waiter, recorded_outcome
 from eoflow.engine.registry import Definition
 from eoflow.engine.runtime import Runtime
 from eoflow.errors import ContextError, WorkflowConflictError
@@ -115,7 +115,7 @@ def attach(rt: Runtime, definition: Definition, wid: str, created: bool, status:
         else:
             runner.resume_claimed(rt, run, definition, waited=True)
     run.done.wait()
-    return run.outcome()
+    return outcome_for_waiter(rt, run)
 
 
 def call_child(run: RunContext, definition: Definition, args: tuple[Any, ...],
