@@ -17,11 +17,11 @@ from eoflow.engine.context import (
     new_workflow_id,
     take_workflow_id,
 )
-from eoflow.engine.executor import begin, encode_inputs, encode_value
+from eoflow.engine.executor import begin, encode_inputs, encode_value, journal_step
 from eoflow.engine.handle import WorkflowHandle, outcome_for_waiter, recorded_outcome
 from eoflow.engine.registry import Definition
 from eoflow.engine.runtime import Runtime
-from eoflow.errors import ContextError, WorkflowConflictError
+from eoflow.errors import ContextError, DedupError, WorkflowConflictError
 from eoflow.journal import codec
 from eoflow.journal.records import NewWorkflow, Status, StepKind, StepRecord
 
@@ -137,6 +137,8 @@ def create_child(run: RunContext, definition: Definition, args: tuple[Any, ...],
     rt = run.runtime
     number, record = begin(run, definition.name, StepKind.CHILD)
     if record is not None:
+        if record.error is not None:  # the start was refused, and the workflow saw that
+            raise codec.decode_error(record.error)
         child_id = codec.decode(record.output)
         child = rt.journal.get_workflow(child_id)
         assert child is not None, f"child {child_id} of {run.workflow_id} vanished"
@@ -148,5 +150,11 @@ def create_child(run: RunContext, definition: Definition, args: tuple[Any, ...],
     step_record = StepRecord(run.workflow_id, number, definition.name, StepKind.CHILD,
                              encode_value(definition.name, "a child id", child_id), None, 1,
                              now, now)
-    created, status = create_runs(rt, [new], [definition], step_record)[0]
+    try:
+        created, status = create_runs(rt, [new], [definition], step_record)[0]
+    except (DedupError, WorkflowConflictError) as refused:
+        # A refusal is an outcome the workflow observes: journal it, so replay sees it too.
+        journal_step(run, StepRecord(run.workflow_id, number, definition.name, StepKind.CHILD,
+                                     None, codec.encode_error(refused), 1, now, now))
+        raise
     return child_id, created, status, new
