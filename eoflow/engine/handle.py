@@ -50,26 +50,33 @@ class WorkflowHandle:
         return f"WorkflowHandle({self.workflow_id!r})"
 
     def status(self) -> Status:
-        """The run's status: from this process if it ran here, else from the journal."""
-        if self._run is not None and self._run.done.is_set():
-            return self._run.status
+        """The run's status, as the journal has it (a run that ended here in SUCCESS is
+        answered from memory: nothing changes a success)."""
+        run = self._run
+        if run is not None and run.done.is_set() and run.status is Status.SUCCESS:
+            return Status.SUCCESS
         record = self._runtime.journal.get_workflow(self.workflow_id)
         if record is None:
             raise WorkflowNotFoundError(self.workflow_id)
         return record.status
 
     def result(self, timeout: float | None = None) -> Any:
-        """Wait for the run to finish and return its result (or raise its error)."""
+        """Wait for the run to finish and return its result (or raise its error). A run that
+        ended CANCELLED, PARKED or ERROR and was resumed since is waited for again."""
         deadline = None if timeout is None else time.monotonic() + timeout
         pause = 0.005
         while True:
-            run = self._run or self._runtime.runs.get(self.workflow_id)
+            run = self._runtime.runs.get(self.workflow_id) or self._run
             if run is not None:
                 left = None if deadline is None else max(0.0, deadline - time.monotonic())
                 if not run.done.wait(left):
                     raise AwaitTimeoutError(f"workflow {self.workflow_id!r}", timeout or 0)
-                if run.status is not Status.PENDING or run.error is not None:
+                if run.status is Status.SUCCESS or run.status is Status.PENDING:
                     return outcome_for_waiter(self._runtime, run)
+                self._run = None  # it ended here; whether it was resumed since, the journal says
+                record = self._runtime.journal.get_workflow(self.workflow_id)
+                if record is not None and record.status is run.status:
+                    return run.outcome()
             record = self._runtime.journal.get_workflow(self.workflow_id)
             if record is None:
                 raise WorkflowNotFoundError(self.workflow_id)

@@ -115,3 +115,17 @@ def test_close_leaves_unfinished_runs_pending_for_the_next_start(journal_path: s
     with Engine(journal=journal_path) as engine:
         assert [engine.retrieve(f"g{i}").result(timeout=10) for i in range(3)] == [0, 2, 4]
         assert engine.journal.count_by_status() == {"SUCCESS": 3}
+
+
+def test_a_handle_from_before_a_cancel_sees_the_resumed_outcome(engine: Engine) -> None:
+    reset_gate()
+    handle = engine.start(l_gated, 4, workflow_id="stale")
+    assert GATE["entered"].wait(10)
+    engine.cancel("stale")
+    GATE["event"].set()
+    with pytest.raises(WorkflowCancelledError):
+        handle.result(timeout=10)
+    assert handle.status() is Status.CANCELLED
+    assert engine.resume("stale").result(timeout=10) == 8
+    assert handle.status() is Status.SUCCESS  # the old handle reflects the journal
+    assert handle.result(timeout=10) == 8
