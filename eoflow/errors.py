@@ -99,14 +99,14 @@ class DeterminismError(EoflowError):
 class WorkflowConflictError(EoflowError):
     """A workflow id is already used by a run of another workflow function."""
 
-    def __init__(self, workflow_id: str, existing: str, requested: str) -> None:
+    def __init__(self, workflow_id: str, existing: str, requested: str,
+                 fix: str = "choose another workflow id") -> None:
         self.workflow_id = workflow_id
         self.existing = existing
         self.requested = requested
-        super().__init__(
-            f"workflow id {workflow_id!r} already belongs to a run of {existing!r}, "
-            f"not {requested!r}; choose another workflow id"
-        )
+        whose = (f"a run of {existing!r}" if existing == requested
+                 else f"a run of {existing!r}, not {requested!r}")
+        super().__init__(f"workflow id {workflow_id!r} already belongs to {whose}; {fix}")
 
 
 class WorkflowNotFoundError(EoflowError):

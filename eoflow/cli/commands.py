@@ -221,8 +221,10 @@ def broker(port: int | None) -> None:
 def produce(topic: str, brokers: str | None, count: int | None, partitions: int) -> None:
     """Send lines from stdin (or --count generated JSON messages) to TOPIC, creating it."""
     from eoflow.engine.config import DEFAULT_BROKERS, parse_brokers
+    from eoflow.engine.kafka.defs import check_topic_name
     from eoflow.engine.kafka.source import produce_values
 
+    check_topic_name(topic)
     addresses = parse_brokers(brokers) if brokers else DEFAULT_BROKERS
     if count is None:
         if sys.stdin.isatty():

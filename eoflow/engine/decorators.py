@@ -10,6 +10,7 @@ The wrapper decides at call time what a call means:
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
@@ -23,13 +24,18 @@ from eoflow.engine.context import (
 )
 from eoflow.engine.executor import call_step, call_transaction, run_plain_transaction
 from eoflow.engine.registry import REGISTRY, Definition, Kind, RetryPolicy
-from eoflow.errors import ContextError, NoEngineError
+from eoflow.errors import ContextError, DefinitionError, NoEngineError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _register(definition: Definition, call: Callable[..., Any]) -> Any:
     fn = definition.fn
+    if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
+        raise DefinitionError(definition.name, (
+            f"is an async function; eoflow runs plain functions only (a {definition.kind.value}"
+            " may not be `async def` yet): make it a `def`, and call async code from it with "
+            "asyncio.run(...)"))
     wrapper: Any = functools.wraps(fn)(call)
     wrapper.__eoflow__ = definition
     REGISTRY.add(definition)

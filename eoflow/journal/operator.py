@@ -74,7 +74,9 @@ def fork(conn: apsw.Connection, workflow_id: str, from_step: int, new_id: str, n
         raise WorkflowStateError(workflow_id, source.status.value, f"fork from step {from_step}")
     conn.execute(Q["fork_workflow"], (new_id, workflow_id, now_ms))
     if not conn.changes():
-        raise WorkflowConflictError(new_id, "an existing run", source.name)
+        taken = _get(conn, new_id)
+        raise WorkflowConflictError(new_id, taken.name, source.name,
+                                    "fork with another --new-id, or none for a random one")
     conn.execute(Q["copy_steps_before"], (new_id, workflow_id, from_step))
     if notify:
         _request(conn, new_id, Action.RESUME, now_ms)

@@ -13,7 +13,7 @@ from typing import Any, Literal, TypeVar
 
 from eoflow.engine.config import parse_brokers
 from eoflow.engine.registry import Definition, DictStore, Kind
-from eoflow.errors import DefinitionError
+from eoflow.errors import ConfigError, DefinitionError
 from eoflow.journal import codec
 from eoflow.journal.codec import ENCODER, TAG
 
@@ -38,6 +38,20 @@ DEFAULT_CONSUMER_CONFIG: Mapping[str, Any] = MappingProxyType({
     # not after kafka-python's default of 30 s of silence.
     "request_timeout_ms": 10000,
 })
+
+
+TOPIC_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+
+def check_topic_name(topic: str) -> str:
+    """`topic`, if Kafka allows it (1-249 of [a-zA-Z0-9._-], not "." or ".."); the idempotency
+    key relies on topic names having no ':'."""
+    bad = sorted(set(topic) - TOPIC_CHARACTERS)
+    if not topic or len(topic) > 249 or bad or topic in (".", ".."):
+        why = f"has {''.join(bad)!r}" if bad else "is empty, '.', '..' or over 249 characters"
+        raise ConfigError("topic", f"{topic!r} is not a Kafka topic name: it {why}; use 1-249 "
+                                   "letters, digits, '.', '_' or '-'")
+    return topic
 
 
 def message_key(group_id: str, topic: str, partition: int, offset: int) -> str:
@@ -157,6 +171,8 @@ def kafka_consume(topics: str | list[str] | tuple[str, ...], group_id: str | Non
     names = (topics,) if isinstance(topics, str) else tuple(topics)
     if not names or not all(isinstance(t, str) and t for t in names):
         raise DefinitionError("kafka_consume", f"topics must be non-empty strings, got {topics!r}")
+    for topic in names:
+        check_topic_name(topic)
     for key, reason in REFUSED.items():
         if key in consumer_config:
             if key == "enable_auto_commit" and not consumer_config[key]:
