@@ -62,11 +62,14 @@ class Engine:
         # Start-up takes its resources under one ExitStack: if any step fails (recovery
         # included), everything taken so far is released and nothing stays registered.
         with contextlib.ExitStack() as stack:
-            runtime = Runtime.open(self.config, clock or SystemClock())
+            runtime = self.runtime = Runtime.open(self.config, clock or SystemClock())
             stack.callback(runtime.close, 0.0)
             runtime_opened(runtime)
             stack.callback(runtime_closed, runtime)
-            dispatcher = Dispatcher(runtime)
+            _FACADES[id(runtime)] = self  # before recovery: recovered runs may ask for it
+            stack.callback(_FACADES.pop, id(runtime), None)
+            # tests stop the dispatcher to fill a queue before anything starts
+            dispatcher = self.queues = Dispatcher(runtime)
             runtime.add_service(dispatcher)
             dispatcher.start()
             requests = RequestPoller(runtime)
@@ -76,9 +79,6 @@ class Engine:
                 requests.apply_pending()  # left by the CLI while no engine ran
             requests.start()
             stack.pop_all()
-        self.runtime = runtime
-        self.queues = dispatcher  # tests stop it to fill a queue before anything starts
-        _FACADES[id(runtime)] = self
         log.info("engine opened journal %s", self.path)
 
     # -- lifecycle ------------------------------------------------------------------------------

@@ -113,7 +113,7 @@ def call_step(run: RunContext, definition: Definition, args: tuple[Any, ...],
         delay = policy.delay(attempt)
         log.warning("workflow %s: step %d %s failed (attempt %d of %d), retrying in %.2fs: %s",
                     run.workflow_id, number, definition.name, attempt, policy.max_attempts,
-                    delay, failure)
+                    delay, codec.describe(failure))
         if rt.clock.wait(delay, run.wakeup):
             run.check_boundary()
     ended = rt.clock.now_ms()

@@ -20,6 +20,7 @@ from eoflow.engine.kafka.consumer import retry_quarantined
 from eoflow.engine.registry import REGISTRY, Definition
 from eoflow.engine.runtime import Runtime
 from eoflow.errors import WorkflowCancelledError, WorkflowNotFoundError, WorkflowStateError
+from eoflow.journal import codec
 from eoflow.journal.records import Action, Status, WorkflowRecord
 
 log = logging.getLogger("eoflow.engine")
@@ -100,7 +101,8 @@ def apply_request(rt: Runtime, target: str, action: Action) -> None:
         elif action is Action.RETRY_QUARANTINED:
             retry_quarantined(rt, target)  # the target is the message's key
     except Exception as error:
-        log.warning("engine: request %s on %s failed: %s", action.value, target, error)
+        log.warning("engine: request %s on %s failed: %s", action.value, target,
+                    codec.describe(error))
 
 
 class RequestPoller:

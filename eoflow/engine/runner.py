@@ -90,6 +90,7 @@ def execute(rt: Runtime, run: ActiveRun, definition: Definition, inputs: str,
         _interrupted(rt, run, stop)
         return
     except Suspended as pause:
+        run.context = None  # before the claim is released: see ActiveRuns.stop_all
         _suspend(rt, run, definition, pause.wake_ms)
         return
     except Exception as failure:
@@ -102,7 +103,8 @@ def execute(rt: Runtime, run: ActiveRun, definition: Definition, inputs: str,
     crashpoints.hit("before_outcome")
     stored_error = codec.encode_error(error) if error is not None else None
     if status is Status.ERROR:
-        log.warning("workflow %s (%s) failed: %s", run.workflow_id, definition.name, error)
+        log.warning("workflow %s (%s) failed: %s", run.workflow_id, definition.name,
+                    codec.describe(error))
 
     def durable(failure: BaseException | None, applied: bool = True) -> None:
         if failure is not None:
@@ -127,6 +129,9 @@ def _suspend(rt: Runtime, run: ActiveRun, definition: Definition, wake_ms: int) 
     of a lane (a Kafka partition) keeps its lane while it sleeps, so the runs behind it wait
     and order holds."""
     rt.journal.set_not_before(run.workflow_id, wake_ms)
+    if rt.closed:  # the engine is closing: no timer will wake it; the next engine will
+        finish(rt, run, Status.PENDING, None, EngineClosedError(rt.path))
+        return
     rt.runs.unclaim(run)
     lane = rt.pool.hold_current_lane()
     task = _task(rt, run, definition, None)

@@ -183,20 +183,36 @@ def decode(text: str | None) -> Any:
     return _DECODER.decode(text)
 
 
+def describe(error: BaseException | None) -> str:
+    """str(error), else repr(error), else a marker: an error's own __str__ may raise."""
+    for show in (str, repr):
+        try:
+            return show(error)
+        except Exception:
+            continue
+    return f"<unprintable {type(error).__qualname__}>"
+
+
 def encode_error(error: BaseException) -> str:
-    """JSON text describing `error`: type, message, traceback, and rebuildable state."""
+    """JSON text describing `error`: type, message, traceback, and rebuildable state. Never
+    raises: what cannot be described is marked, so that the run's outcome is recorded."""
     cls = type(error)
+    try:
+        trace = "".join(traceback.format_exception(error))
+    except Exception:
+        trace = f"<the traceback of {cls.__qualname__} could not be formatted>"
     record: dict[str, Any] = {
         "type": _type_path(cls),
-        "message": str(error),
-        "traceback": "".join(traceback.format_exception(error)),
+        "message": describe(error),
+        "traceback": trace,
     }
     try:
         record["args"] = to_jsonable(list(error.args))
         attrs = {k: v for k, v in vars(error).items() if not k.startswith("_")}
         record["attrs"] = to_jsonable(attrs)
-    except (Unserializable, TypeError):
+    except Exception:  # not storable as data: the type and message still are
         record.pop("args", None)
+        record.pop("attrs", None)
     return json.dumps(record, separators=(",", ":"), allow_nan=False)
 
 

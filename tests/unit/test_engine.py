@@ -16,6 +16,7 @@ from eoflow.errors import (
     WorkflowConflictError,
     WorkflowNotFoundError,
 )
+from eoflow.journal import codec
 
 CALLS: dict[str, int] = {}
 
@@ -207,3 +208,22 @@ def test_start_many_and_hundreds_at_once(engine: Engine) -> None:
     handles += [engine.start(e_math, i) for i in range(300, 400)]
     assert [h.result(timeout=60) for h in handles] == [(i + 1) * 2 for i in range(400)]
     assert engine.journal.count_by_status() == {"SUCCESS": 400}
+
+
+class Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no words for this")
+
+
+@workflow()
+def e_raises_unprintable() -> int:
+    raise Unprintable()
+
+
+def test_an_error_whose_str_raises_still_ends_the_run(engine: Engine) -> None:
+    handle = engine.start(e_raises_unprintable, workflow_id="unprintable")
+    with pytest.raises(Unprintable):
+        handle.result(timeout=10)
+    record = engine.journal.get_workflow("unprintable")
+    assert record is not None and record.status is Status.ERROR
+    assert "Unprintable" in codec.error_summary(record.error or "")[1]

@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from eoflow.engine import crashpoints, runner
+from eoflow.engine import backoff, crashpoints, runner
 from eoflow.engine.backoff import Backoff
 from eoflow.engine.config import DEFAULT_BROKERS, parse_brokers
 from eoflow.engine.context import current_db
@@ -113,7 +113,7 @@ class ConsumerLoop:
     # -- the loop -----------------------------------------------------------------------------
 
     def _run(self) -> None:
-        backoff = Backoff()
+        retries = Backoff()
         while not self._stop.is_set():
             try:
                 if self._source is None:
@@ -123,7 +123,7 @@ class ConsumerLoop:
                 batch = self._connected().poll(POLL_MS, self._max_records())
                 if batch:
                     self._handle(batch)
-                backoff.reset()
+                retries.reset()
                 continue
             except JournalError as error:
                 problem = (f"kafka {self.spec.name}: the journal could not record a batch "
@@ -133,7 +133,7 @@ class ConsumerLoop:
             except Exception as error:  # never let the consumer die silently
                 log.exception("kafka %s: unexpected error", self.spec.name)
                 problem = f"kafka {self.spec.name}: unexpected {type(error).__name__}"
-            delay = backoff.next()
+            delay = retries.next()
             log.warning("%s; retrying in %.1fs", problem, delay)
             self._stop.wait(delay)
         self._shutdown()
@@ -277,12 +277,12 @@ class ConsumerLoop:
         rt.journal.note_offsets(keys, rt.clock.now_ms())
         pending = list(zip(keys, batch, strict=True))
         attempts: dict[str, int] = {}
-        backoff = Backoff(spec.retry_interval, 30.0)
         while pending:
             items = [(k.key, spec.name, handler_work(spec, m), lane_of(spec, m))
                      for k, m in pending]
             results = rt.txstore.apply_keyed(items, rt.clock.now_ms())
-            retry, failing = [], False
+            retry: list[tuple[KafkaKey, KafkaMessage]] = []
+            failed: list[int] = []  # the attempt counts of the messages to retry
             for (key, message), result in zip(pending, results, strict=True):
                 if result.outcome is Applied.SKIPPED:  # behind a failure in its partition
                     retry.append((key, message))
@@ -292,11 +292,15 @@ class ConsumerLoop:
                         self._quarantine(key, message, result.error, tries)
                     else:
                         log.warning("kafka %s: message %s failed (attempt %d of %d): %s",
-                                    spec.name, key.key, tries, spec.max_attempts, result.error)
+                                    spec.name, key.key, tries, spec.max_attempts,
+                                    codec.describe(result.error))
                         retry.append((key, message))
-                        failing = True
+                        failed.append(tries)
             pending = retry
-            if failing and self._stop.wait(backoff.next()):
+            # Each message's retries wait from retry_interval up: a message does not pay for
+            # the failures of the messages before it.
+            if failed and self._stop.wait(
+                    backoff.delay(spec.retry_interval, 2.0, 30.0, min(failed))):
                 raise KafkaConsumeError(spec.name, "stopping with messages left to retry; "
                                         "they come back on the next start")
 
@@ -309,7 +313,7 @@ class ConsumerLoop:
             codec.encode_error(error), attempts, self._rt.clock.now_ms())
         log.error("kafka %s: message %s quarantined after %d attempts: %s; see `eoflow status`,"
                   " retry with `eoflow quarantine retry %s`", self.spec.name, key.key, attempts,
-                  error, key.key)
+                  codec.describe(error), key.key)
 
 
 def lane_of(spec: ConsumerSpec, message: KafkaMessage) -> str:
