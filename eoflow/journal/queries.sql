@@ -244,6 +244,9 @@ ON CONFLICT (group_id, topic, partition) DO UPDATE
 SET offset = max(offset, excluded.offset), messages = messages + excluded.messages,
     updated_ms = excluded.updated_ms;
 
+-- name: kafka_offset_of
+SELECT offset FROM eoflow_kafka_offsets WHERE group_id = ? AND topic = ? AND partition = ?;
+
 -- name: kafka_offsets
 SELECT group_id, topic, partition, offset, messages, updated_ms FROM eoflow_kafka_offsets
 ORDER BY group_id, topic, partition;

@@ -166,18 +166,19 @@ class SQLiteJournal(SQLiteReader, MessagingOps):
     # -- Kafka bookkeeping --------------------------------------------------------------------
 
     def note_offsets(self, keys: Sequence[KafkaKey], now_ms: int) -> None:
-        """Remember the highest offset recorded per partition (for `eoflow status`)."""
-        best: dict[tuple[str, str, int], list[int]] = {}
+        """Remember the highest offset recorded per partition, and count the messages above
+        the one noted before (for `eoflow status`). A partition's offsets only grow, so a
+        redelivered message is never counted twice, whether or not it was recorded first."""
+        offsets: dict[tuple[str, str, int], list[int]] = {}
         for k in keys:
-            entry = best.setdefault((k.group_id, k.topic, k.partition), [k.offset, 0])
-            entry[0] = max(entry[0], k.offset)
-            entry[1] += 1
+            offsets.setdefault((k.group_id, k.topic, k.partition), []).append(k.offset)
 
         def note(conn: Any) -> None:
-            for (group, topic, partition), (offset, count) in best.items():
-                conn.execute(
-                    Q["note_kafka_offset"], (group, topic, partition, offset, count, now_ms)
-                )
+            for (group, topic, partition), seen in offsets.items():
+                row = conn.execute(Q["kafka_offset_of"], (group, topic, partition)).fetchone()
+                new = len({o for o in seen if row is None or o > row[0]})
+                conn.execute(Q["note_kafka_offset"],
+                             (group, topic, partition, max(seen), new, now_ms))
 
         self.committer.write(note, wait=False)
 

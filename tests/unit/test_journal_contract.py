@@ -183,3 +183,16 @@ def test_quarantine_and_requests(journal: Journal) -> None:
     journal.set_quarantine_status(key.key, "RETRIED")
     assert journal.get_quarantined(key.key).status == "RETRIED"  # type: ignore[union-attr]
     assert not journal.has_requests() and journal.take_requests() == []
+
+
+def test_kafka_messages_are_counted_once_however_often_delivered(journal: Journal) -> None:
+    def keys(*offsets: int, partition: int = 0) -> list[KafkaKey]:
+        return [KafkaKey(f"kafka:t:{partition}:{o}:g", "g", "t", partition, o) for o in offsets]
+
+    journal.note_offsets(keys(0, 1, 2), 1)
+    journal.note_offsets(keys(1, 2, 3, 4), 2)  # a redelivery from 1, then new ones
+    journal.note_offsets(keys(0, 1), 3)  # a redelivery after a kill -9 and a restart
+    journal.note_offsets(keys(7, partition=1), 3)
+    journal.create_workflows([new("flush")], 4)  # a durable write after them: they are durable
+    assert [(g, t, p, o, m) for g, t, p, o, m, _ in journal.kafka_offsets()] == [
+        ("g", "t", 0, 4, 5), ("g", "t", 1, 7, 1)]
