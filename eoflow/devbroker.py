@@ -7,12 +7,15 @@ broker give it a storage URL (Tansu's `--storage-engine`, e.g. `s3://bucket/`) t
 
 from __future__ import annotations
 
+import ctypes
 import os
 import random
+import signal
 import socket
 import subprocess
+import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from eoflow.errors import EoflowError
 
@@ -73,14 +76,28 @@ def wait_for_port(port: int, timeout: float) -> bool:
     return False
 
 
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent thread dies
+
+
+def _dies_with_parent() -> None:
+    """Run in the broker's process before it starts (Linux): SIGKILL it if its parent dies,
+    so that a killed `eoflow broker` leaves no broker behind."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 class LocalBroker:
     """One broker process on loopback. `advertised_port` lets a proxy sit in front; `storage` is
     Tansu's storage URL (default: in memory) and `env` adds to the environment it runs with (e.g.
     the S3 endpoint and credentials). It can be stopped and started again on the same port."""
 
     def __init__(self, port: int | None = None, advertised_port: int | None = None,
-                 storage: str | None = None, env: Mapping[str, str] | None = None) -> None:
+                 storage: str | None = None, env: Mapping[str, str] | None = None,
+                 die_with_parent: bool = False) -> None:
         self.port = port or free_port()
+        # The broker is killed when the thread that started it dies (prctl's rule): only for a
+        # process whose main thread starts it, like `eoflow broker`.
+        self.die_with_parent = die_with_parent and sys.platform.startswith("linux")
         self.advertised_port = advertised_port or self.port
         self.storage = storage
         self.env = dict(env or {})
@@ -103,9 +120,10 @@ class LocalBroker:
         ]
         if self.storage is not None:
             command += ["--storage-engine", self.storage]
+        before: Callable[[], None] | None = _dies_with_parent if self.die_with_parent else None
         self.process = subprocess.Popen(command, env={**os.environ, **self.env},
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                        start_new_session=True)
+                                        start_new_session=True, preexec_fn=before)
         deadline = time.monotonic() + timeout
         while not wait_for_port(self.port, 0.2):
             code = self.process.poll()

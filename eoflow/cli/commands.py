@@ -196,12 +196,20 @@ def retry_quarantined(key: str, journal: str) -> None:
 @click.option("--port", type=click.IntRange(1, 65535), envvar="EOFLOW_BROKER_PORT",
               show_envvar=True, help="Port to listen on [default: a free one].")
 def broker(port: int | None) -> None:
-    """Run an in-memory Kafka-compatible broker (Tansu) for demos and local development."""
+    """Run an in-memory Kafka-compatible broker (Tansu) for demos and local development.
+
+    Ctrl-C, SIGTERM and SIGHUP stop it; so does this command being killed."""
     from eoflow.devbroker import LocalBroker
 
-    local = LocalBroker(port=port).start()
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    local = LocalBroker(port=port, die_with_parent=True)
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, stop)
+    local.start()
     render.line(f"broker listening: --brokers {local.address}  "
-                     f"(export EOFLOW_KAFKA_BROKERS={local.address}); Ctrl-C stops it")
+                f"(export EOFLOW_KAFKA_BROKERS={local.address}); Ctrl-C stops it")
     try:
         assert local.process is not None
         local.process.wait()

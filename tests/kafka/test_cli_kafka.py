@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 
+import pytest
 from kafka import KafkaConsumer
 
 from eoflow import Engine, KafkaMessage, Queue, kafka_consume, step, workflow
@@ -58,6 +60,39 @@ def test_eoflow_broker_and_produce() -> None:
         finally:
             broker.send_signal(signal.SIGINT)
             broker.wait(timeout=30)
+
+
+def _start_cli_broker(port: int) -> subprocess.Popen[str]:
+    broker = subprocess.Popen([sys.executable, "-m", "eoflow.cli.main", "broker", "--port",
+                               str(port)], stdout=subprocess.PIPE, text=True)
+    assert broker.stdout is not None
+    assert "--brokers" in broker.stdout.readline()
+    return broker
+
+
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGHUP", "SIGKILL"])
+def test_eoflow_broker_leaves_no_broker_behind(how: str) -> None:
+    port = free_port()
+    broker = _start_cli_broker(port)
+    try:
+        assert _listening(port)
+        broker.send_signal(getattr(signal, how))
+        broker.wait(timeout=30)
+        wait_until(lambda: not _listening(port), 10, f"the broker to stop ({how})")
+    finally:
+        if broker.poll() is None:
+            broker.kill()
+        broker.wait()
+        assert broker.stdout is not None
+        broker.stdout.close()
 
 
 def test_produce_to_an_unreachable_broker_is_one_clear_line() -> None:
