@@ -128,3 +128,17 @@ def test_the_assignor_assigns_what_it_knows_when_its_lookup_fails(
     assert [tuple(t) for t in result["m1"].assigned_partitions] == [("a", [0, 1])]
     assert result["m2"].assigned_partitions == []
     assert "cannot look up topics b" in caplog.text and "g-lookup" in caplog.text
+
+
+def test_an_unknown_consumer_option_fails_at_start(journal_path: str) -> None:
+    from eoflow import Engine, kafka_consume, transaction
+    from eoflow.errors import ConfigError
+
+    @kafka_consume("bogus-topic", group_id="bogus", bogus_option=1)
+    @transaction(name="kd_bogus")
+    def handle(topic: str, partition: int, message: object) -> None:
+        return None
+
+    with Engine(journal=journal_path) as engine:
+        with pytest.raises(ConfigError, match="unknown consumer option.*bogus_option"):
+            engine.consume(handle, brokers="127.0.0.1:1")

@@ -386,6 +386,10 @@ def start_consumers(rt: Runtime, handlers: list[Definition],
         if len(specs) != len(handlers):
             raise DefinitionError(", ".join(d.name for d in handlers),
                                   "not every handler given has @kafka_consume")
+    from eoflow.engine.kafka.source import check_consumer_config  # the only kafka-python user
+
+    for spec in specs:  # mistakes in the code fail here, at start, not in a retry loop
+        check_consumer_config(spec.name, spec.config)
     loops = []
     for spec in specs:
         if spec.queue is not None and queue_named(spec.queue) is None:

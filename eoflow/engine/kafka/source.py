@@ -20,7 +20,12 @@ from kafka.errors import CommitFailedError, KafkaConnectionError, KafkaError, Ka
 from kafka.structs import OffsetAndMetadata
 
 from eoflow.engine.kafka.defs import KafkaMessage
-from eoflow.errors import BrokerUnavailableError, KafkaConsumeError, OffsetCommitError
+from eoflow.errors import (
+    BrokerUnavailableError,
+    ConfigError,
+    KafkaConsumeError,
+    OffsetCommitError,
+)
 
 Partition = tuple[str, int]
 log = logging.getLogger("eoflow.kafka")
@@ -137,6 +142,16 @@ def check_reachable(brokers: tuple[str, ...], timeout: float = 2.0) -> None:
         except OSError as error:
             errors.append(error.strerror or str(error))
     raise BrokerUnavailableError(",".join(brokers), "; ".join(sorted(set(errors))))
+
+
+def check_consumer_config(handler: str, config: Mapping[str, Any]) -> None:
+    """Refuse, before anything connects, options kafka-python's consumer does not know: they
+    are a mistake in the code, which no retry will fix."""
+    unknown = sorted(set(config) - set(KafkaConsumer.DEFAULT_CONFIG))
+    if unknown:
+        raise ConfigError(f"@kafka_consume of {handler!r}", (
+            f"unknown consumer option(s) {', '.join(unknown)}; the options are kafka-python's "
+            "KafkaConsumer settings (e.g. session_timeout_ms, max_poll_records)"))
 
 
 class KafkaSource:
