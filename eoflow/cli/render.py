@@ -143,7 +143,11 @@ def workflow_view(detail: dict[str, Any]) -> Group:
                    else _short(s["output"]))
         steps.add_row(str(s["step"]), s["name"], s["kind"], str(s["attempts"]),
                       str(s["duration_ms"]), outcome)
-    return Group(head, steps)
+    parts: list[Any] = [head, steps]
+    if detail.get("traceback"):
+        parts.append(Panel(Text(detail["traceback"].rstrip()), title="Traceback (as recorded)",
+                           box=box.SIMPLE, expand=False))
+    return Group(*parts)
 
 
 def show(renderable: Any) -> None:

@@ -120,6 +120,9 @@ def test_status_json_matches_the_journal(journal_path: str) -> None:
     assert report["throughput"]["succeeded"] == 3
     human = CliRunner().invoke(cli, ["status", "--journal", journal_path])
     assert human.exit_code == 0 and "cli_flow" in human.output and "bad input 7" in human.output
+    shown = CliRunner().invoke(cli, ["workflows", "show", "broken-7", "--journal", journal_path])
+    assert shown.exit_code == 0 and "Traceback (most recent call last)" in shown.output
+    assert 'raise RuntimeError(f"bad input {i}")' in shown.output  # the failing line
 
 
 def test_workflows_list_show_cancel_resume_fork(journal_path: str) -> None:
