@@ -60,8 +60,8 @@ def resume(rt: Runtime, workflow_id: str) -> WorkflowHandle:
     """Run a cancelled, parked or queued run again from its last recorded step."""
     _, definition = _definition(rt, workflow_id, "resume")
     active = rt.runs.get(workflow_id)
-    if active is not None:
-        return WorkflowHandle(rt, workflow_id, active)
+    if active is not None and (active.claimed or active.context is not None):
+        return WorkflowHandle(rt, workflow_id, active)  # it is running here now
     record = rt.journal.resume_workflow(workflow_id, rt.clock.now_ms())
     return _run(rt, record, definition, "resumed")
 

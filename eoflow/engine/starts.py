@@ -8,6 +8,7 @@ step of the parent, so that replay re-attaches to the same child instead of star
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from eoflow.engine import crashpoints, runner
@@ -147,6 +148,11 @@ def create_child(run: RunContext, definition: Definition, args: tuple[Any, ...],
     now = rt.clock.now_ms()
     new = new_run(definition, child_id, encode_inputs(definition.name, args, kwargs), now,
                   parent_id=run.workflow_id, **fields)
+    if run.deadline_ms is not None and (new.deadline_ms is None
+                                        or run.deadline_ms < new.deadline_ms):
+        # A parent's deadline reaches its children (as in DBOS): when the parent times out,
+        # the children it started time out with it instead of running on unobserved.
+        new = dataclasses.replace(new, deadline_ms=run.deadline_ms)
     step_record = StepRecord(run.workflow_id, number, definition.name, StepKind.CHILD,
                              encode_value(definition.name, "a child id", child_id), None, 1,
                              now, now)

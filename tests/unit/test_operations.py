@@ -90,3 +90,30 @@ def test_isolated_definitions_forget_what_the_block_defined() -> None:
         assert REGISTRY.workflow("o_temporary") is not None
     assert REGISTRY.workflow("o_temporary") is None
     assert REGISTRY.workflow("o_timed_sleeper") is not None  # module-level ones stay
+
+
+@workflow()
+def o_untimed_child() -> int:
+    return 2
+
+
+@workflow(timeout=60)
+def o_timed_parent() -> int:
+    return int(eoflow.Engine.current().start(o_untimed_child).result())
+
+
+def test_a_parents_deadline_reaches_its_children(engine: Engine) -> None:
+    assert engine.run(o_timed_parent, workflow_id="tp") == 2
+    parent, child = engine.journal.get_workflow("tp"), engine.journal.get_workflow("tp-1")
+    assert parent is not None and child is not None
+    assert parent.deadline_ms is not None and child.deadline_ms == parent.deadline_ms
+
+
+O_QUEUE = eoflow.Queue("o-queue")
+
+
+def test_resuming_an_enqueued_run_starts_it_now(engine: Engine) -> None:
+    engine.queues.stop()  # nothing would start it
+    handle = O_QUEUE.enqueue(o_untimed_child)
+    assert handle.status() is Status.ENQUEUED
+    assert engine.resume(handle.workflow_id).result(timeout=10) == 2
