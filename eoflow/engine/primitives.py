@@ -125,9 +125,10 @@ def set_event(key: str, value: Any) -> None:
         return
     text = encode_value("eoflow.set_event", "an event value", value)
     now = run.runtime.clock.now_ms()
+    # The step keeps the value it published (a fork that reuses this step publishes it again).
     run.runtime.journal.set_event(run.workflow_id, key, text, now, StepRecord(
-        run.workflow_id, number, "eoflow.set_event", StepKind.SET_EVENT, codec.encode(key), None,
-        1, now, now))
+        run.workflow_id, number, "eoflow.set_event", StepKind.SET_EVENT,
+        codec.encode({"key": key, "value": text}), None, 1, now, now))
     run.runtime.notifier.notify((run.workflow_id, "event:" + key))
 
 

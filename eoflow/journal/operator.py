@@ -17,6 +17,7 @@ from eoflow.errors import (
     WorkflowNotFoundError,
     WorkflowStateError,
 )
+from eoflow.journal import codec
 from eoflow.journal.reader import workflow_from_row
 from eoflow.journal.records import Action, Status, WorkflowRecord
 from eoflow.journal.sql import Q
@@ -78,9 +79,26 @@ def fork(conn: apsw.Connection, workflow_id: str, from_step: int, new_id: str, n
         raise WorkflowConflictError(new_id, taken.name, source.name,
                                     "fork with another --new-id, or none for a random one")
     conn.execute(Q["copy_steps_before"], (new_id, workflow_id, from_step))
+    _republish_events(conn, workflow_id, new_id, from_step, now_ms)
     if notify:
         _request(conn, new_id, Action.RESUME, now_ms)
     return _get(conn, new_id)
+
+
+def _republish_events(conn: apsw.Connection, source: str, target: str, before_step: int,
+                      now_ms: int) -> None:
+    """Give a fork the events its reused steps published, the last value of each key."""
+    for (output,) in conn.execute(Q["event_steps_before"], (source, before_step)):
+        recorded = codec.decode(output)
+        if isinstance(recorded, dict):  # {"key", "value"}: the value it published then
+            key, value = recorded["key"], recorded["value"]
+        else:  # older journals recorded the key alone: take the source's latest value
+            key = recorded
+            row = conn.execute(Q["get_event"], (source, key)).fetchone()
+            if row is None:
+                continue
+            value = row[0]
+        conn.execute(Q["upsert_event"], (target, key, value, now_ms))
 
 
 def request_quarantine_retry(conn: apsw.Connection, key: str, now_ms: int) -> None:

@@ -290,6 +290,10 @@ INSERT INTO eoflow_events (workflow_id, key, value, updated_ms) VALUES (?, ?, ?,
 ON CONFLICT (workflow_id, key) DO UPDATE SET value = excluded.value,
     updated_ms = excluded.updated_ms;
 
+-- name: event_steps_before
+SELECT output FROM eoflow_steps WHERE workflow_id = ? AND kind = 'set_event' AND step < ?
+ORDER BY step;
+
 -- name: get_event
 SELECT value FROM eoflow_events WHERE workflow_id = ? AND key = ?;
 

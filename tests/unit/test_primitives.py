@@ -207,3 +207,34 @@ def test_cancellation_reaches_children(journal_path: str) -> None:
         assert engine.retrieve("lp-1").status() is Status.CANCELLED
         with pytest.raises(WorkflowCancelledError):
             parent.result(timeout=5)
+
+
+@workflow()
+def p_two_events() -> int:
+    eoflow.set_event("stage", "one")
+    p_double(1)
+    eoflow.set_event("stage", "two")
+    eoflow.set_event("other", 5)
+    return p_double(2)
+
+
+def test_a_fork_starts_with_the_events_of_the_steps_it_reuses(engine: Engine) -> None:
+    engine.run(p_two_events, workflow_id="ev")
+    assert eoflow.get_event("ev", "stage", timeout=0) == "two"
+    # Fork before the second set_event: the fork has published "one", and then runs on.
+    early = engine.fork("ev", 3, "ev-early")
+    assert eoflow.get_event("ev-early", "stage", timeout=0) in ("one", "two")
+    assert early.result(timeout=10) == 4
+    # Fork after every set_event: it never publishes again, so it must start with them.
+    late = engine.fork("ev", 5, "ev-late")
+    assert eoflow.get_event("ev-late", "stage", timeout=0) == "two"
+    assert eoflow.get_event("ev-late", "other", timeout=0) == 5
+    assert late.result(timeout=10) == 4
+
+
+def test_a_fork_has_exactly_the_prefix_events(engine: Engine) -> None:
+    engine.run(p_two_events, workflow_id="ev2")
+    record = engine.journal.fork_workflow("ev2", 3, "ev2-fork", engine.clock.now_ms())
+    assert record.status is Status.PENDING  # (created by the journal alone: not run here)
+    assert codec.decode(engine.journal.get_event("ev2-fork", "stage")) == "one"
+    assert engine.journal.get_event("ev2-fork", "other") is None
