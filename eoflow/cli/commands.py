@@ -15,7 +15,13 @@ from typing import Any, TypeVar
 import click
 
 from eoflow.cli import render
-from eoflow.cli.options import brokers_option, is_verbose, journal_option, json_option
+from eoflow.cli.options import (
+    brokers_option,
+    is_verbose,
+    journal_option,
+    json_option,
+    producer_brokers_option,
+)
 from eoflow.errors import ConfigError, WorkflowNotFoundError
 from eoflow.journal import admin, views
 from eoflow.journal.reader import SQLiteReader
@@ -51,8 +57,10 @@ def run(ctx: click.Context, app: str, journal: str, app_db: str | None, brokers:
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
-        if stop.is_set():
-            os._exit(130)  # second interrupt: leave now; WAL keeps the journal consistent
+        if stop.is_set():  # second interrupt: leave now; WAL keeps the journal consistent
+            os.write(2, b"eoflow: second interrupt: exiting now; unfinished workflows resume "
+                        b"on the next start\n")
+            os._exit(130)
         stop.set()
 
     signal.signal(signal.SIGINT, on_signal)
@@ -107,15 +115,17 @@ def workflows() -> None:
 @workflows.command("list")
 @journal_option
 @json_option
-@click.option("--status", "status_", type=click.Choice([s.value for s in Status]),
+@click.option("--status", "status_",
+              type=click.Choice([s.value for s in Status], case_sensitive=False),
               help="Only runs with this status.")
-@click.option("--name", help="Only runs of this workflow.")
-@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--name", help="Only runs of this workflow (`handle` also finds `Orders.handle`).")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True,
+              help="At most this many runs, the newest first.")
 def list_workflows(journal: str, as_json: bool, status_: str | None, name: str | None,
                    limit: int) -> None:
     """List recent runs, newest first."""
     rows = _read(journal, lambda reader: [views.workflow_summary(r) for r in reader.list_workflows(
-        Status(status_) if status_ else None, name, limit)])
+        Status(status_.upper()) if status_ else None, name, limit)])
     _emit(rows, as_json, render.workflows_table)
 
 
@@ -221,12 +231,16 @@ def broker(port: int | None) -> None:
 
 @click.command()
 @click.argument("topic")
-@brokers_option
+@producer_brokers_option
 @click.option("--count", type=click.IntRange(min=1),
               help="Send COUNT generated JSON messages instead of reading lines from stdin.")
+@click.option("--start", type=click.IntRange(min=0), default=0, show_default=True,
+              help="The id of the first generated message (with --count).")
+@click.option("--key", help="Send every message with this key (so to one partition).")
 @click.option("--partitions", type=click.IntRange(min=1), default=3, show_default=True,
               help="Partitions for the topic, if it has to be created.")
-def produce(topic: str, brokers: str | None, count: int | None, partitions: int) -> None:
+def produce(topic: str, brokers: str | None, count: int | None, start: int, key: str | None,
+            partitions: int) -> None:
     """Send lines from stdin (or --count generated JSON messages) to TOPIC, creating it."""
     from eoflow.engine.config import DEFAULT_BROKERS, parse_brokers
     from eoflow.engine.kafka.defs import check_topic_name
@@ -239,8 +253,10 @@ def produce(topic: str, brokers: str | None, count: int | None, partitions: int)
             raise ConfigError("produce", "give --count N, or pipe lines into stdin")
         values: Any = (line.rstrip("\n").encode() for line in sys.stdin)
     else:
-        values = (f'{{"id": {i}, "sent_at": {time.time():.3f}}}'.encode() for i in range(count))
-    sent = produce_values(addresses, topic, values, partitions)
+        values = (f'{{"id": {i}, "sent_at": {time.time():.3f}}}'.encode()
+                  for i in range(start, start + count))
+    sent = produce_values(addresses, topic, values, partitions,
+                          key.encode() if key is not None else None)
     render.line(f"sent {sent} message(s) to {topic} on {','.join(addresses)}")
 
 

@@ -22,10 +22,15 @@ def json_option(fn: F) -> F:
                         show_envvar=True, help="Print JSON instead of tables.")(fn)
 
 
-def brokers_option(fn: F) -> F:
+def brokers_option(fn: F, help: str = "Kafka bootstrap brokers; overrides what the app's "
+                                       "code says.") -> F:
     return click.option(
         "--brokers", envvar="EOFLOW_KAFKA_BROKERS", show_envvar=True, metavar="HOST:PORT,...",
-        help="Kafka bootstrap brokers; overrides what the app's code says.")(fn)
+        help=help)(fn)
+
+
+def producer_brokers_option(fn: F) -> F:
+    return brokers_option(fn, "Kafka bootstrap brokers [default: localhost:9092].")
 
 
 VERBOSE = "eoflow.verbose"  # key in click's context meta, shared by a group and its commands

@@ -63,6 +63,8 @@ def _defined_in(definition: Definition, module: ModuleType) -> bool:
 def _import(app: str) -> ModuleType:
     if app.endswith(".py") or os.sep in app:
         path = os.path.abspath(app)
+        if os.path.isdir(path):
+            raise AppLoadError(app, "is a directory; give the app's .py file (or a module name)")
         if not os.path.isfile(path):
             raise AppLoadError(app, "no such file; give a path to a .py file or a module name")
         folder, filename = os.path.split(path)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import threading
 from collections.abc import Callable
 
 from eoflow.engine.apploader import LoadedApp
+from eoflow.engine.config import EngineConfig
 from eoflow.engine.engine import Engine
 from eoflow.engine.kafka.defs import CONSUMERS
 from eoflow.engine.registry import REGISTRY
@@ -20,17 +23,34 @@ def serve(app: LoadedApp, stop: threading.Event, *, journal: str | None = None,
           ready: Callable[[Engine], None] | None = None) -> None:
     """Open the journal, resume pending runs, start the app's consumers, and run until `stop`
     is set; then shut down gracefully (unfinished runs stay PENDING for the next start)."""
-    with Engine(journal=journal, app_db=app_db, workers=workers, brokers=brokers,
-                grace_period=grace_period) as engine:
-        for hook in REGISTRY.start_hooks:
-            hook()
-        consumers = CONSUMERS.all()
-        if consumers:
-            engine.consume()
-        engine.schedule()
-        log.info("eoflow: app %s running: %d workflow(s), %d Kafka consumer(s); journal %s",
-                 app.name, len(app.workflows), len(consumers), engine.path)
-        if ready is not None:
-            ready(engine)
-        stop.wait()
-        log.info("eoflow: shutting down (a second interrupt forces an immediate exit)")
+    path = EngineConfig.resolve(journal, app_db, workers, None, grace_period, brokers).journal
+    created = not os.path.exists(path)
+    consuming = False
+    try:
+        with Engine(journal=journal, app_db=app_db, workers=workers, brokers=brokers,
+                    grace_period=grace_period) as engine:
+            for hook in REGISTRY.start_hooks:
+                hook()
+            consumers = CONSUMERS.all()
+            if consumers:
+                engine.consume()  # checks every consumer before it starts any
+            consuming = True
+            scheduler = engine.schedule()
+            schedules = len(scheduler.schedules) if scheduler is not None else 0
+            log.info("eoflow: app %s running: %d workflow(s), %d Kafka consumer(s), "
+                     "%d schedule(s); journal %s", app.name, len(app.workflows), len(consumers),
+                     schedules, engine.path)
+            if ready is not None:
+                ready(engine)
+            stop.wait()
+            log.info("eoflow: shutting down (a second interrupt forces an immediate exit)")
+    except BaseException:
+        if created and not consuming:  # nothing was consumed: leave no journal behind
+            _remove_journal_files(path)
+        raise
+
+
+def _remove_journal_files(path: str) -> None:
+    for name in (path, f"{path}-wal", f"{path}-shm", f"{path}-journal", f"{path}.lock"):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(name)

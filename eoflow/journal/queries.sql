@@ -203,7 +203,8 @@ UPDATE eoflow_workflows SET status = 'PARKED', updated_ms = ? WHERE workflow_id 
 SELECT workflow_id, name, status, inputs, output, error, created_ms, updated_ms,
        recovery_attempts, parent_id, queue, lane, deadline_ms, not_before_ms
 FROM eoflow_workflows
-WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR name = ?2)
+WHERE (?1 IS NULL OR status = ?1)
+  AND (?2 IS NULL OR name = ?2 OR name LIKE '%.' || ?2)  -- `handle` finds `Orders.handle`
 ORDER BY rowid DESC LIMIT ?3;
 
 -- name: count_by_status

@@ -278,8 +278,9 @@ def test_second_interrupt_forces_exit(tmp_path: Path) -> None:
     time.sleep(0.5)
     started = time.monotonic()
     app.send_signal(signal.SIGINT)
-    app.communicate(timeout=10)
+    _, err = app.communicate(timeout=10)
     assert app.returncode == 130 and time.monotonic() - started < 5
+    assert "second interrupt: exiting now" in err
     with Engine(journal=journal, recover=False) as engine:  # the journal is intact
         assert engine.journal.count_by_status() == {"PENDING": 3}
 
@@ -311,3 +312,46 @@ def test_status_watch_refreshes_until_interrupted(journal_path: str) -> None:
         output, _ = watcher.communicate(timeout=30)
     assert watcher.returncode == 0
     assert "eoflow status" in output and "Throughput" in output
+
+
+def test_list_filters_forgive_case_and_qualified_names(journal_path: str) -> None:
+    with Engine(journal=journal_path) as engine:
+        engine.run(cli_flow, 1, workflow_id="f1")
+    runner = CliRunner(env={"EOFLOW_JOURNAL": journal_path})
+    for args in (["--status", "success"], ["--status", "Success"], ["--name", "cli_flow"]):
+        listed = runner.invoke(cli, ["workflows", "list", "--json", *args])
+        assert listed.exit_code == 0, listed.output
+        assert [row["workflow_id"] for row in json.loads(listed.output)] == ["f1"], args
+
+
+def test_list_by_the_short_name_of_a_method_workflow(journal_path: str) -> None:
+    from eoflow.journal.records import NewWorkflow
+
+    with Engine(journal=journal_path, recover=False) as engine:
+        engine.journal.create_workflows([NewWorkflow("m1", "Orders.handle", "{}", 1),
+                                         NewWorkflow("m2", "OtherOrders_handle", "{}", 1)], 1)
+    listed = CliRunner().invoke(cli, ["workflows", "list", "--json", "--name", "handle",
+                                      "--journal", journal_path])
+    assert [row["workflow_id"] for row in json.loads(listed.output)] == ["m1"]
+
+
+def test_run_a_directory_or_a_failing_start_leaves_nothing_behind(tmp_path: Path) -> None:
+    done = eoflow("run", str(tmp_path), "--journal", str(tmp_path / "j.db"))
+    assert done.returncode == 1 and "is a directory" in done.stderr
+    app = tmp_path / "bad_start.py"
+    app.write_text(
+        "import eoflow\n"
+        "@eoflow.workflow()\n"
+        "def flow() -> None: ...\n"
+        "@eoflow.on_start\n"
+        "def setup() -> None:\n"
+        "    raise RuntimeError('no config')\n")
+    journal = tmp_path / "fresh.db"
+    done = eoflow("run", str(app), "--journal", str(journal))
+    assert done.returncode == 1 and "no config" in done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("fresh")) == []
+    existing = tmp_path / "kept.db"
+    with Engine(journal=str(existing)):
+        pass
+    done = eoflow("run", str(app), "--journal", str(existing))
+    assert done.returncode == 1 and existing.exists()  # a journal it did not create stays

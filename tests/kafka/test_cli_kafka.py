@@ -53,9 +53,12 @@ def test_eoflow_broker_and_produce() -> None:
             done = eoflow_cli("produce", "cli-topic", "--brokers", address,
                               stdin="first line\nsecond line\n")
             assert done.returncode == 0 and "sent 2 message(s)" in done.stdout
-            values = read_all(address, "cli-topic", 7)
+            done = eoflow_cli("produce", "cli-topic", "--brokers", address, "--count", "2",
+                              "--start", "10", "--key", "customer-7")
+            assert done.returncode == 0 and "sent 2 message(s)" in done.stdout
+            values = read_all(address, "cli-topic", 9)
             assert sorted(json.loads(v)["id"] for v in values if v.startswith(b"{")) == [
-                0, 1, 2, 3, 4]
+                0, 1, 2, 3, 4, 10, 11]
             assert {b"first line", b"second line"} <= set(values)
         finally:
             broker.send_signal(signal.SIGINT)

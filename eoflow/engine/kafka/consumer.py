@@ -388,13 +388,13 @@ def start_consumers(rt: Runtime, handlers: list[Definition],
                                   "not every handler given has @kafka_consume")
     from eoflow.engine.kafka.source import check_consumer_config  # the only kafka-python user
 
-    for spec in specs:  # mistakes in the code fail here, at start, not in a retry loop
+    for spec in specs:  # mistakes in the code fail here, before any loop starts
         check_consumer_config(spec.name, spec.config)
-    loops = []
-    for spec in specs:
         if spec.queue is not None and queue_named(spec.queue) is None:
             raise DefinitionError(spec.name, f"its queue {spec.queue!r} is not declared; "
                                              f"create eoflow.Queue({spec.queue!r}) first")
+    loops = []
+    for spec in specs:
         loop = ConsumerLoop(rt, spec, brokers_for(spec, override))
         rt.add_service(loop)
         loop.start()

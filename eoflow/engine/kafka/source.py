@@ -289,14 +289,15 @@ class Producer:
 
 
 def produce_values(brokers: tuple[str, ...], topic: str, values: Iterable[bytes],
-                   partitions: int = 3) -> int:
-    """Create `topic` if needed and send every value; returns how many were acknowledged."""
+                   partitions: int = 3, key: bytes | None = None) -> int:
+    """Create `topic` if needed and send every value (with `key`, if given: then they all go
+    to the key's partition); returns how many were acknowledged."""
     create_topic(brokers, topic, partitions)
     producer = Producer(brokers)
     sent = 0
     try:
         for value in values:
-            producer.send(topic, value)
+            producer.send(topic, value, key=key)
             sent += 1
         producer.flush()
     finally:
