@@ -130,8 +130,9 @@ def db() -> Any:
     conn = current_db.get()
     if conn is None:
         raise ContextError(
-            "eoflow.db() is only available inside a @transaction function; "
-            "move this database access into one"
+            "eoflow.db() is only available inside a @transaction function; move this database "
+            "access into one (an @eoflow.on_start function that uses it goes above "
+            "@transaction())"
         )
     return conn
 

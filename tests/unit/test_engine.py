@@ -135,7 +135,7 @@ def test_step_outside_workflow_runs_plain() -> None:
 
 
 def test_db_outside_transaction_is_an_error(engine: Engine) -> None:
-    with pytest.raises(ContextError, match="only available inside a @transaction"):
+    with pytest.raises(ContextError, match="only available inside a @transaction.*on_start"):
         eoflow.db()
 
 
