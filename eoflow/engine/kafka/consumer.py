@@ -200,8 +200,8 @@ class ConsumerLoop:
                 self._record_workflows(batch)
             else:
                 self._apply_transactions(batch)
-        except JournalError:
-            self._connected().rewind(starts)  # the batch comes back; its keys make that safe
+        except BaseException:  # whatever it was, the batch comes back; its keys make that safe
+            self._connected().rewind(starts)
             raise
         crashpoints.hit("kafka_recorded")
         self._uncommitted.update(ends)
