@@ -463,3 +463,35 @@ def test_any_error_while_recording_a_batch_rewinds_it(
         fake.wait_committed({p0: 6})
     assert fake.rewinds[0] == {p0: 0}
     assert sorted(ledger(kengine)) == [(0, o) for o in range(6)]
+
+
+BAD_TOPIC, BAD_GROUP = "cl-bad", "cl-g-bad"
+
+
+@kafka_consume(BAD_TOPIC, group_id=BAD_GROUP, max_attempts=3, retry_interval=0.05)
+@transaction()
+def cl_bad(topic: str, partition: int, message: KafkaMessage) -> None:
+    note_call(partition, message.offset)
+    if (message.value or b"").startswith(b"bad"):
+        raise ValueError(f"bad message at {message.offset}")
+
+
+def test_each_poison_message_retries_from_retry_interval(
+        kengine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Four bad messages then a good one: each bad message waits 0.05 s then 0.1 s between
+    its attempts, instead of paying for the ones before it (0.05, 0.1, 0.2 ... 30 s)."""
+    waits: list[float] = []
+    real = consumer.backoff.delay
+
+    def recorded(first: float, factor: float, cap: float, attempt: int) -> float:
+        waits.append(real(first, factor, cap, attempt))
+        return waits[-1]
+
+    monkeypatch.setattr(consumer.backoff, "delay", recorded)
+    p0 = (BAD_TOPIC, 0)
+    fake = FakeSource({p0: messages(BAD_TOPIC, 0, [b"bad"] * 4 + [b"good"])})
+    with running(kengine, cl_bad, fake):
+        fake.wait_committed({p0: 5})
+    assert waits == [0.05, 0.1] * 4
+    assert [kengine.journal.get_quarantined(message_key(BAD_GROUP, BAD_TOPIC, 0, o)) is not None
+            for o in range(5)] == [True, True, True, True, False]
