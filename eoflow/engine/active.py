@@ -64,6 +64,9 @@ class ActiveRuns:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._active: dict[str, ActiveRun] = {}
+        # Held while an operator action (resume) or a run stopping for a cancel reads the
+        # journal and decides: so a resume racing the stop of a cancelled run is never lost.
+        self.operator_lock = threading.RLock()
 
     def get(self, workflow_id: str) -> ActiveRun | None:
         with self._lock:

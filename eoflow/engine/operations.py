@@ -59,11 +59,17 @@ def stop_locally(rt: Runtime, workflow_id: str) -> None:
 def resume(rt: Runtime, workflow_id: str) -> WorkflowHandle:
     """Run a cancelled, parked or queued run again from its last recorded step."""
     _, definition = _definition(rt, workflow_id, "resume")
-    active = rt.runs.get(workflow_id)
-    if active is not None and (active.claimed or active.context is not None):
-        return WorkflowHandle(rt, workflow_id, active)  # it is running here now
-    record = rt.journal.resume_workflow(workflow_id, rt.clock.now_ms())
-    return _run(rt, record, definition, "resumed")
+    with rt.runs.operator_lock:
+        active = rt.runs.get(workflow_id)
+        if active is not None and (active.claimed or active.context is not None):
+            # Running here: if it was cancelled and has not stopped yet, the journal says
+            # PENDING again, and the run goes on when it reaches its boundary (runner.py).
+            current = rt.journal.get_workflow(workflow_id)
+            if current is not None and current.status is not Status.PENDING:
+                rt.journal.resume_workflow(workflow_id, rt.clock.now_ms())
+            return WorkflowHandle(rt, workflow_id, active)
+        record = rt.journal.resume_workflow(workflow_id, rt.clock.now_ms())
+        return _run(rt, record, definition, "resumed")
 
 
 def fork(rt: Runtime, workflow_id: str, from_step: int, new_id: str | None = None
@@ -95,9 +101,10 @@ def apply_request(rt: Runtime, target: str, action: Action) -> None:
         if action is Action.CANCEL:
             stop_locally(rt, target)
         elif action is Action.RESUME:
-            record, definition = _definition(rt, target, "resume")
-            if record.status is Status.PENDING and rt.runs.get(target) is None:
-                _run(rt, record, definition, "resumed")
+            with rt.runs.operator_lock:
+                record, definition = _definition(rt, target, "resume")
+                if record.status is Status.PENDING and rt.runs.get(target) is None:
+                    _run(rt, record, definition, "resumed")
         elif action is Action.RETRY_QUARANTINED:
             retry_quarantined(rt, target)  # the target is the message's key
     except Exception as error:

@@ -87,7 +87,7 @@ def execute(rt: Runtime, run: ActiveRun, definition: Definition, inputs: str,
         value = definition.fn(*args, **kwargs)
         output = encode_value(definition.name, "the workflow's result", value)
     except Interrupted as stop:
-        _interrupted(rt, run, stop)
+        _interrupted(rt, run, definition, stop)
         return
     except Suspended as pause:
         run.context = None  # before the claim is released: see ActiveRuns.stop_all
@@ -97,7 +97,8 @@ def execute(rt: Runtime, run: ActiveRun, definition: Definition, inputs: str,
         status, error, output = Status.ERROR, failure, None
     finally:
         current_run.reset(token)
-        run.context = None
+        if run.context is context:  # (a run resumed at once already runs in another context)
+            run.context = None
     if context.fatal is not None:  # a determinism error the workflow tried to swallow
         status, error, output, value = Status.ERROR, context.fatal, None, None
     crashpoints.hit("before_outcome")
@@ -141,7 +142,8 @@ def _suspend(rt: Runtime, run: ActiveRun, definition: Definition, wake_ms: int) 
         rt.timers.at(wake_ms, lambda: rt.pool.release(lane, task))
 
 
-def _interrupted(rt: Runtime, run: ActiveRun, stop: Interrupted) -> None:
+def _interrupted(rt: Runtime, run: ActiveRun, definition: Definition,
+                 stop: Interrupted) -> None:
     if stop.reason is StopReason.TIMED_OUT:
         error = WorkflowCancelledError(run.workflow_id, "timed out")
         log.warning("workflow %s timed out and was cancelled", run.workflow_id)
@@ -152,7 +154,22 @@ def _interrupted(rt: Runtime, run: ActiveRun, stop: Interrupted) -> None:
                 rt, run, Status.CANCELLED if failure is None else Status.PENDING, None,
                 error if failure is None else failure))
     elif stop.reason is StopReason.CANCELLED:
-        finish(rt, run, Status.CANCELLED, None, WorkflowCancelledError(run.workflow_id))
+        with rt.runs.operator_lock:  # against a resume deciding at the same time
+            record = rt.journal.get_workflow(run.workflow_id)
+            if record is None or record.status is not Status.PENDING:
+                finish(rt, run, Status.CANCELLED, None, WorkflowCancelledError(run.workflow_id))
+                return
+            # Resumed after the cancel, before the run reached this boundary: it goes on, by
+            # replay, first in its lane.
+            log.info("workflow %s was resumed before it stopped; it goes on", run.workflow_id)
+            run.context = None
+            rt.runs.unclaim(run)
+            lane = rt.pool.hold_current_lane()
+            task = _task(rt, run, definition, None)
+            if lane is None:
+                rt.pool.submit(task)
+            else:
+                rt.pool.release(lane, task)
     else:  # shutdown or a journal failure: leave it PENDING for the next start
         finish(rt, run, Status.PENDING, None, stop.cause or EngineClosedError(rt.path))
 

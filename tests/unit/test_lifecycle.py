@@ -129,3 +129,52 @@ def test_a_handle_from_before_a_cancel_sees_the_resumed_outcome(engine: Engine) 
     assert engine.resume("stale").result(timeout=10) == 8
     assert handle.status() is Status.SUCCESS  # the old handle reflects the journal
     assert handle.result(timeout=10) == 8
+
+
+def _until_stopping(engine: Engine, wid: str) -> None:
+    run = engine.runtime.runs.get(wid)
+    for _ in range(2000):
+        if run is None or getattr(run.context, "stop_reason", None) is not None:
+            return
+        threading.Event().wait(0.005)
+    raise AssertionError(f"{wid} was never asked to stop")
+
+
+def test_cancel_then_resume_before_the_boundary_runs_on(engine: Engine) -> None:
+    reset_gate()
+    handle = engine.start(l_gated, 5, workflow_id="race")
+    assert GATE["entered"].wait(10)
+    engine.cancel("race")
+    resumed = engine.resume("race")  # before the run reached its next step boundary
+    GATE["event"].set()
+    assert resumed.result(timeout=10) == 10 and handle.result(timeout=10) == 10
+    assert engine.retrieve("race").status() is Status.SUCCESS
+
+
+def test_cancel_resume_cancel_ends_cancelled(engine: Engine) -> None:
+    reset_gate()
+    handle = engine.start(l_gated, 6, workflow_id="race2")
+    assert GATE["entered"].wait(10)
+    engine.cancel("race2")
+    engine.resume("race2")
+    engine.cancel("race2")
+    GATE["event"].set()
+    with pytest.raises(WorkflowCancelledError):
+        handle.result(timeout=10)
+    assert engine.journal.get_workflow("race2").status is Status.CANCELLED  # type: ignore[union-attr]
+
+
+def test_cancel_then_resume_from_the_cli_while_the_run_is_inside_a_step(
+        journal_path: str) -> None:
+    from eoflow.journal import admin
+
+    reset_gate()
+    with Engine(journal=journal_path, grace_period=5) as engine:
+        handle = engine.start(l_gated, 7, workflow_id="cli-race")
+        assert GATE["entered"].wait(10)
+        admin.cancel(journal_path, "cli-race")
+        _until_stopping(engine, "cli-race")  # the app has seen the cancel
+        admin.resume(journal_path, "cli-race")
+        GATE["event"].set()
+        assert handle.result(timeout=10) == 14
+        assert engine.retrieve("cli-race").status() is Status.SUCCESS
