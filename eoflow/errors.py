@@ -127,6 +127,17 @@ class WorkflowStateError(EoflowError):
         super().__init__(f"cannot {operation} workflow {workflow_id!r}: its status is {status}")
 
 
+class AbortedError(EoflowError):
+    """User code raised SystemExit (or another BaseException that is not an Exception): eoflow
+    records it as that code's failure, instead of letting it end a worker thread in silence."""
+
+    def __init__(self, name: str, raised: str) -> None:
+        self.name = name
+        self.raised = raised
+        super().__init__(f"{name!r} raised {raised}, which eoflow records as its failure; "
+                         "raise an Exception instead to fail it, or let it return")
+
+
 class WorkflowCancelledError(EoflowError):
     """The workflow was cancelled (or timed out) and stopped at a step boundary."""
 

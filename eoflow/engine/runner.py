@@ -18,7 +18,12 @@ from eoflow.engine.handle import recorded_outcome
 from eoflow.engine.primitives import Suspended
 from eoflow.engine.registry import Definition
 from eoflow.engine.runtime import Runtime
-from eoflow.errors import EngineClosedError, WorkflowCancelledError, WorkflowNotFoundError
+from eoflow.errors import (
+    AbortedError,
+    EngineClosedError,
+    WorkflowCancelledError,
+    WorkflowNotFoundError,
+)
 from eoflow.journal import codec
 from eoflow.journal.records import NewWorkflow, Status, StepRecord
 
@@ -95,6 +100,14 @@ def execute(rt: Runtime, run: ActiveRun, definition: Definition, inputs: str,
         return
     except Exception as failure:
         status, error, output = Status.ERROR, failure, None
+    except KeyboardInterrupt:  # Ctrl-C in a caller's thread: the run stays PENDING
+        run.context = None
+        finish(rt, run, Status.PENDING, None, EngineClosedError(rt.path))
+        raise
+    except BaseException as stop:  # SystemExit & co from user code: its failure, recorded
+        status, output = Status.ERROR, None
+        error = AbortedError(definition.name, repr(stop))
+        error.__cause__ = stop
     finally:
         current_run.reset(token)
         if run.context is context:  # (a run resumed at once already runs in another context)

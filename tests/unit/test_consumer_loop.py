@@ -495,3 +495,27 @@ def test_each_poison_message_retries_from_retry_interval(
     assert waits == [0.05, 0.1] * 4
     assert [kengine.journal.get_quarantined(message_key(BAD_GROUP, BAD_TOPIC, 0, o)) is not None
             for o in range(5)] == [True, True, True, True, False]
+
+
+EXIT_TOPIC, EXIT_GROUP = "cl-exit", "cl-g-exit"
+
+
+@kafka_consume(EXIT_TOPIC, group_id=EXIT_GROUP, max_attempts=2, retry_interval=0.01)
+@transaction()
+def cl_exits(topic: str, partition: int, message: KafkaMessage) -> None:
+    note_call(partition, message.offset)
+    if message.value == b"exit":
+        raise SystemExit(3)
+    eoflow.db().execute("INSERT INTO cl_ledger(partition, offset, value) VALUES (?, ?, ?)",
+                        (partition, message.offset, message.value))
+
+
+def test_a_handler_raising_system_exit_is_retried_then_quarantined(kengine: Engine) -> None:
+    p0 = (EXIT_TOPIC, 0)
+    fake = FakeSource({p0: messages(EXIT_TOPIC, 0, [b"ok", b"exit", b"ok"])})
+    with running(kengine, cl_exits, fake) as loop:
+        fake.wait_committed({p0: 3})
+        assert loop._thread.is_alive()  # the consumer lives on
+    record = kengine.journal.get_quarantined(message_key(EXIT_GROUP, EXIT_TOPIC, 0, 1))
+    assert record is not None and "raised SystemExit(3)" in record.error
+    assert sorted(ledger(kengine)) == [(0, 0), (0, 2)]

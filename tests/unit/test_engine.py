@@ -227,3 +227,18 @@ def test_an_error_whose_str_raises_still_ends_the_run(engine: Engine) -> None:
     record = engine.journal.get_workflow("unprintable")
     assert record is not None and record.status is Status.ERROR
     assert "Unprintable" in codec.error_summary(record.error or "")[1]
+
+
+@workflow()
+def e_exits() -> int:
+    raise SystemExit(2)
+
+
+def test_a_workflow_raising_system_exit_fails_instead_of_killing_its_worker(
+        engine: Engine) -> None:
+    from eoflow.errors import AbortedError
+
+    with pytest.raises(AbortedError, match="raised SystemExit"):
+        engine.start(e_exits, workflow_id="exits").result(timeout=10)
+    assert engine.retrieve("exits").status() is Status.ERROR
+    assert engine.start(e_math, 1).result(timeout=10) == engine.run(e_math, 1)  # pool works

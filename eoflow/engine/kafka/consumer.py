@@ -37,6 +37,7 @@ from eoflow.engine.registry import Definition
 from eoflow.engine.runtime import Runtime
 from eoflow.engine.scheduling.queues import queue_named
 from eoflow.errors import (
+    AbortedError,
     DefinitionError,
     JournalError,
     KafkaConsumeError,
@@ -130,7 +131,7 @@ class ConsumerLoop:
                            f"({error}); offsets stay uncommitted, rewinding")
             except KafkaConsumeError as error:
                 problem = str(error)
-            except Exception as error:  # never let the consumer die silently
+            except BaseException as error:  # never let the consumer die, least of all silently
                 log.exception("kafka %s: unexpected error", self.spec.name)
                 problem = f"kafka {self.spec.name}: unexpected {type(error).__name__}"
             delay = retries.next()
@@ -337,6 +338,10 @@ def handler_work(spec: ConsumerSpec, message: KafkaMessage) -> Callable[[Any], o
         token = current_db.set(conn)
         try:
             return fn(message.topic, message.partition, message)
+        except Exception:
+            raise
+        except BaseException as stop:  # SystemExit & co: a failure like any other (retried,
+            raise AbortedError(spec.name, repr(stop)) from stop  # then quarantined)
         finally:
             current_db.reset(token)
 
