@@ -34,7 +34,8 @@ class Stoppable(Protocol):
 class ActiveRun:
     """A run known to this process: queued, running, or just finished."""
 
-    __slots__ = ("workflow_id", "claimed", "context", "done", "status", "value", "error", "call")
+    __slots__ = ("workflow_id", "claimed", "context", "done", "status", "value", "error", "call",
+                 "journal_failures")
 
     def __init__(self, workflow_id: str) -> None:
         self.workflow_id = workflow_id
@@ -47,6 +48,7 @@ class ActiveRun:
         self.status: Status = Status.PENDING
         self.value: Any = None
         self.error: BaseException | None = None
+        self.journal_failures = 0  # journal writes of this run that failed in a row
 
     def resolve(self, status: Status, value: Any, error: BaseException | None) -> None:
         self.status, self.value, self.error = status, value, error

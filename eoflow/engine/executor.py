@@ -9,7 +9,8 @@ recorded durably before the workflow goes on.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from eoflow.engine import crashpoints
 from eoflow.engine.active import StopReason
@@ -26,6 +27,7 @@ from eoflow.journal import codec
 from eoflow.journal.records import StepKind, StepRecord
 
 log = logging.getLogger("eoflow.engine")
+T = TypeVar("T")
 
 
 def encode_value(function: str, what: str, value: Any) -> str:
@@ -57,12 +59,18 @@ def replayed(run: RunContext, number: int, name: str, kind: StepKind) -> StepRec
 
 
 def journal_step(run: RunContext, step: StepRecord) -> None:
-    """Record a step durably; if the journal fails, stop the run (it stays PENDING)."""
+    """Record a step durably; if the journal fails, stop the run (the runner retries it)."""
+    journaled(run, f"step {step.step} ({step.name})", run.runtime.journal.record_step, step)
+
+
+def journaled(run: RunContext, what: str, write: Callable[..., T], *args: Any) -> T:
+    """`write(*args)` on the journal for a run: a JournalError stops the run at once, where
+    user code cannot swallow it, and the runner tries the run again once the journal writes
+    (runner._retry_after_journal_failure)."""
     try:
-        run.runtime.journal.record_step(step)
+        return write(*args)
     except JournalError as error:
-        log.error("workflow %s: cannot record step %d (%s): %s; it will resume on the next "
-                  "start", run.workflow_id, step.step, step.name, error)
+        log.error("workflow %s: cannot record %s: %s", run.workflow_id, what, error)
         raise Interrupted(StopReason.JOURNAL_FAILURE, error) from error
 
 
@@ -160,8 +168,8 @@ def call_transaction(run: RunContext, definition: Definition, args: tuple[Any, .
         outcome = rt.txstore.run_transaction(
             run.workflow_id, number, definition.name, work, started, rt.clock.now_ms)
     except JournalError as error:
-        log.error("workflow %s: transaction %d (%s) could not commit: %s; it will resume on "
-                  "the next start", run.workflow_id, number, definition.name, error)
+        log.error("workflow %s: transaction %d (%s) could not commit: %s", run.workflow_id,
+                  number, definition.name, error)
         raise Interrupted(StopReason.JOURNAL_FAILURE, error) from error
     if not rt.txstore.in_journal:
         journal_step(run, StepRecord(

@@ -14,7 +14,7 @@ from typing import Any
 
 from eoflow.engine import crashpoints
 from eoflow.engine.context import RunContext, active_runtime, current_run, require_run
-from eoflow.engine.executor import begin, encode_value, journal_step
+from eoflow.engine.executor import begin, encode_value, journal_step, journaled
 from eoflow.engine.runtime import Runtime
 from eoflow.errors import ConfigError, ContextError
 from eoflow.journal import codec
@@ -82,9 +82,9 @@ def send(destination_id: str, message: Any, topic: str | None = None) -> None:
         number, record = begin(run, "eoflow.send", StepKind.SEND)
         if record is not None:
             return
-        rt.journal.send_message(destination_id, topic, text, now, StepRecord(
-            run.workflow_id, number, "eoflow.send", StepKind.SEND, codec.encode(destination_id),
-            None, 1, now, now))
+        journaled(run, "a send", rt.journal.send_message, destination_id, topic, text, now,
+                  StepRecord(run.workflow_id, number, "eoflow.send", StepKind.SEND,
+                             codec.encode(destination_id), None, 1, now, now))
         crashpoints.hit("after_step")
     rt.notifier.notify((destination_id, "msg:" + topic))
 
@@ -105,7 +105,8 @@ def recv(topic: str | None = None, timeout: float = 60) -> Any:
             now = rt.clock.now_ms()
             step = StepRecord(run.workflow_id, number, "eoflow.recv", StepKind.RECV, None, None,
                               1, now, now)
-            message = rt.journal.take_message(run.workflow_id, topic, step)
+            message = journaled(run, "a recv", rt.journal.take_message, run.workflow_id, topic,
+                                step)
             if message is not None:
                 return codec.decode(message)
             if now >= deadline:
@@ -126,9 +127,9 @@ def set_event(key: str, value: Any) -> None:
     text = encode_value("eoflow.set_event", "an event value", value)
     now = run.runtime.clock.now_ms()
     # The step keeps the value it published (a fork that reuses this step publishes it again).
-    run.runtime.journal.set_event(run.workflow_id, key, text, now, StepRecord(
-        run.workflow_id, number, "eoflow.set_event", StepKind.SET_EVENT,
-        codec.encode({"key": key, "value": text}), None, 1, now, now))
+    journaled(run, "an event", run.runtime.journal.set_event, run.workflow_id, key, text, now,
+              StepRecord(run.workflow_id, number, "eoflow.set_event", StepKind.SET_EVENT,
+                         codec.encode({"key": key, "value": text}), None, 1, now, now))
     run.runtime.notifier.notify((run.workflow_id, "event:" + key))
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from eoflow.engine import crashpoints
+from eoflow.engine import backoff, crashpoints
 from eoflow.engine.active import ActiveRun, StopReason
 from eoflow.engine.context import Interrupted, RunContext, current_run
 from eoflow.engine.executor import decode_inputs, encode_value
@@ -21,6 +21,7 @@ from eoflow.engine.runtime import Runtime
 from eoflow.errors import (
     AbortedError,
     EngineClosedError,
+    JournalError,
     WorkflowCancelledError,
     WorkflowNotFoundError,
 )
@@ -28,6 +29,8 @@ from eoflow.journal import codec
 from eoflow.journal.records import NewWorkflow, Status, StepRecord
 
 log = logging.getLogger("eoflow.engine")
+JOURNAL_RETRY_FIRST = 0.5  # seconds before a run whose journal write failed is tried again
+JOURNAL_RETRY_CAP = 30.0
 
 
 def submit(rt: Runtime, run: ActiveRun, definition: Definition, new: NewWorkflow | None,
@@ -122,6 +125,11 @@ def execute(rt: Runtime, run: ActiveRun, definition: Definition, inputs: str,
 
     def durable(failure: BaseException | None, applied: bool = True) -> None:
         if failure is not None:
+            if isinstance(failure, JournalError) and not rt.closed:
+                # Its steps are all recorded: trying it again replays them and records the
+                # outcome; the runs behind it in its lane cannot overtake any of its effects.
+                _retry_after_journal_failure(rt, run, definition, failure, hold_lane=False)
+                return
             log.error("workflow %s: could not record its outcome: %s; it stays PENDING "
                       "and resumes on the next start", run.workflow_id, failure)
             finish(rt, run, Status.PENDING, None, failure)
@@ -183,8 +191,31 @@ def _interrupted(rt: Runtime, run: ActiveRun, definition: Definition,
                 rt.pool.submit(task)
             else:
                 rt.pool.release(lane, task)
-    else:  # shutdown or a journal failure: leave it PENDING for the next start
+    elif stop.reason is StopReason.JOURNAL_FAILURE and not rt.closed:
+        _retry_after_journal_failure(rt, run, definition, stop.cause, hold_lane=True)
+    else:  # shutdown: leave it PENDING for the next start
         finish(rt, run, Status.PENDING, None, stop.cause or EngineClosedError(rt.path))
+
+
+def _retry_after_journal_failure(rt: Runtime, run: ActiveRun, definition: Definition,
+                                 cause: BaseException | None, hold_lane: bool) -> None:
+    """The journal could not record part of a run (disk full, its write lock held elsewhere):
+    try the run again, by replay, after a capped exponential backoff, while it keeps its lane
+    (the runs behind it wait, so order holds) and its waiters keep waiting. No restart."""
+    run.journal_failures += 1
+    delay = backoff.delay(JOURNAL_RETRY_FIRST, 2.0, JOURNAL_RETRY_CAP, run.journal_failures)
+    run.context = None
+    rt.runs.unclaim(run)
+    lane = rt.pool.hold_current_lane() if hold_lane else None
+    log.warning("workflow %s: the journal could not record it (%s); trying it again in %.1fs%s",
+                run.workflow_id, codec.describe(cause), delay,
+                f" (lane {lane} waits for it)" if lane else "")
+    task = _task(rt, run, definition, None)
+    due = rt.clock.now_ms() + int(delay * 1000)
+    if lane is None:
+        rt.timers.at(due, lambda: rt.pool.submit(task))
+    else:
+        rt.timers.at(due, lambda: rt.pool.release(lane, task))
 
 
 def finish(rt: Runtime, run: ActiveRun, status: Status, value: object,

@@ -18,7 +18,13 @@ from eoflow.engine.context import (
     new_workflow_id,
     take_workflow_id,
 )
-from eoflow.engine.executor import begin, encode_inputs, encode_value, journal_step
+from eoflow.engine.executor import (
+    begin,
+    encode_inputs,
+    encode_value,
+    journal_step,
+    journaled,
+)
 from eoflow.engine.handle import WorkflowHandle, outcome_for_waiter, recorded_outcome
 from eoflow.engine.registry import Definition
 from eoflow.engine.runtime import Runtime
@@ -157,7 +163,8 @@ def create_child(run: RunContext, definition: Definition, args: tuple[Any, ...],
                              encode_value(definition.name, "a child id", child_id), None, 1,
                              now, now)
     try:
-        created, status = create_runs(rt, [new], [definition], step_record)[0]
+        created, status = journaled(run, f"the start of child {child_id}", create_runs, rt,
+                                    [new], [definition], step_record)[0]
     except (DedupError, WorkflowConflictError) as refused:
         # A refusal is an outcome the workflow observes: journal it, so replay sees it too.
         journal_step(run, StepRecord(run.workflow_id, number, definition.name, StepKind.CHILD,
