@@ -181,6 +181,14 @@ class RecordedError(EoflowError):
         super().__init__(f"{type_name}: {message}")
 
 
+class UndecodableValueError(EoflowError):
+    """A value in the journal cannot be decoded (a malformed or hand-edited record)."""
+
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+        super().__init__(f"a journaled value cannot be decoded: {problem}")
+
+
 class AwaitTimeoutError(EoflowError, TimeoutError):
     """Waiting for a workflow's result (or an event, or a message) took longer than allowed."""
 

@@ -11,14 +11,22 @@ as themselves. Other supported values are stored as a tagged object `{"$eoflow":
     Enum member -> {"type": "module:QualName", "v": member value}
 
 Decoding never imports or unpickles anything: a dataclass or enum is rebuilt only if its module
-is already loaded in this process (it is, when the app that wrote it is running). Errors are
+is already loaded in this process (it is, when the app that wrote it is running), and the type is
+found in the module's own namespace, without calling a module's lazy `__getattr__`. Errors are
 stored as their type name, message, traceback text and (when storable) their args and attributes,
-and rebuilt the same way; an error whose type is not loaded comes back as `RecordedError`.
+and rebuilt the same way; an error whose type is not loaded comes back as `RecordedError`. A
+malformed record raises `UndecodableValueError`, whatever is wrong with it.
+
+Values that could be stored but not rebuilt are refused when they are produced: a dataclass
+with `init=False` fields, a dataclass or enum defined inside a function, an int over 4,300
+digits (Python's own limit on converting ints to text). A timedelta keeps its microseconds; a
+datetime with a `zoneinfo.ZoneInfo` zone comes back with that zone (by its key).
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import dataclasses
 import datetime as dt
 import enum
@@ -27,10 +35,12 @@ import math
 import sys
 import traceback
 import uuid
-from decimal import Decimal
+import zoneinfo
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from eoflow.errors import RecordedError
+from eoflow.errors import RecordedError, UndecodableValueError
 
 TAG = "$eoflow"
 ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
@@ -66,9 +76,11 @@ def _loaded_type(path: str) -> Any:
     module_name, _, qualname = path.partition(":")
     obj: Any = sys.modules.get(module_name)
     for part in qualname.split("."):
-        if obj is None:
+        # The namespace itself, never getattr: a module's __getattr__ may import things.
+        namespace = getattr(obj, "__dict__", None)
+        if not isinstance(namespace, Mapping):
             return None
-        obj = getattr(obj, part, None)
+        obj = namespace.get(part)
     return obj
 
 
@@ -88,9 +100,17 @@ def to_jsonable(value: Any) -> Any:
     return _tagged(value)
 
 
+def _rebuildable(cls: type) -> str:
+    """The path a value of `cls` is stored under, if decoding can find `cls` again."""
+    if "<locals>" in cls.__qualname__:
+        raise Unserializable(f"{cls.__qualname__} (defined inside a function: it could not be "
+                             "found again to rebuild it; define it at module level)")
+    return _type_path(cls)
+
+
 def _tagged(value: Any) -> Any:
     if isinstance(value, enum.Enum):
-        return {TAG: "enum", "type": _type_path(type(value)), "v": to_jsonable(value.value)}
+        return {TAG: "enum", "type": _rebuildable(type(value)), "v": to_jsonable(value.value)}
     if isinstance(value, (bool, int, str)):  # subclasses such as IntFlag members handled above
         return value
     if isinstance(value, (bytes, bytearray)):
@@ -101,20 +121,26 @@ def _tagged(value: Any) -> Any:
         tag = "set" if isinstance(value, set) else "frozenset"
         return {TAG: tag, "v": [to_jsonable(item) for item in value]}
     if isinstance(value, dt.datetime):
+        if isinstance(value.tzinfo, zoneinfo.ZoneInfo):
+            return {TAG: "datetime", "v": value.isoformat(), "tz": value.tzinfo.key}
         return {TAG: "datetime", "v": value.isoformat()}
     if isinstance(value, dt.date):
         return {TAG: "date", "v": value.isoformat()}
     if isinstance(value, dt.time):
         return {TAG: "time", "v": value.isoformat()}
-    if isinstance(value, dt.timedelta):
-        return {TAG: "timedelta", "v": value.total_seconds()}
+    if isinstance(value, dt.timedelta):  # exactly: a float of seconds loses microseconds
+        return {TAG: "timedelta", "v": [value.days, value.seconds, value.microseconds]}
     if isinstance(value, Decimal):
         return {TAG: "decimal", "v": str(value)}
     if isinstance(value, uuid.UUID):
         return {TAG: "uuid", "v": str(value)}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        path = _rebuildable(type(value))
+        if any(not f.init for f in dataclasses.fields(value)):
+            raise Unserializable(f"{type(value).__qualname__} (a dataclass with init=False "
+                                 "fields cannot be rebuilt from its fields)")
         fields = {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-        return {TAG: "dataclass", "type": _type_path(type(value)), "v": fields}
+        return {TAG: "dataclass", "type": path, "v": fields}
     if isinstance(value, float):
         return to_jsonable(float(value))
     raise Unserializable(type(value).__qualname__)
@@ -126,7 +152,7 @@ def _from_tagged(obj: dict[str, Any]) -> Any:
         return obj
     v: Any = obj["v"]
     if tag == "bytes":
-        return base64.b64decode(v)
+        return base64.b64decode(v, validate=True)
     if tag == "tuple":
         return tuple(v)
     if tag == "set":
@@ -136,13 +162,18 @@ def _from_tagged(obj: dict[str, Any]) -> Any:
     if tag == "dict":
         return {_hashable(k): item for k, item in v}
     if tag == "datetime":
-        return dt.datetime.fromisoformat(v)
+        moment = dt.datetime.fromisoformat(v)
+        zone = obj.get("tz")
+        return moment.astimezone(zoneinfo.ZoneInfo(zone)) if zone else moment
     if tag == "date":
         return dt.date.fromisoformat(v)
     if tag == "time":
         return dt.time.fromisoformat(v)
     if tag == "timedelta":
-        return dt.timedelta(seconds=v)
+        if isinstance(v, list):
+            days, seconds, micros = v
+            return dt.timedelta(days=days, seconds=seconds, microseconds=micros)
+        return dt.timedelta(seconds=v)  # journals written before the exact form
     if tag == "decimal":
         return Decimal(v)
     if tag == "uuid":
@@ -171,16 +202,30 @@ def _hashable(key: Any) -> Any:
 
 def encode(value: Any) -> str:
     """JSON text for `value`; raises `Unserializable` naming the first type it cannot store."""
-    if type(value) in _PLAIN:
-        return ENCODER.encode(value)
-    return ENCODER.encode(to_jsonable(value))
+    try:
+        if type(value) in _PLAIN:
+            return ENCODER.encode(value)
+        return ENCODER.encode(to_jsonable(value))
+    except ValueError as error:  # an int past the int-to-text limit (4,300 digits)
+        raise Unserializable(f"int ({error})") from None
+    except RecursionError:
+        raise Unserializable("a value nested too deeply") from None
+
+
+# What a malformed record makes decoding raise, all turned into UndecodableValueError.
+_MALFORMED = (ValueError, KeyError, TypeError, AttributeError, OverflowError, IndexError,
+              InvalidOperation, RecursionError, binascii.Error, zoneinfo.ZoneInfoNotFoundError)
 
 
 def decode(text: str | None) -> Any:
-    """The value stored by `encode` (None for a NULL column)."""
+    """The value stored by `encode` (None for a NULL column); a malformed record raises
+    UndecodableValueError."""
     if text is None:
         return None
-    return _DECODER.decode(text)
+    try:
+        return _DECODER.decode(text)
+    except _MALFORMED as error:
+        raise UndecodableValueError(f"{type(error).__name__}: {describe(error)}") from None
 
 
 def describe(error: BaseException | None) -> str:
@@ -224,9 +269,12 @@ def error_summary(text: str) -> tuple[str, str]:
 
 def decode_error(text: str) -> BaseException:
     """Rebuild a stored error as its own type when loaded here, else as `RecordedError`."""
-    data = json.loads(text)
-    cls = _loaded_type(data["type"])
-    type_name = data["type"].replace(":", ".")
+    try:
+        data = json.loads(text)
+        type_name, message = str(data["type"]).replace(":", "."), str(data["message"])
+        cls = _loaded_type(str(data["type"]))
+    except _MALFORMED:
+        return RecordedError("?", f"<an unreadable error record: {text[:200]!r}>")
     if isinstance(cls, type) and issubclass(cls, BaseException) and "args" in data:
         try:
             error = cls.__new__(cls)
@@ -236,7 +284,7 @@ def decode_error(text: str) -> BaseException:
             return error
         except Exception:  # a type with an unusual constructor: fall back to the record
             pass
-    return RecordedError(type_name, data["message"])
+    return RecordedError(type_name, message)
 
 
 def _decode_plain(value: Any) -> Any:

@@ -6,12 +6,13 @@ import dataclasses
 import datetime as dt
 import enum
 import json
+import sys
 import uuid
 from decimal import Decimal
 
 import pytest
 
-from eoflow.errors import DeterminismError, RecordedError
+from eoflow.errors import DeterminismError, RecordedError, UndecodableValueError
 from eoflow.journal import codec
 
 
@@ -73,9 +74,9 @@ def test_unserializable_names_the_type() -> None:
 
 def test_dataclass_of_unloaded_module_is_not_imported() -> None:
     text = json.dumps({"$eoflow": "dataclass", "type": "os:system", "v": {}})
-    with pytest.raises(ValueError, match="not loaded"):
+    with pytest.raises(UndecodableValueError, match="not loaded"):
         codec.decode(text.replace("os:system", "no_such_module_xyz:Thing"))
-    with pytest.raises(ValueError):  # a loaded module but not a dataclass: never called
+    with pytest.raises(UndecodableValueError):  # a loaded module, not a dataclass: not called
         codec.decode(text)
 
 
@@ -132,3 +133,76 @@ def test_runs_journaled_before_the_kafka_modules_moved_still_decode() -> None:
                                                  "eoflow.engine.kafka_defs:")
     assert "eoflow.engine.kafka_defs:KafkaMessage" in old
     assert codec.decode(old)["args"][2] == message
+
+
+def test_decoding_never_calls_a_modules_lazy_getattr() -> None:
+    import types
+
+    calls: list[str] = []
+    lazy = types.ModuleType("eoflow_test_lazy")
+    lazy.__getattr__ = lambda name: calls.append(name)  # type: ignore[method-assign]
+    sys.modules["eoflow_test_lazy"] = lazy
+    try:
+        text = json.dumps({"$eoflow": "dataclass", "type": "eoflow_test_lazy:Thing", "v": {}})
+        with pytest.raises(UndecodableValueError):
+            codec.decode(text)
+        assert calls == []
+    finally:
+        del sys.modules["eoflow_test_lazy"]
+
+
+@pytest.mark.parametrize("text", [
+    '{"$eoflow": "bytes", "v": "!!!"}', '{"$eoflow": "bytes"}', '{"$eoflow": "dict", "v": 5}',
+    '{"$eoflow": "decimal", "v": "abc"}', '{"$eoflow": "datetime", "v": 3}',
+    '{"$eoflow": "timedelta", "v": 1e300}', '{"$eoflow": "enum", "v": 1}',
+    '{"$eoflow": "datetime", "v": "2026-01-01T00:00:00", "tz": "No/Such_Zone"}',
+    "[" * 100_000 + "]" * 100_000, "{not json",
+])
+def test_a_malformed_record_raises_one_error_type(text: str) -> None:
+    with pytest.raises(UndecodableValueError):
+        codec.decode(text)
+
+
+@dataclasses.dataclass
+class WithDerived:
+    a: int
+    b: int = dataclasses.field(init=False, default=0)
+
+
+def test_values_that_could_not_be_rebuilt_are_refused_when_produced() -> None:
+    @dataclasses.dataclass
+    class Local:
+        a: int
+
+    class LocalColor(enum.Enum):
+        RED = 1
+
+    for value, why in ((WithDerived(1), "init=False"), (Local(1), "inside a function"),
+                       (LocalColor.RED, "inside a function"), (10 ** 5000, "int"),
+                       (_deep(5000), "nested")):
+        with pytest.raises(codec.Unserializable, match=why):
+            codec.encode(value)
+
+
+def _deep(depth: int) -> list[object]:
+    value: list[object] = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def test_timedelta_and_zoneinfo_round_trip_exactly() -> None:
+    import zoneinfo
+
+    span = dt.timedelta(days=365 * 400, microseconds=7)
+    assert codec.decode(codec.encode(span)) == span
+    moment = dt.datetime(2026, 7, 1, 12, 0, tzinfo=zoneinfo.ZoneInfo("Europe/Paris"))
+    back = codec.decode(codec.encode(moment))
+    assert back == moment and back.tzinfo == zoneinfo.ZoneInfo("Europe/Paris")
+    assert codec.decode('{"$eoflow": "timedelta", "v": 1.5}') == dt.timedelta(seconds=1.5)
+
+
+@pytest.mark.parametrize("text", ["nonsense", "{}", '{"type": 5, "message": null}', "[1]"])
+def test_a_malformed_error_record_comes_back_as_a_recorded_error(text: str) -> None:
+    error = codec.decode_error(text)
+    assert isinstance(error, RecordedError)
