@@ -7,12 +7,14 @@ picks up within its poll interval.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from typing import TypeVar
 
 import apsw
 
+from eoflow.errors import JournalError
 from eoflow.journal import operator
 from eoflow.journal.connection import connect, translate
 from eoflow.journal.schema import require_journal
@@ -25,6 +27,8 @@ def _now() -> int:
 
 
 def _change(path: str, apply: Callable[[apsw.Connection], T]) -> T:
+    if not os.path.exists(path):  # a typo must not leave a new, empty file behind
+        raise JournalError(path, "does not exist; check --journal (or EOFLOW_JOURNAL)")
     conn = connect(path)
     try:
         require_journal(conn, path)

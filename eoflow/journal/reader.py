@@ -5,12 +5,15 @@ A reader sees only committed (durable) records and never blocks the engine (WAL 
 
 from __future__ import annotations
 
+import os
 import threading
+import urllib.parse
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import apsw
 
+from eoflow.errors import JournalError
 from eoflow.journal.connection import connect, translate
 from eoflow.journal.records import (
     QuarantinedMessage,
@@ -49,6 +52,38 @@ def quarantined_from_row(row: Any) -> QuarantinedMessage:
     )
 
 
+def _open_for_reading(path: str) -> apsw.Connection:
+    """A read-only connection on a journal. On a read-only filesystem SQLite cannot create the
+    WAL's shared-memory file: a journal whose WAL is empty (closed cleanly) is then read as an
+    immutable file instead."""
+    try:
+        return _checked(connect(path, readonly=True), path)
+    except JournalError as error:
+        cause = error.__cause__
+        wal = f"{path}-wal"
+        clean = not os.path.exists(wal) or os.path.getsize(wal) == 0
+        if not (isinstance(cause, (apsw.CantOpenError, apsw.ReadOnlyError)) and clean):
+            raise
+    uri = "file:" + urllib.parse.quote(os.path.abspath(path)) + "?immutable=1"
+    try:
+        conn = apsw.Connection(uri, flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI)
+    except apsw.Error as error:
+        raise translate(path, error) from error
+    return _checked(conn, path)
+
+
+def _checked(conn: apsw.Connection, path: str) -> apsw.Connection:
+    try:
+        require_journal(conn, path)
+    except apsw.Error as error:
+        conn.close()
+        raise translate(path, error) from error
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
 class SQLiteReader:
     """Queries over one connection (its own, or a read-only one opened on `path`)."""
 
@@ -56,15 +91,7 @@ class SQLiteReader:
         self.path = path
         self._lock = threading.Lock()
         if conn is None:
-            conn = connect(path, readonly=True)
-            try:
-                require_journal(conn, path)
-            except apsw.Error as error:
-                conn.close()
-                raise translate(path, error) from error
-            except BaseException:
-                conn.close()
-                raise
+            conn = _open_for_reading(path)
         self._conn = conn
 
     def close(self) -> None:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -355,3 +356,40 @@ def test_run_a_directory_or_a_failing_start_leaves_nothing_behind(tmp_path: Path
         pass
     done = eoflow("run", str(app), "--journal", str(existing))
     assert done.returncode == 1 and existing.exists()  # a journal it did not create stays
+
+
+def test_commands_that_act_on_a_journal_never_create_one(tmp_path: Path) -> None:
+    typo = tmp_path / "typo.db"
+    runner = CliRunner()
+    for args in (["workflows", "cancel", "x"], ["workflows", "resume", "x"],
+                 ["workflows", "fork", "x", "--from-step", "1"], ["quarantine", "retry", "k"],
+                 ["status"], ["workflows", "list"]):
+        done = runner.invoke(cli, [*args, "--journal", str(typo)])
+        assert done.exit_code == 1 and "does not exist" in done.stderr, (args, done.stderr)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture
+def read_only_folder(tmp_path: Path) -> Iterator[Path]:
+    """A real read-only filesystem (a tmpfs remounted read-only; needs root, as in CI)."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(folder)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a filesystem here (not root)")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+def test_status_reads_a_clean_journal_on_a_read_only_filesystem(read_only_folder: Path) -> None:
+    journal = read_only_folder / "journal.db"
+    with Engine(journal=str(journal)) as engine:
+        engine.run(cli_flow, 2, workflow_id="ro-1")
+    subprocess.run(["mount", "-o", "remount,ro", str(read_only_folder)], check=True)
+    done = CliRunner().invoke(cli, ["status", "--journal", str(journal), "--json"])
+    assert done.exit_code == 0, done.stderr
+    assert json.loads(done.output)["workflows"]["SUCCESS"] == 1
+    shown = CliRunner().invoke(cli, ["workflows", "show", "ro-1", "--journal", str(journal)])
+    assert shown.exit_code == 0 and "cli_step" in shown.output
