@@ -14,6 +14,7 @@ message was applied before, and its work is skipped.
 from __future__ import annotations
 
 import enum
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -39,7 +40,7 @@ class Applied(enum.Enum):
     APPLIED = "applied"
     DUPLICATE = "duplicate"
     FAILED = "failed"
-    SKIPPED = "skipped"  # not tried: an earlier item of its lane failed in this batch
+    SKIPPED = "skipped"  # not tried: an earlier item of its lane failed, or time ran out
 
 
 @dataclass(frozen=True)
@@ -91,17 +92,22 @@ class SQLiteTxStore:
         return self.committer.turn(work, savepoint=True)
 
     def apply_keyed(
-        self, items: Sequence[tuple[str, str, Callable[[Any], object], str]], now_ms: int
+        self, items: Sequence[tuple[str, str, Callable[[Any], object], str]], now_ms: int,
+        budget: float | None = None,
     ) -> list[KeyedResult]:
         """Apply (key, handler name, work, lane) items in one durable transaction, in order,
         skipping known keys. Once an item fails, later items of its lane are SKIPPED, so that a
-        lane (a partition) is never applied out of order."""
+        lane (a partition) is never applied out of order. With a `budget` (seconds), the items
+        left once it is spent are SKIPPED too (at least one item is tried): slow handlers then
+        hold the single writer for about that long, and other writers get their turn."""
 
         def batch(conn: Any) -> list[KeyedResult]:
-            results = []
+            results: list[KeyedResult] = []
             failed_lanes: set[str] = set()
+            until = None if budget is None else time.monotonic() + budget
             for key, handler, work, lane in items:
-                if lane in failed_lanes:
+                if lane in failed_lanes or (until is not None and results
+                                            and time.monotonic() > until):
                     results.append(KeyedResult(Applied.SKIPPED))
                     continue
                 conn.execute("SAVEPOINT eoflow_msg")

@@ -519,3 +519,39 @@ def test_a_handler_raising_system_exit_is_retried_then_quarantined(kengine: Engi
     record = kengine.journal.get_quarantined(message_key(EXIT_GROUP, EXIT_TOPIC, 0, 1))
     assert record is not None and "raised SystemExit(3)" in record.error
     assert sorted(ledger(kengine)) == [(0, 0), (0, 2)]
+
+
+SLOW_TOPIC, SLOW_GROUP = "cl-slow", "cl-g-slow"
+
+
+@kafka_consume(SLOW_TOPIC, group_id=SLOW_GROUP)
+@transaction()
+def cl_slow(topic: str, partition: int, message: KafkaMessage) -> None:
+    threading.Event().wait(0.02)  # a slow handler: 20 ms a message
+    eoflow.db().execute("INSERT INTO cl_ledger(partition, offset, value) VALUES (?, ?, ?)",
+                        (partition, message.offset, message.value))
+
+
+def test_slow_handlers_leave_the_writer_to_others_between_transactions(
+        kengine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """30 messages of 20 ms: not one 600 ms transaction that starves every other writer, but
+    transactions of about TX_BATCH_BUDGET (50 ms), with other writes between them."""
+    spans: list[float] = []
+    real = kengine.runtime.txstore.apply_keyed
+
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        import time
+
+        started = time.monotonic()
+        try:
+            return real(*args, **kwargs)
+        finally:
+            spans.append(time.monotonic() - started)
+
+    monkeypatch.setattr(kengine.runtime.txstore, "apply_keyed", timed)
+    p0 = (SLOW_TOPIC, 0)
+    fake = FakeSource({p0: messages(SLOW_TOPIC, 0, [b"s"] * 30)}, batch=30)
+    with running(kengine, cl_slow, fake):
+        fake.wait_committed({p0: 30})
+    assert sorted(ledger(kengine)) == [(0, o) for o in range(30)]
+    assert len(spans) >= 6 and max(spans) < 0.3, spans

@@ -51,6 +51,7 @@ from eoflow.journal.txstore import Applied
 log = logging.getLogger("eoflow.kafka")
 Partition = tuple[str, int]
 POLL_MS = 500
+TX_BATCH_BUDGET = 0.05  # seconds one transaction of handlers may hold the journal's writer
 MAX_IN_FLIGHT = 20_000  # runs recorded but not finished, before the loop pauses fetching
 
 
@@ -281,7 +282,7 @@ class ConsumerLoop:
         while pending:
             items = [(k.key, spec.name, handler_work(spec, m), lane_of(spec, m))
                      for k, m in pending]
-            results = rt.txstore.apply_keyed(items, rt.clock.now_ms())
+            results = rt.txstore.apply_keyed(items, rt.clock.now_ms(), TX_BATCH_BUDGET)
             retry: list[tuple[KafkaKey, KafkaMessage]] = []
             failed: list[int] = []  # the attempt counts of the messages to retry
             for (key, message), result in zip(pending, results, strict=True):
