@@ -272,3 +272,19 @@ class DedupError(EoflowError):
         super().__init__(
             f"queue {queue!r}: dedup id {dedup_id!r} already has a live run ({existing!r}); "
             "wait for it to finish, or use another dedup id")
+
+
+class TopicRecreatedError(EoflowError):
+    """A topic's broker id changed: it was deleted and created again (or its broker lost its
+    data), so its offsets start again and may collide with the ones the journal recorded."""
+
+    def __init__(self, group_id: str, topic: str, recorded: str, current: str,
+                 journal: str) -> None:
+        self.group_id = group_id
+        self.topic = topic
+        super().__init__(
+            f"kafka group {group_id!r}: topic {topic!r} was recreated (its id was {recorded}, "
+            f"it is {current}): its offsets started again, and eoflow will not guess which "
+            "messages are new, so its consumer stopped; to consume the new topic from its "
+            f"start, run `eoflow kafka restart-topic {topic} --group {group_id} --journal "
+            f"{journal}`, then restart the app")

@@ -260,6 +260,26 @@ def produce(topic: str, brokers: str | None, count: int | None, start: int, key:
     render.line(f"sent {sent} message(s) to {topic} on {','.join(addresses)}")
 
 
+@click.group()
+def kafka() -> None:
+    """The Kafka topics an app consumes into its journal."""
+
+
+@kafka.command("restart-topic")
+@click.argument("topic")
+@click.option("--group", "group_id", required=True, help="The consumer group (group_id).")
+@journal_option
+def restart_topic(topic: str, group_id: str, journal: str) -> None:
+    """Consume TOPIC again from its start after it was recreated (its offsets started again).
+
+    Its messages are then keyed under a new incarnation, so they never collide with the ones
+    already applied. Run it when the app's log says the topic was recreated; then restart the
+    app."""
+    incarnation = admin.restart_topic(journal, group_id, topic)
+    render.line(f"topic {topic} (group {group_id}) is at incarnation {incarnation}: restart the "
+                "app to consume it from its start")
+
+
 def register(group: click.Group) -> None:
-    for command in (run, status, workflows, quarantine, broker, produce):
+    for command in (run, status, workflows, quarantine, kafka, broker, produce):
         group.add_command(command)

@@ -61,3 +61,7 @@ def fork(path: str, workflow_id: str, from_step: int, new_id: str) -> None:
 
 def request_quarantine_retry(path: str, key: str) -> None:
     _change(path, lambda conn: operator.request_quarantine_retry(conn, key, _now()))
+
+
+def restart_topic(path: str, group_id: str, topic: str) -> int:
+    return _change(path, lambda conn: operator.restart_topic(conn, group_id, topic, _now()))

@@ -106,3 +106,13 @@ def request_quarantine_retry(conn: apsw.Connection, key: str, now_ms: int) -> No
     if conn.execute(Q["get_quarantine"], (key,)).fetchone() is None:
         raise QuarantineError(key, "no quarantined message has this key")
     _request(conn, key, Action.RETRY_QUARANTINED, now_ms)
+
+
+def restart_topic(conn: apsw.Connection, group_id: str, topic: str, now_ms: int) -> int:
+    """Start a new incarnation of `topic` for `group_id`, after the topic was recreated (its
+    offsets start again from 0): its messages get keys that cannot collide with the old
+    incarnation's, and the next batch records the topic's new id. Returns the incarnation."""
+    row = conn.execute(Q["next_kafka_incarnation"], (group_id, topic, now_ms)).fetchone()
+    assert row is not None, "INSERT ... RETURNING returns the row"
+    conn.execute(Q["forget_kafka_offsets"], (group_id, topic))  # the old marks mean nothing
+    return int(row[0])

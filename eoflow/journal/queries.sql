@@ -102,6 +102,21 @@ CREATE INDEX eoflow_workflows_parent ON eoflow_workflows (parent_id) WHERE paren
 ALTER TABLE eoflow_workflows ADD COLUMN timeout_ms INTEGER;
 UPDATE eoflow_workflows SET timeout_ms = deadline_ms - created_ms WHERE deadline_ms IS NOT NULL;
 
+-- name: migration_4
+-- The Kafka topics each group has consumed into this journal: the broker's id of the topic
+-- (KIP-516) and the incarnation eoflow keys its messages under. A topic deleted and created
+-- again (or a broker that lost its data) starts its offsets from 0 under a new id: the
+-- consumer refuses it until an operator starts a new incarnation, whose keys never collide
+-- with the old ones (eoflow kafka restart-topic).
+CREATE TABLE eoflow_kafka_topics (
+    group_id    TEXT NOT NULL,
+    topic       TEXT NOT NULL,
+    topic_id    TEXT,              -- NULL: not known yet (recorded on the next batch)
+    incarnation INTEGER NOT NULL DEFAULT 0,
+    updated_ms  INTEGER NOT NULL,
+    PRIMARY KEY (group_id, topic)
+) WITHOUT ROWID;
+
 -- name: tx_schema_1
 -- Kept by whichever database runs @transaction functions (the journal, or --app-db).
 CREATE TABLE IF NOT EXISTS eoflow_tx_outputs (
@@ -247,6 +262,24 @@ SET offset = max(offset, excluded.offset), messages = messages + excluded.messag
 
 -- name: kafka_offset_of
 SELECT offset FROM eoflow_kafka_offsets WHERE group_id = ? AND topic = ? AND partition = ?;
+
+-- name: get_kafka_topic
+SELECT topic_id, incarnation FROM eoflow_kafka_topics WHERE group_id = ? AND topic = ?;
+
+-- name: set_kafka_topic_id
+INSERT INTO eoflow_kafka_topics (group_id, topic, topic_id, incarnation, updated_ms)
+VALUES (?1, ?2, ?3, 0, ?4)
+ON CONFLICT (group_id, topic) DO UPDATE SET topic_id = ?3, updated_ms = ?4;
+
+-- name: next_kafka_incarnation
+INSERT INTO eoflow_kafka_topics (group_id, topic, topic_id, incarnation, updated_ms)
+VALUES (?1, ?2, NULL, 1, ?3)
+ON CONFLICT (group_id, topic) DO UPDATE
+SET topic_id = NULL, incarnation = incarnation + 1, updated_ms = ?3
+RETURNING incarnation;
+
+-- name: forget_kafka_offsets
+DELETE FROM eoflow_kafka_offsets WHERE group_id = ? AND topic = ?;
 
 -- name: kafka_offsets
 SELECT group_id, topic, partition, offset, messages, updated_ms FROM eoflow_kafka_offsets

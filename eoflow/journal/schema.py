@@ -12,7 +12,7 @@ from typing import Any
 from eoflow.errors import JournalFormatError
 from eoflow.journal.sql import Q
 
-MIGRATIONS = [Q["migration_1"], Q["migration_2"], Q["migration_3"]]
+MIGRATIONS = [Q["migration_1"], Q["migration_2"], Q["migration_3"], Q["migration_4"]]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -182,6 +182,16 @@ class SQLiteJournal(SQLiteReader, MessagingOps):
 
         self.committer.write(note, wait=False)
 
+    def kafka_topic(self, group_id: str, topic: str) -> tuple[str | None, int]:
+        """(the topic's recorded id, or None; the incarnation its keys are under)."""
+        rows = self._all("get_kafka_topic", (group_id, topic))
+        return (None, 0) if not rows else (rows[0][0], int(rows[0][1]))
+
+    def set_kafka_topic_id(self, group_id: str, topic: str, topic_id: str,
+                           now_ms: int) -> None:
+        self.committer.write(lambda conn: conn.execute(
+            Q["set_kafka_topic_id"], (group_id, topic, topic_id, now_ms)))
+
     def quarantine(
         self, key: KafkaKey, handler: str, message_key: bytes | None, value: bytes | None,
         headers: str, timestamp_ms: int | None, error: str, attempts: int, now_ms: int,

@@ -60,6 +60,7 @@ class FakeSource:
         self.paused = False
         self.closed = False
         self.factory_args: FactoryArgs | None = None  # (brokers, group, topics, config)
+        self.topic_ids: dict[str, str] = {}  # the broker's id of each topic (none: unknown)
         self._revoked: Listener | None = None
         self._assigned: Listener | None = None
         self._cv = threading.Condition()
@@ -125,6 +126,9 @@ class FakeSource:
             self.rewinds.append(dict(offsets))
             self.events.append(("rewind", dict(offsets)))
             self._cv.notify_all()
+
+    def topic_id(self, topic: str) -> str | None:
+        return self.topic_ids.get(topic)
 
     def pause(self, paused: bool) -> None:
         with self._cv:

@@ -555,3 +555,35 @@ def test_slow_handlers_leave_the_writer_to_others_between_transactions(
         fake.wait_committed({p0: 30})
     assert sorted(ledger(kengine)) == [(0, o) for o in range(30)]
     assert len(spans) >= 6 and max(spans) < 0.3, spans
+
+
+def test_a_recreated_topic_stops_its_consumer_until_an_operator_restarts_it(
+        kengine: Engine, journal_path: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Offsets that go backwards are never skipped in silence: a topic whose broker id changed
+    (deleted and created again, or a broker that lost its data) starts from offset 0 again,
+    and its new messages would have the keys of old ones."""
+    from eoflow.journal import admin
+
+    p0 = (TX_TOPIC, 0)
+    first = FakeSource({p0: messages(TX_TOPIC, 0, [b"old"] * 3)})
+    first.topic_ids[TX_TOPIC] = "id-1"
+    with running(kengine, cl_apply, first):
+        first.wait_committed({p0: 3})
+    # The topic is recreated: three new messages at offsets 0, 1, 2 again.
+    second = FakeSource({p0: messages(TX_TOPIC, 0, [b"new"] * 3)})
+    second.topic_ids[TX_TOPIC] = "id-2"
+    with running(kengine, cl_apply, second) as loop:
+        wait_until(lambda: not loop._thread.is_alive(), what="the consumer to stop")
+    assert second.commits == [] and sorted(ledger(kengine)) == [(0, 0), (0, 1), (0, 2)]
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert any(f"topic {TX_TOPIC!r} was recreated" in e and "restart-topic" in e
+               for e in errors)
+    assert admin.restart_topic(journal_path, TX_GROUP, TX_TOPIC) == 1
+    third = FakeSource({p0: messages(TX_TOPIC, 0, [b"new"] * 3)})
+    third.topic_ids[TX_TOPIC] = "id-2"
+    with running(kengine, cl_apply, third):
+        third.wait_committed({p0: 3})
+    rows = committer(kengine).read(lambda conn: conn.execute(
+        "SELECT value FROM cl_ledger ORDER BY rowid").fetchall())
+    assert [bytes(r[0]) for r in rows] == [b"old"] * 3 + [b"new"] * 3
+    assert kengine.journal.kafka_topic(TX_GROUP, TX_TOPIC) == ("id-2", 1)

@@ -37,6 +37,8 @@ def spec_of(name: str):  # type: ignore[no-untyped-def]
 
 def test_the_key_format_is_fixed() -> None:
     assert message_key("g:1", "orders", 2, 40) == "kafka:orders:2:40:g:1"
+    assert message_key("g:1", "orders", 2, 40, incarnation=0) == "kafka:orders:2:40:g:1"
+    assert message_key("g:1", "orders", 2, 40, incarnation=3) == "kafka:orders:2:40@3:g:1"
 
 
 def test_broker_precedence(monkeypatch: pytest.MonkeyPatch, journal_path: str) -> None:

@@ -43,6 +43,7 @@ from eoflow.errors import (
     KafkaConsumeError,
     OffsetCommitError,
     QuarantineError,
+    TopicRecreatedError,
 )
 from eoflow.journal import codec
 from eoflow.journal.records import KafkaKey, NewWorkflow, Status
@@ -63,6 +64,7 @@ class Source(Protocol):
     def commit(self, offsets: dict[Partition, int]) -> None: ...
     def rewind(self, offsets: dict[Partition, int]) -> None: ...
     def pause(self, paused: bool) -> None: ...
+    def topic_id(self, topic: str) -> str | None: ...
     def close(self) -> None: ...
 
 
@@ -99,6 +101,10 @@ class ConsumerLoop:
         self._revoked_since_poll: set[Partition] = set()
         self.revocations = 0  # rebalances that took partitions away from this consumer
         self.connected = threading.Event()  # set once the consumer has joined its group
+        # The incarnation of each topic this session has checked against the journal; cleared
+        # (from kafka-python's thread, hence a flag) when partitions are assigned again.
+        self._incarnations: dict[str, int] = {}
+        self._recheck = False
 
     @property
     def describe(self) -> str:
@@ -130,6 +136,9 @@ class ConsumerLoop:
             except JournalError as error:
                 problem = (f"kafka {self.spec.name}: the journal could not record a batch "
                            f"({error}); offsets stay uncommitted, rewinding")
+            except TopicRecreatedError as error:
+                log.error("%s", error)
+                break
             except KafkaConsumeError as error:
                 problem = str(error)
             except BaseException as error:  # never let the consumer die, least of all silently
@@ -173,6 +182,7 @@ class ConsumerLoop:
         # Called by kafka-python on its I/O thread while our thread waits in poll(): it must not
         # call blocking consumer methods (a commit here breaks the consumer for good).
         self.assigned.update(partitions)
+        self._recheck = True
         self.connected.set()
         log.info("kafka %s: partitions assigned: %s", self.spec.name,
                  ", ".join(f"{t}/{p}" for t, p in sorted(partitions)) or "none")
@@ -198,6 +208,7 @@ class ConsumerLoop:
             starts.setdefault((m.topic, m.partition), m.offset)
             ends[(m.topic, m.partition)] = m.offset + 1
         try:
+            self._check_topics(batch)
             if self.spec.is_workflow:
                 self._record_workflows(batch)
             else:
@@ -225,10 +236,29 @@ class ConsumerLoop:
         crashpoints.hit("kafka_committed")
         self._uncommitted.clear()
 
+    def _check_topics(self, batch: list[KafkaMessage]) -> None:
+        """Refuse a topic whose broker id differs from the one the journal recorded: it was
+        recreated, its offsets start again, and its messages would be taken for ones already
+        applied (skipped in silence). Learn each topic's incarnation for its keys."""
+        if self._recheck:
+            self._recheck = False
+            self._incarnations.clear()
+        group, journal = self.spec.group_id, self._rt.journal
+        for topic in {m.topic for m in batch} - self._incarnations.keys():
+            recorded, incarnation = journal.kafka_topic(group, topic)
+            current = self._connected().topic_id(topic)
+            if current is not None and recorded is None:
+                journal.set_kafka_topic_id(group, topic, current, self._rt.clock.now_ms())
+            elif current is not None and recorded != current:
+                assert recorded is not None
+                raise TopicRecreatedError(group, topic, recorded, current, self._rt.path)
+            self._incarnations[topic] = incarnation
+
     def _keys(self, batch: list[KafkaMessage]) -> list[KafkaKey]:
-        group = self.spec.group_id
-        return [KafkaKey(message_key(group, m.topic, m.partition, m.offset), group, m.topic,
-                         m.partition, m.offset) for m in batch]
+        group, incarnations = self.spec.group_id, self._incarnations
+        return [KafkaKey(message_key(group, m.topic, m.partition, m.offset,
+                                     incarnations.get(m.topic, 0)),
+                         group, m.topic, m.partition, m.offset) for m in batch]
 
     def _record_workflows(self, batch: list[KafkaMessage]) -> None:
         rt, spec = self._rt, self.spec

@@ -54,13 +54,19 @@ def check_topic_name(topic: str) -> str:
     return topic
 
 
-def message_key(group_id: str, topic: str, partition: int, offset: int) -> str:
+def message_key(group_id: str, topic: str, partition: int, offset: int,
+                incarnation: int = 0) -> str:
     """The idempotency key of a Kafka message, and the workflow id of the run it starts.
 
     Format: `kafka:{topic}:{partition}:{offset}:{group_id}`. Topic names cannot contain ':',
     partition and offset are integers, and the group id comes last, so the key is unambiguous.
-    This format is the dedup key for redelivered messages: never change it.
+    This format is the dedup key for redelivered messages: never change it. A topic recreated
+    under the same name (a new incarnation, see `eoflow kafka restart-topic`) starts its
+    offsets again: its keys carry `@{incarnation}` after the offset, so they never collide
+    with the old ones (incarnation 0 keeps the original format).
     """
+    if incarnation:
+        return f"kafka:{topic}:{partition}:{offset}@{incarnation}:{group_id}"
     return f"kafka:{topic}:{partition}:{offset}:{group_id}"
 
 

@@ -221,6 +221,15 @@ class KafkaSource:
     def assignment(self) -> set[Partition]:
         return {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
 
+    def topic_id(self, topic: str) -> str | None:
+        """The broker's id of `topic` (KIP-516), or None where the broker or client has none.
+        kafka-python keeps it in its cluster metadata, which it refreshes on its own."""
+        try:
+            known = self._consumer._client.cluster.topic_id(topic)
+        except Exception:  # an older client or broker: no ids to compare
+            return None
+        return str(known) if known else None
+
     def pause(self, paused: bool) -> None:
         partitions = self._consumer.assignment()
         if paused:
