@@ -23,7 +23,7 @@ from eoflow.journal.records import Action, Status, WorkflowRecord
 from eoflow.journal.sql import Q
 
 CANCELLABLE = (Status.PENDING, Status.ENQUEUED)
-RESUMABLE = (Status.CANCELLED, Status.PARKED, Status.ENQUEUED, Status.PENDING)
+RESUMABLE = (Status.CANCELLED, Status.PARKED, Status.ENQUEUED, Status.PENDING, Status.ERROR)
 
 
 def _get(conn: apsw.Connection, workflow_id: str) -> WorkflowRecord:
@@ -56,10 +56,16 @@ def cancel(conn: apsw.Connection, workflow_id: str, now_ms: int, notify: bool) -
 
 def resume(conn: apsw.Connection, workflow_id: str, now_ms: int, notify: bool
            ) -> WorkflowRecord:
-    """Make a cancelled, parked or queued run PENDING again, its timeout starting anew."""
+    """Make a cancelled, parked, failed or queued run PENDING again, its timeout starting
+    anew. A failed (ERROR) run's failed step is forgotten, so that it runs again."""
     record = _get(conn, workflow_id)
     if record.status not in RESUMABLE:
         raise WorkflowStateError(workflow_id, record.status.value, "resume")
+    if record.status is Status.ERROR:  # after a fix: the failed step runs again, from there
+        last = conn.execute(Q["last_step"], (workflow_id,)).fetchone()
+        if last is not None and last[1]:
+            conn.execute(Q["forget_failed_step"], (workflow_id, last[0]))
+            conn.execute(Q["forget_failed_tx_output"], (workflow_id, last[0]))
     conn.execute(Q["resume_workflow"], (now_ms, workflow_id))
     if notify:
         _request(conn, workflow_id, Action.RESUME, now_ms)
@@ -71,8 +77,11 @@ def fork(conn: apsw.Connection, workflow_id: str, from_step: int, new_id: str, n
     """Create run `new_id` of the same workflow and inputs, with copies of the recorded steps
     before `from_step`; it runs from there when an engine picks it up."""
     source = _get(conn, workflow_id)
-    if from_step < 1:
-        raise WorkflowStateError(workflow_id, source.status.value, f"fork from step {from_step}")
+    last = conn.execute(Q["last_step"], (workflow_id,)).fetchone()
+    steps = int(last[0]) if last is not None else 0
+    if not 1 <= from_step <= steps + 1:
+        raise WorkflowStateError(workflow_id, f"{source.status.value} with {steps} step(s)",
+                                 f"fork from step {from_step} (use 1 to {steps + 1})")
     conn.execute(Q["fork_workflow"], (new_id, workflow_id, now_ms))
     if not conn.changes():
         taken = _get(conn, new_id)

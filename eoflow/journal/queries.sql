@@ -192,6 +192,18 @@ SELECT w.workflow_id, count(s.step) FROM eoflow_workflows AS w
 LEFT JOIN eoflow_steps AS s ON s.workflow_id = w.workflow_id
 WHERE w.status = 'PENDING' GROUP BY w.workflow_id;
 
+-- name: last_step
+SELECT step, error IS NOT NULL FROM eoflow_steps WHERE workflow_id = ?
+ORDER BY step DESC LIMIT 1;
+
+-- name: forget_failed_step
+-- The failed step of an ERROR run that is resumed: it runs again (its transaction record too,
+-- when it is kept in this file; an --app-db keeps its own).
+DELETE FROM eoflow_steps WHERE workflow_id = ?1 AND step = ?2 AND error IS NOT NULL;
+
+-- name: forget_failed_tx_output
+DELETE FROM eoflow_tx_outputs WHERE workflow_id = ?1 AND step = ?2 AND error IS NOT NULL;
+
 -- name: copy_steps_before
 INSERT INTO eoflow_steps
     (workflow_id, step, name, kind, output, error, attempts, started_ms, ended_ms)

@@ -117,3 +117,47 @@ def test_resuming_an_enqueued_run_starts_it_now(engine: Engine) -> None:
     handle = O_QUEUE.enqueue(o_untimed_child)
     assert handle.status() is Status.ENQUEUED
     assert engine.resume(handle.workflow_id).result(timeout=10) == 2
+
+
+FLAKY = {"broken": True, "first_runs": 0}
+
+
+@eoflow.step()
+def o_first() -> int:
+    FLAKY["first_runs"] += 1
+    return 1
+
+
+@eoflow.step()
+def o_second() -> int:
+    if FLAKY["broken"]:
+        raise RuntimeError("bug in o_second")
+    return 2
+
+
+@workflow()
+def o_two_steps() -> int:
+    return o_first() + o_second()
+
+
+def test_a_failed_run_resumes_from_its_failed_step_after_a_fix(journal_path: str) -> None:
+    FLAKY.update(broken=True, first_runs=0)
+    with Engine(journal=journal_path) as engine:
+        with pytest.raises(RuntimeError, match="bug in o_second"):
+            engine.run(o_two_steps, workflow_id="err")
+        assert engine.retrieve("err").status() is Status.ERROR
+        FLAKY["broken"] = False  # the fix is deployed
+        admin.resume(journal_path, "err")  # from the CLI, while the app runs
+        assert engine.retrieve("err").result(timeout=10) == 3
+        assert FLAKY["first_runs"] == 1  # the recorded first step was not run again
+        assert [s.error for s in engine.journal.steps_of("err")] == [None, None]
+
+
+def test_fork_past_the_last_step_is_refused(engine: Engine) -> None:
+    from eoflow.errors import WorkflowStateError
+
+    FLAKY.update(broken=False)
+    engine.run(o_two_steps, workflow_id="two")
+    engine.fork("two", 3).result(timeout=10)  # reuse both steps, run the rest again
+    with pytest.raises(WorkflowStateError, match="use 1 to 3"):
+        engine.fork("two", 4)
