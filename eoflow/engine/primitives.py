@@ -119,7 +119,18 @@ def recv(topic: str | None = None, timeout: float = 60) -> Any:
 
 
 def set_event(key: str, value: Any) -> None:
-    """Publish `value` under `key` for this workflow (others read it with get_event)."""
+    """Publish `value` under `key` for this workflow (others read it with get_event).
+
+    From a workflow it is a step of its own (exactly once). From inside a step (as DBOS allows)
+    it is part of that step: a step that is retried, or run again after a crash, publishes
+    again, and the last value wins."""
+    run = current_run.get()
+    if run is not None and run.in_step and not run.in_transaction:
+        text = encode_value("eoflow.set_event", "an event value", value)
+        run.runtime.journal.set_event(run.workflow_id, key, text, run.runtime.clock.now_ms(),
+                                      None)
+        run.runtime.notifier.notify((run.workflow_id, "event:" + key))
+        return
     run = require_run("eoflow.set_event()")
     number, record = begin(run, "eoflow.set_event", StepKind.SET_EVENT)
     if record is not None:

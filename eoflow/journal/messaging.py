@@ -63,10 +63,14 @@ class MessagingOps:
     # -- events -------------------------------------------------------------------------------
 
     def set_event(self, workflow_id: str, key: str, value: str, now_ms: int,
-                  step: StepRecord) -> None:
+                  step: StepRecord | None) -> None:
+        """Publish an event, with the step that did it (none from inside a step: the step's
+        own record is the one replay uses)."""
+
         def publish(conn: Any) -> None:
             conn.execute(Q["upsert_event"], (workflow_id, key, value, now_ms))
-            insert_step(conn, step)
+            if step is not None:
+                insert_step(conn, step)
 
         self.committer.write(publish, savepoint=True)
 

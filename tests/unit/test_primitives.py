@@ -238,3 +238,20 @@ def test_a_fork_has_exactly_the_prefix_events(engine: Engine) -> None:
     assert record.status is Status.PENDING  # (created by the journal alone: not run here)
     assert codec.decode(engine.journal.get_event("ev2-fork", "stage")) == "one"
     assert engine.journal.get_event("ev2-fork", "other") is None
+
+
+@step()
+def p_step_publishes(value: int) -> int:
+    eoflow.set_event("from-step", value)
+    return value
+
+
+@workflow()
+def p_publishes_in_a_step() -> int:
+    return p_step_publishes(7)
+
+
+def test_set_event_from_inside_a_step_is_part_of_that_step(engine: Engine) -> None:
+    assert engine.run(p_publishes_in_a_step, workflow_id="sp") == 7
+    assert eoflow.get_event("sp", "from-step", timeout=0) == 7
+    assert [s.kind.value for s in engine.journal.steps_of("sp")] == ["step"]
