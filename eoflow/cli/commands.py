@@ -193,13 +193,24 @@ def list_quarantine(journal: str, as_json: bool) -> None:
 
 
 @quarantine.command("retry")
-@click.argument("key")
+@click.argument("key", required=False)
+@click.option("--all", "every", is_flag=True, help="Every quarantined message.")
+@click.option("--handler", help="Every quarantined message of this handler.")
+@click.option("--topic", help="Every quarantined message of this topic.")
 @journal_option
-def retry_quarantined(key: str, journal: str) -> None:
-    """Apply a quarantined message again (after a fix); it still applies at most once."""
-    admin.request_quarantine_retry(journal, key)
-    render.line(f"retry of {key} requested: the running app (or the next `eoflow run`) "
-                     "applies it")
+def retry_quarantined(key: str | None, every: bool, handler: str | None, topic: str | None,
+                      journal: str) -> None:
+    """Apply quarantined messages again (after a fix): KEY, or --all, --handler H, --topic T.
+    Each still applies at most once, in partition and offset order."""
+    if (key is None) == (not (every or handler or topic)):
+        raise click.UsageError("give a KEY, or --all, --handler or --topic (not both)")
+    if key is not None:
+        admin.request_quarantine_retry(journal, key)
+        keys = [key]
+    else:
+        keys = admin.request_quarantine_retries(journal, handler, topic)
+    render.line(f"retry of {len(keys)} message(s) requested: the running app (or the next "
+                "`eoflow run`) applies them" + ("" if keys else " (none matched)"))
 
 
 @click.command()

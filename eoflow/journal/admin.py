@@ -63,5 +63,10 @@ def request_quarantine_retry(path: str, key: str) -> None:
     _change(path, lambda conn: operator.request_quarantine_retry(conn, key, _now()))
 
 
+def request_quarantine_retries(path: str, handler: str | None, topic: str | None) -> list[str]:
+    return _change(path, lambda conn: operator.request_quarantine_retries(conn, handler, topic,
+                                                                         _now()))
+
+
 def restart_topic(path: str, group_id: str, topic: str) -> int:
     return _change(path, lambda conn: operator.restart_topic(conn, group_id, topic, _now()))

@@ -117,6 +117,16 @@ def request_quarantine_retry(conn: apsw.Connection, key: str, now_ms: int) -> No
     _request(conn, key, Action.RETRY_QUARANTINED, now_ms)
 
 
+def request_quarantine_retries(conn: apsw.Connection, handler: str | None, topic: str | None,
+                               now_ms: int) -> list[str]:
+    """Ask for every quarantined message (of `handler`, of `topic`) to be applied again, in
+    partition and offset order; returns their keys."""
+    keys = [str(row[0]) for row in conn.execute(Q["quarantined_keys"], (handler, topic))]
+    for key in keys:
+        _request(conn, key, Action.RETRY_QUARANTINED, now_ms)
+    return keys
+
+
 def restart_topic(conn: apsw.Connection, group_id: str, topic: str, now_ms: int) -> int:
     """Start a new incarnation of `topic` for `group_id`, after the topic was recreated (its
     offsets start again from 0): its messages get keys that cannot collide with the old

@@ -309,6 +309,11 @@ SELECT key, group_id, topic, partition, offset, handler, message_key, value, hea
        timestamp_ms, error, attempts, quarantined_ms, status
 FROM eoflow_quarantine WHERE (?1 IS NULL OR status = ?1) ORDER BY quarantined_ms DESC LIMIT ?2;
 
+-- name: quarantined_keys
+SELECT key FROM eoflow_quarantine
+WHERE status = 'QUARANTINED' AND (?1 IS NULL OR handler = ?1) AND (?2 IS NULL OR topic = ?2)
+ORDER BY group_id, topic, partition, offset;
+
 -- name: get_quarantine
 SELECT key, group_id, topic, partition, offset, handler, message_key, value, headers,
        timestamp_ms, error, attempts, quarantined_ms, status

@@ -587,3 +587,41 @@ def test_a_recreated_topic_stops_its_consumer_until_an_operator_restarts_it(
         "SELECT value FROM cl_ledger ORDER BY rowid").fetchall())
     assert [bytes(r[0]) for r in rows] == [b"old"] * 3 + [b"new"] * 3
     assert kengine.journal.kafka_topic(TX_GROUP, TX_TOPIC) == ("id-2", 1)
+
+
+FIX_TOPIC, FIX_GROUP = "cl-fix", "cl-g-fix"
+BROKEN = {"yes": True}
+
+
+@kafka_consume(FIX_TOPIC, group_id=FIX_GROUP, max_attempts=1)
+@transaction()
+def cl_fixable(topic: str, partition: int, message: KafkaMessage) -> None:
+    if BROKEN["yes"] and message.value == b"odd":
+        raise ValueError("not handled yet")
+    eoflow.db().execute("INSERT INTO cl_ledger(partition, offset, value) VALUES (?, ?, ?)",
+                        (partition, message.offset, message.value))
+
+
+def test_quarantine_retry_all_of_a_handler_applies_each_once(kengine: Engine,
+                                                             journal_path: str) -> None:
+    from click.testing import CliRunner
+
+    from eoflow.cli.main import cli
+
+    BROKEN["yes"] = True
+    p0 = (FIX_TOPIC, 0)
+    fake = FakeSource({p0: messages(FIX_TOPIC, 0, [b"even", b"odd", b"even", b"odd"])})
+    with running(kengine, cl_fixable, fake):
+        fake.wait_committed({p0: 4})
+        assert sorted(ledger(kengine)) == [(0, 0), (0, 2)]
+        BROKEN["yes"] = False  # the fix
+        runner = CliRunner()
+        refused = runner.invoke(cli, ["quarantine", "retry", "--journal", journal_path])
+        assert refused.exit_code == 2 and "give a KEY, or --all" in refused.output
+        done = runner.invoke(cli, ["quarantine", "retry", "--handler", "cl_fixable",
+                                   "--journal", journal_path])
+        assert done.exit_code == 0 and "retry of 2 message(s)" in done.output
+        wait_until(lambda: len(ledger(kengine)) == 4, what="the retried messages")
+        again = runner.invoke(cli, ["quarantine", "retry", "--all", "--journal", journal_path])
+        assert "retry of 0 message(s)" in again.output  # none left quarantined
+    assert sorted(ledger(kengine)) == [(0, 0), (0, 1), (0, 2), (0, 3)]
