@@ -45,14 +45,19 @@ def cancel(rt: Runtime, workflow_id: str) -> None:
 
 
 def stop_locally(rt: Runtime, workflow_id: str) -> None:
-    """Stop a cancelled run held in this process (the journal already says CANCELLED)."""
-    run = rt.runs.get(workflow_id)
-    if run is None:
-        return
-    if run.context is not None:
-        run.context.stop(StopReason.CANCELLED)
-    elif rt.runs.claim(run):  # queued here, not started: it never will
-        runner.finish(rt, run, Status.CANCELLED, None, WorkflowCancelledError(workflow_id))
+    """Stop a cancelled run held in this process, if the journal still says CANCELLED (a
+    request from the CLI may have been overtaken by a resume since)."""
+    with rt.runs.operator_lock:
+        run = rt.runs.get(workflow_id)
+        if run is None:
+            return
+        record = rt.journal.get_workflow(workflow_id)
+        if record is None or record.status is not Status.CANCELLED:
+            return
+        if run.context is not None:
+            run.context.stop(StopReason.CANCELLED)
+        elif rt.runs.claim(run):  # queued here, not started: it never will
+            runner.finish(rt, run, Status.CANCELLED, None, WorkflowCancelledError(workflow_id))
     log.info("workflow %s cancelled", workflow_id)
 
 

@@ -133,8 +133,8 @@ def execute(rt: Runtime, run: ActiveRun, definition: Definition, inputs: str,
             log.error("workflow %s: could not record its outcome: %s; it stays PENDING "
                       "and resumes on the next start", run.workflow_id, failure)
             finish(rt, run, Status.PENDING, None, failure)
-        elif not applied:  # cancelled while it ran: cancellation wins
-            finish(rt, run, Status.CANCELLED, None, WorkflowCancelledError(run.workflow_id))
+        elif not applied:  # cancelled while it ran: cancellation wins, unless resumed since
+            _cancelled_at_the_end(rt, run, definition)
         else:
             crashpoints.hit("after_outcome")
             finish(rt, run, status, value, error)
@@ -195,6 +195,20 @@ def _interrupted(rt: Runtime, run: ActiveRun, definition: Definition,
         _retry_after_journal_failure(rt, run, definition, stop.cause, hold_lane=True)
     else:  # shutdown: leave it PENDING for the next start
         finish(rt, run, Status.PENDING, None, stop.cause or EngineClosedError(rt.path))
+
+
+def _cancelled_at_the_end(rt: Runtime, run: ActiveRun, definition: Definition) -> None:
+    """The run's outcome was not recorded because it had been cancelled. If it was resumed
+    since (the journal says PENDING again), run it again by replay, which records the outcome;
+    else it ends CANCELLED."""
+    with rt.runs.operator_lock:  # against a resume deciding at the same time
+        record = rt.journal.get_workflow(run.workflow_id)
+        if record is None or record.status is not Status.PENDING:
+            finish(rt, run, Status.CANCELLED, None, WorkflowCancelledError(run.workflow_id))
+            return
+        log.info("workflow %s was resumed as it ended; it is recorded again", run.workflow_id)
+        rt.runs.unclaim(run)
+        rt.pool.submit(_task(rt, run, definition, None))
 
 
 def _retry_after_journal_failure(rt: Runtime, run: ActiveRun, definition: Definition,
