@@ -240,6 +240,17 @@ class KafkaConsumeError(EoflowError):
         super().__init__(f"kafka {where}: {problem}")
 
 
+class UndecodableRecordError(KafkaConsumeError):
+    """The Kafka client cannot decode a record (e.g. a header key that is not UTF-8): the
+    consumer quarantines it and goes on past it."""
+
+    def __init__(self, where: str, topic: str, partition: int, offset: int,
+                 problem: str) -> None:
+        self.topic, self.partition, self.offset = topic, partition, offset
+        super().__init__(where, f"cannot decode the record at {topic}/{partition} offset "
+                                f"{offset}: {problem}")
+
+
 class BrokerUnavailableError(KafkaConsumeError):
     """No broker answered at the configured addresses."""
 

@@ -127,6 +127,10 @@ class FakeSource:
             self.events.append(("rewind", dict(offsets)))
             self._cv.notify_all()
 
+    def skip(self, topic: str, partition: int, offset: int) -> None:
+        self.events.append(("skip", ((topic, partition), offset)))
+        self.positions[(topic, partition)] = offset
+
     def topic_id(self, topic: str) -> str | None:
         return self.topic_ids.get(topic)
 

@@ -44,6 +44,7 @@ from eoflow.errors import (
     OffsetCommitError,
     QuarantineError,
     TopicRecreatedError,
+    UndecodableRecordError,
 )
 from eoflow.journal import codec
 from eoflow.journal.records import KafkaKey, NewWorkflow, Status
@@ -65,6 +66,7 @@ class Source(Protocol):
     def rewind(self, offsets: dict[Partition, int]) -> None: ...
     def pause(self, paused: bool) -> None: ...
     def topic_id(self, topic: str) -> str | None: ...
+    def skip(self, topic: str, partition: int, offset: int) -> None: ...
     def close(self) -> None: ...
 
 
@@ -139,6 +141,9 @@ class ConsumerLoop:
             except TopicRecreatedError as error:
                 log.error("%s", error)
                 break
+            except UndecodableRecordError as error:
+                self._quarantine_undecodable(error)
+                continue
             except KafkaConsumeError as error:
                 problem = str(error)
             except BaseException as error:  # never let the consumer die, least of all silently
@@ -335,6 +340,23 @@ class ConsumerLoop:
                     backoff.delay(spec.retry_interval, 2.0, 30.0, min(failed))):
                 raise KafkaConsumeError(spec.name, "stopping with messages left to retry; "
                                         "they come back on the next start")
+
+    def _quarantine_undecodable(self, error: UndecodableRecordError) -> None:
+        """A record the client cannot decode: quarantine what is known of it (its position and
+        the client's error: the client gives no bytes), then go on past it."""
+        group, topic, partition, offset = (self.spec.group_id, error.topic, error.partition,
+                                           error.offset)
+        incarnation = self._incarnations.get(topic)
+        if incarnation is None:
+            incarnation = self._rt.journal.kafka_topic(group, topic)[1]
+        key = KafkaKey(message_key(group, topic, partition, offset, incarnation), group, topic,
+                       partition, offset)
+        self._rt.journal.quarantine(key, self.spec.name, None, None, "[]", None,
+                                    codec.encode_error(error), 0, self._rt.clock.now_ms())
+        log.error("kafka %s: %s; quarantined as %s, going on past it", self.spec.name, error,
+                  key.key)
+        self._connected().skip(topic, partition, offset + 1)
+        self._uncommitted[(topic, partition)] = offset + 1  # committed once durable, as usual
 
     def _quarantine(self, key: KafkaKey, message: KafkaMessage, error: BaseException | None,
                     attempts: int) -> None:

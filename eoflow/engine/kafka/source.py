@@ -16,7 +16,13 @@ from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.coordinator.assignors.abstract import AbstractPartitionAssignor
 from kafka.coordinator.assignors.range import RangePartitionAssignor
 from kafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
-from kafka.errors import CommitFailedError, KafkaConnectionError, KafkaError, KafkaTimeoutError
+from kafka.errors import (
+    CommitFailedError,
+    CorruptRecordError,
+    KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
+)
 from kafka.structs import OffsetAndMetadata
 
 from eoflow.engine.kafka.defs import KafkaMessage
@@ -25,6 +31,7 @@ from eoflow.errors import (
     ConfigError,
     KafkaConsumeError,
     OffsetCommitError,
+    UndecodableRecordError,
 )
 
 Partition = tuple[str, int]
@@ -183,6 +190,8 @@ class KafkaSource:
     def poll(self, timeout_ms: int, max_records: int) -> list[KafkaMessage]:
         try:
             batches = self._consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
+        except CorruptRecordError as error:
+            raise self._locate(str(error)) from None
         except KafkaError as error:
             raise KafkaConsumeError(self.brokers, f"poll failed: {error}") from None
         return [
@@ -210,6 +219,35 @@ class KafkaSource:
                                     f"request_timeout_ms={waited}") from None
         except (KafkaError, AssertionError) as error:
             raise OffsetCommitError(self.brokers, f"commit failed: {error}") from None
+
+    def _locate(self, problem: str) -> KafkaConsumeError:
+        """Which record could the client not decode? kafka-python does not say, and polls
+        again only to spin (it never returns). Every record before the bad one was returned,
+        so the bad one is at its partition's position: a probe consumer, outside the group,
+        tries each assigned partition at its position."""
+        args = {k: v for k, v in self._args.items()
+                if k in CONNECTION_KEYS or k in ("check_crcs", "fetch_max_bytes")}
+        probe = KafkaConsumer(**args, enable_auto_commit=False)
+        try:
+            for tp in sorted(self._consumer.assignment()):
+                position = self._consumer.position(tp)
+                probe.assign([tp])
+                probe.seek(tp, position)
+                try:
+                    probe.poll(timeout_ms=2000, max_records=1)
+                except CorruptRecordError:
+                    return UndecodableRecordError(self.brokers, tp.topic, tp.partition,
+                                                  position, problem)
+        except KafkaError as error:
+            log.warning("kafka %s: could not locate an undecodable record: %s", self.brokers,
+                        error)
+        finally:
+            probe.close()
+        return KafkaConsumeError(self.brokers, f"poll failed: {problem}")
+
+    def skip(self, topic: str, partition: int, offset: int) -> None:
+        """Go on from `offset` (past a record that was quarantined)."""
+        self._consumer.seek(TopicPartition(topic, partition), offset)
 
     def rewind(self, offsets: Mapping[Partition, int]) -> None:
         """Make the next poll start again at `offsets` (those still assigned to us)."""
