@@ -134,7 +134,7 @@ def execute(rt: Runtime, run: ActiveRun, definition: Definition, inputs: str,
                       "and resumes on the next start", run.workflow_id, failure)
             finish(rt, run, Status.PENDING, None, failure)
         elif not applied:  # cancelled while it ran: cancellation wins, unless resumed since
-            _cancelled_at_the_end(rt, run, definition)
+            _cancelled(rt, run, definition, first_in_lane=False)
         else:
             crashpoints.hit("after_outcome")
             finish(rt, run, status, value, error)
@@ -154,13 +154,30 @@ def _suspend(rt: Runtime, run: ActiveRun, definition: Definition, wake_ms: int) 
     if rt.closed:  # the engine is closing: no timer will wake it; the next engine will
         finish(rt, run, Status.PENDING, None, EngineClosedError(rt.path))
         return
+    _again(rt, run, definition, keep_lane=True, at_ms=wake_ms)
+
+
+def _again(rt: Runtime, run: ActiveRun, definition: Definition, keep_lane: bool,
+           at_ms: int | None = None) -> str | None:
+    """Run a claimed run again by replay (now, or at `at_ms`), from a fresh task. With
+    `keep_lane`, the lane this thread runs stays held for it, and the run goes first in it
+    when it comes back. Returns the lane held, if any."""
+    run.context = None
     rt.runs.unclaim(run)
-    lane = rt.pool.hold_current_lane()
+    lane = rt.pool.hold_current_lane() if keep_lane else None
     task = _task(rt, run, definition, None)
-    if lane is None:
-        rt.timers.at(wake_ms, lambda: rt.pool.submit(task))
+
+    def back() -> None:
+        if lane is None:
+            rt.pool.submit(task)
+        else:
+            rt.pool.release(lane, task)
+
+    if at_ms is None:
+        back()
     else:
-        rt.timers.at(wake_ms, lambda: rt.pool.release(lane, task))
+        rt.timers.at(at_ms, back)
+    return lane
 
 
 def _interrupted(rt: Runtime, run: ActiveRun, definition: Definition,
@@ -174,41 +191,26 @@ def _interrupted(rt: Runtime, run: ActiveRun, definition: Definition,
             on_durable=lambda failure, _: finish(
                 rt, run, Status.CANCELLED if failure is None else Status.PENDING, None,
                 error if failure is None else failure))
-    elif stop.reason is StopReason.CANCELLED:
-        with rt.runs.operator_lock:  # against a resume deciding at the same time
-            record = rt.journal.get_workflow(run.workflow_id)
-            if record is None or record.status is not Status.PENDING:
-                finish(rt, run, Status.CANCELLED, None, WorkflowCancelledError(run.workflow_id))
-                return
-            # Resumed after the cancel, before the run reached this boundary: it goes on, by
-            # replay, first in its lane.
-            log.info("workflow %s was resumed before it stopped; it goes on", run.workflow_id)
-            run.context = None
-            rt.runs.unclaim(run)
-            lane = rt.pool.hold_current_lane()
-            task = _task(rt, run, definition, None)
-            if lane is None:
-                rt.pool.submit(task)
-            else:
-                rt.pool.release(lane, task)
+    elif stop.reason is StopReason.CANCELLED:  # unless resumed before it reached the boundary
+        _cancelled(rt, run, definition, first_in_lane=True)
     elif stop.reason is StopReason.JOURNAL_FAILURE and not rt.closed:
         _retry_after_journal_failure(rt, run, definition, stop.cause, hold_lane=True)
     else:  # shutdown: leave it PENDING for the next start
         finish(rt, run, Status.PENDING, None, stop.cause or EngineClosedError(rt.path))
 
 
-def _cancelled_at_the_end(rt: Runtime, run: ActiveRun, definition: Definition) -> None:
-    """The run's outcome was not recorded because it had been cancelled. If it was resumed
-    since (the journal says PENDING again), run it again by replay, which records the outcome;
-    else it ends CANCELLED."""
+def _cancelled(rt: Runtime, run: ActiveRun, definition: Definition,
+               first_in_lane: bool) -> None:
+    """A run stopped (or whose outcome was refused) because it was cancelled. If it was resumed
+    since (the journal says PENDING again), it goes on by replay (first in its lane, when it
+    stopped at a boundary); else it ends CANCELLED."""
     with rt.runs.operator_lock:  # against a resume deciding at the same time
         record = rt.journal.get_workflow(run.workflow_id)
         if record is None or record.status is not Status.PENDING:
             finish(rt, run, Status.CANCELLED, None, WorkflowCancelledError(run.workflow_id))
             return
-        log.info("workflow %s was resumed as it ended; it is recorded again", run.workflow_id)
-        rt.runs.unclaim(run)
-        rt.pool.submit(_task(rt, run, definition, None))
+        log.info("workflow %s was resumed before it stopped; it goes on", run.workflow_id)
+        _again(rt, run, definition, keep_lane=first_in_lane)
 
 
 def _retry_after_journal_failure(rt: Runtime, run: ActiveRun, definition: Definition,
@@ -218,18 +220,10 @@ def _retry_after_journal_failure(rt: Runtime, run: ActiveRun, definition: Defini
     (the runs behind it wait, so order holds) and its waiters keep waiting. No restart."""
     run.journal_failures += 1
     delay = backoff.delay(JOURNAL_RETRY_FIRST, 2.0, JOURNAL_RETRY_CAP, run.journal_failures)
-    run.context = None
-    rt.runs.unclaim(run)
-    lane = rt.pool.hold_current_lane() if hold_lane else None
+    lane = _again(rt, run, definition, hold_lane, rt.clock.now_ms() + int(delay * 1000))
     log.warning("workflow %s: the journal could not record it (%s); trying it again in %.1fs%s",
                 run.workflow_id, codec.describe(cause), delay,
                 f" (lane {lane} waits for it)" if lane else "")
-    task = _task(rt, run, definition, None)
-    due = rt.clock.now_ms() + int(delay * 1000)
-    if lane is None:
-        rt.timers.at(due, lambda: rt.pool.submit(task))
-    else:
-        rt.timers.at(due, lambda: rt.pool.release(lane, task))
 
 
 def finish(rt: Runtime, run: ActiveRun, status: Status, value: object,
