@@ -58,7 +58,7 @@ def schedule_of(fn: object) -> object:
 def test_each_time_runs_once_and_missed_times_follow_the_policy(journal_path: str) -> None:
     clock = FakeClock(start_ms=int(at("2026-01-01T10:00:30").timestamp() * 1000))
     with Engine(journal=journal_path, clock=clock) as engine:
-        scheduler = Scheduler(engine, [schedule_of(s_tick)])
+        scheduler = Scheduler(engine.runtime, [schedule_of(s_tick)])
         start = scheduler.catch_up(scheduler.schedules[0], scheduler._now())
         assert start == at("2026-01-01T10:00:30")  # new schedule: nothing missed
         scheduler._start(scheduler.schedules[0], at("2026-01-01T10:10:00"))
@@ -86,3 +86,52 @@ def test_the_scheduler_thread_starts_runs_on_time(journal_path: str) -> None:
         assert set(ids[-3:]) >= {"sched:s_tick:2026-01-01T10:10:00Z",
                                  "sched:s_tick:2026-01-01T10:20:00Z"}
         assert run_id(schedule_of(s_tick), at("2026-01-01T10:10:00")) in ids
+
+
+@pytest.mark.parametrize("expression,message", [
+    ("0 0 30 2 *", "day of month 30 never occurs in month"),
+    ("0 0 31 4,6,9,11 *", "day of month 31 never occurs"),
+    ("0 0 30-31 feb *", "never matches"),
+])
+def test_a_cron_that_never_matches_is_refused_when_declared(expression: str,
+                                                            message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        scheduled(expression)
+
+
+@pytest.mark.parametrize("expression", ["0 0 29 2 *", "0 0 31 * *", "0 0 30 2 1",
+                                        "0 0 31 1-4 *"])
+def test_rare_but_real_crons_are_accepted(expression: str) -> None:
+    assert Cron.parse(expression).next_after(at("2026-01-01T00:00:00")) > at("2026-01-01")
+
+
+@workflow()
+def s_other(scheduled_at: dt.datetime, started_at: dt.datetime) -> str:
+    return scheduled_at.isoformat()
+
+
+class Broken(Cron):
+    def next_after(self, moment: dt.datetime) -> dt.datetime:
+        raise ConfigError("cron 'broken'", "never matches")
+
+
+def test_one_failing_schedule_does_not_stop_the_others(journal_path: str,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    from eoflow.engine.scheduling.schedules import Schedule
+
+    clock = FakeClock(start_ms=int(at("2026-01-01T10:00:30").timestamp() * 1000))
+    good = Cron.parse("*/10 * * * *")
+    broken = Broken(**{f: getattr(good, f) for f in good.__dataclass_fields__})
+    with Engine(journal=journal_path, clock=clock) as engine:
+        scheduler = Scheduler(engine.runtime, [
+            Schedule(s_other.__eoflow__, broken, "latest"),  # type: ignore[attr-defined]
+            Schedule(s_tick.__eoflow__, good, "latest")])  # type: ignore[attr-defined]
+        engine.runtime.add_service(scheduler)
+        scheduler.start()
+        for _ in range(500):
+            if len(engine.journal.list_workflows(name="s_tick")) >= 2:
+                break
+            threading.Event().wait(0.01)
+        assert len(engine.journal.list_workflows(name="s_tick")) >= 2  # the good one runs on
+        assert scheduler._thread.is_alive()
+    assert any("schedule s_other: stopped" in r.getMessage() for r in caplog.records)

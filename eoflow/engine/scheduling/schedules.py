@@ -14,6 +14,7 @@ most MAX_CATCH_UP), "skip" runs none.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import threading
 from collections.abc import Callable
@@ -30,6 +31,8 @@ log = logging.getLogger("eoflow.engine")
 MAX_CATCH_UP = 1000
 FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12),
           ("day of week", 0, 6))
+DAYS_IN_MONTH = {1: 31, 2: 29, 3: 31, 4: 30, 5: 31, 6: 30, 7: 31, 8: 31, 9: 30, 10: 31,
+                 11: 30, 12: 31}  # February counts its leap day: "0 0 29 2 *" does match
 NAMES = {"jan": 1, "feb": 2, "mar": 3, "apr": 4, "may": 5, "jun": 6, "jul": 7, "aug": 8,
          "sep": 9, "oct": 10, "nov": 11, "dec": 12,
          "sun": 0, "mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 6}
@@ -90,6 +93,13 @@ class Cron:
                 values.update(range(start, end + 1, step or 1))
             sets.append(frozenset(values))
         second, minute, hour, day, month, weekday = sets
+        if parts[3] != "*" and parts[5] == "*":  # days of month alone choose the day
+            longest = max(DAYS_IN_MONTH[m] for m in month)
+            if min(day) > longest:
+                months = ",".join(str(m) for m in sorted(month))
+                raise ConfigError(f"cron {expression!r}", (
+                    f"never matches: day of month {min(day)} never occurs in month(s) "
+                    f"{months}"))
         return cls(expression, second, minute, hour, day, month, weekday, parts[3] == "*",
                    parts[5] == "*")
 
@@ -158,8 +168,8 @@ def run_id(schedule: Schedule, moment: dt.datetime) -> str:
 class Scheduler:
     """Starts each schedule's runs on time, on the engine's clock."""
 
-    def __init__(self, engine: Runtime, schedules: list[Schedule]) -> None:
-        self.engine = engine
+    def __init__(self, runtime: Runtime, schedules: list[Schedule]) -> None:
+        self.runtime = runtime
         self.schedules = schedules
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="eoflow-schedules", daemon=True)
@@ -172,17 +182,17 @@ class Scheduler:
         self._thread.join(timeout=5)
 
     def _now(self) -> dt.datetime:
-        return dt.datetime.fromtimestamp(self.engine.clock.now_ms() / 1000, tz=dt.timezone.utc)
+        return dt.datetime.fromtimestamp(self.runtime.clock.now_ms() / 1000, tz=dt.timezone.utc)
 
     def _start(self, schedule: Schedule, moment: dt.datetime) -> None:
         wid = run_id(schedule, moment)
-        starts.start(self.engine, schedule.definition, (moment, self._now()), {},
+        starts.start(self.runtime, schedule.definition, (moment, self._now()), {},
                      workflow_id=wid)
 
     def catch_up(self, schedule: Schedule, now: dt.datetime) -> dt.datetime:
         """Run missed times per the policy; return the time to count the next one from."""
         prefix = f"sched:{schedule.definition.name}:"
-        last_id = self.engine.journal.latest_run_of(schedule.definition.name, prefix)
+        last_id = self.runtime.journal.latest_run_of(schedule.definition.name, prefix)
         if last_id is None:
             return now  # a new schedule starts from now: nothing was missed
         last = dt.datetime.strptime(last_id[len(prefix):], "%Y-%m-%dT%H:%M:%SZ").replace(
@@ -201,13 +211,18 @@ class Scheduler:
         return now
 
     def _run(self) -> None:
+        """Serve every schedule: one that fails (its catch-up, its next time) is logged and
+        dropped; the others go on. The one thread never dies of one schedule."""
         now = self._now()
-        due = {id(s): s.cron.next_after(self.catch_up(s, now)) for s in self.schedules}
-        while not self._stop.is_set():
-            schedule = min(self.schedules, key=lambda s: due[id(s)])
+        due: dict[int, dt.datetime] = {}
+        for schedule in self.schedules:
+            self._advance(schedule, due, functools.partial(self._first_due, schedule, now))
+        while not self._stop.is_set() and due:
+            schedule = min((s for s in self.schedules if id(s) in due),
+                           key=lambda s: due[id(s)])
             wait = (due[id(schedule)] - self._now()).total_seconds()
             if wait > 0:
-                self.engine.clock.wait(min(wait, 60.0), self._stop)
+                self.runtime.clock.wait(min(wait, 60.0), self._stop)
                 continue
             try:
                 self._start(schedule, due[id(schedule)])
@@ -216,4 +231,17 @@ class Scheduler:
                     return
                 log.error("schedule %s: could not start the run for %s: %s",
                           schedule.definition.name, due[id(schedule)], error)
-            due[id(schedule)] = schedule.cron.next_after(due[id(schedule)])
+            self._advance(schedule, due,
+                          functools.partial(schedule.cron.next_after, due[id(schedule)]))
+
+    def _first_due(self, schedule: Schedule, now: dt.datetime) -> dt.datetime:
+        return schedule.cron.next_after(self.catch_up(schedule, now))
+
+    def _advance(self, schedule: Schedule, due: dict[int, dt.datetime],
+                 following: Callable[[], dt.datetime]) -> None:
+        try:
+            due[id(schedule)] = following()
+        except Exception as error:
+            due.pop(id(schedule), None)
+            log.error("schedule %s: stopped, its next time cannot be computed: %s",
+                      schedule.definition.name, error)
