@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import apsw
 
 from eoflow.journal.batching import GroupCommitter
@@ -15,7 +13,7 @@ from eoflow.journal.txstore import SQLiteTxStore
 class AppDatabase:
     """Holds the application's tables, `eoflow_tx_outputs` and `eoflow_kafka_keys`."""
 
-    def __init__(self, path: str, conn: Any) -> None:
+    def __init__(self, path: str, conn: apsw.Connection) -> None:
         self.path = path
         self.committer = GroupCommitter(conn, path, translate)
         self.tx = SQLiteTxStore(self.committer, in_journal=False)

@@ -45,7 +45,7 @@ class _Batch:
 class _Op(Generic[T]):
     __slots__ = ("work", "savepoint", "turn", "result", "error", "go", "finished")
 
-    def __init__(self, work: Callable[[Any], T], savepoint: bool, turn: bool) -> None:
+    def __init__(self, work: Callable[[apsw.Connection], T], savepoint: bool, turn: bool) -> None:
         self.work = work
         self.savepoint = savepoint
         self.turn = turn
@@ -60,7 +60,7 @@ class GroupCommitter:
 
     def __init__(
         self,
-        conn: Any,
+        conn: apsw.Connection,
         path: str,
         translate: Callable[[str, BaseException], JournalError],
         *,
@@ -82,8 +82,9 @@ class GroupCommitter:
 
     # -- callers ------------------------------------------------------------------------------
 
-    def write(self, work: Callable[[Any], T], *, wait: bool = True, savepoint: bool = False,
-              on_durable: Durable | None = None, urgent: bool = False) -> T:
+    def write(self, work: Callable[[apsw.Connection], T], *, wait: bool = True,
+              savepoint: bool = False, on_durable: Durable | None = None,
+              urgent: bool = False) -> T:
         """Run our own SQL `work(connection)` in the next batch; with `wait`, return its result
         once the batch is durable (raising work's error, or the batch's). A write that does not
         wait may linger briefly for company, unless `urgent` (someone waits on its callback)."""
@@ -93,7 +94,7 @@ class GroupCommitter:
             return None  # type: ignore[return-value]
         return self._outcome(op, batch)
 
-    def turn(self, work: Callable[[Any], T], *, savepoint: bool = True) -> T:
+    def turn(self, work: Callable[[apsw.Connection], T], *, savepoint: bool = True) -> T:
         """Run `work(connection)` in *this* thread inside the next batch (user code goes here);
         return its result once the batch is durable."""
         op: _Op[T] = _Op(work, savepoint, turn=True)
@@ -105,7 +106,7 @@ class GroupCommitter:
         op.finished.set()
         return self._outcome(op, batch)
 
-    def read(self, query: Callable[[Any], T]) -> T:
+    def read(self, query: Callable[[apsw.Connection], T]) -> T:
         """Run a query on the write connection (it sees the open batch); waits for that batch."""
         return self.write(query)
 

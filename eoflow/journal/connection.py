@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-from typing import Any
 
 import apsw
 
@@ -42,7 +41,7 @@ def translate(path: str, error: BaseException) -> JournalError:
     return JournalError(path, f"{type(error).__name__}: {error}")
 
 
-def connect(path: str, *, readonly: bool = False, durability: str = "full") -> Any:
+def connect(path: str, *, readonly: bool = False, durability: str = "full") -> apsw.Connection:
     """Open the journal (or app database) at `path` with eoflow's pragmas.
 
     Writers get WAL (readers never block the engine, and the engine never blocks `eoflow status`)

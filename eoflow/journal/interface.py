@@ -26,7 +26,10 @@ Created = tuple[bool, str, Status]  # (created now?, name of the run, its status
 
 
 class TxStore(Protocol):
-    """Where @transaction functions run exactly once (the journal's file, or an app_db)."""
+    """Where @transaction functions run exactly once (the journal's file, or an app_db).
+
+    The work functions receive the store's own connection (apsw's for SQLite): that is what
+    `eoflow.db()` returns, so its type belongs to the backend, and is `Any` here."""
 
     in_journal: bool
 

@@ -10,13 +10,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import apsw
+
 from eoflow.errors import WorkflowNotFoundError
 from eoflow.journal.batching import GroupCommitter
 from eoflow.journal.records import StepRecord
 from eoflow.journal.sql import Q
 
 
-def insert_step(conn: Any, record: StepRecord) -> None:
+def insert_step(conn: apsw.Connection, record: StepRecord) -> None:
     conn.execute(Q["insert_step"], (
         record.workflow_id, record.step, record.name, record.kind.value, record.output,
         record.error, record.attempts, record.started_ms, record.ended_ms,
@@ -35,7 +37,7 @@ class MessagingOps:
                      step: StepRecord | None = None) -> None:
         """Queue `message` for `destination` (which must exist), with the sender's step."""
 
-        def send(conn: Any) -> None:
+        def send(conn: apsw.Connection) -> None:
             if conn.execute(Q["workflow_name_status"], (destination,)).fetchone() is None:
                 raise WorkflowNotFoundError(destination)
             conn.execute(Q["insert_message"], (destination, topic, message, now_ms))
@@ -48,7 +50,7 @@ class MessagingOps:
         """Consume the oldest message for (destination, topic) and record `step` with it as
         output, atomically; None (and nothing recorded) when there is none."""
 
-        def take(conn: Any) -> str | None:
+        def take(conn: apsw.Connection) -> str | None:
             row = conn.execute(Q["first_message"], (destination, topic)).fetchone()
             if row is None:
                 return None
@@ -67,7 +69,7 @@ class MessagingOps:
         """Publish an event, with the step that did it (none from inside a step: the step's
         own record is the one replay uses)."""
 
-        def publish(conn: Any) -> None:
+        def publish(conn: apsw.Connection) -> None:
             conn.execute(Q["upsert_event"], (workflow_id, key, value, now_ms))
             if step is not None:
                 insert_step(conn, step)
@@ -107,7 +109,7 @@ class MessagingOps:
         """Move up to `limit` ready runs of `queue` from ENQUEUED to PENDING, in queue order;
         returns (workflow id, name, inputs) of each, durably."""
 
-        def take(conn: Any) -> list[tuple[str, str, str]]:
+        def take(conn: apsw.Connection) -> list[tuple[str, str, str]]:
             rows = conn.execute(Q["queue_ready"], (queue, now_ms, by_priority, limit)).fetchall()
             for workflow_id, _, _ in rows:
                 conn.execute(Q["dequeue"], (now_ms, workflow_id))

@@ -87,7 +87,7 @@ def _checked(conn: apsw.Connection, path: str) -> apsw.Connection:
 class SQLiteReader:
     """Queries over one connection (its own, or a read-only one opened on `path`)."""
 
-    def __init__(self, path: str, conn: Any | None = None) -> None:
+    def __init__(self, path: str, conn: apsw.Connection | None = None) -> None:
         self.path = path
         self._lock = threading.Lock()
         if conn is None:
@@ -98,7 +98,7 @@ class SQLiteReader:
         with self._lock:
             self._conn.close()
 
-    def _run(self, query: Callable[[Any], T]) -> T:
+    def _run(self, query: Callable[[apsw.Connection], T]) -> T:
         with self._lock:
             try:
                 return query(self._conn)

@@ -7,7 +7,7 @@ for their own migrations. Migrations are numbered SQL sections (migration_1, mig
 
 from __future__ import annotations
 
-from typing import Any
+import apsw
 
 from eoflow.errors import JournalFormatError
 from eoflow.journal.sql import Q
@@ -16,12 +16,12 @@ MIGRATIONS = [Q["migration_1"], Q["migration_2"], Q["migration_3"], Q["migration
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def _has_table(conn: Any, name: str) -> bool:
+def _has_table(conn: apsw.Connection, name: str) -> bool:
     row = conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,))
     return row.fetchone() is not None
 
 
-def schema_version(conn: Any, path: str) -> int:
+def schema_version(conn: apsw.Connection, path: str) -> int:
     """The journal's schema version (0 when no journal has been created in this file yet)."""
     if not _has_table(conn, "eoflow_meta"):
         return 0
@@ -38,7 +38,7 @@ def schema_version(conn: Any, path: str) -> int:
     return version
 
 
-def migrate(conn: Any, path: str) -> None:
+def migrate(conn: apsw.Connection, path: str) -> None:
     """Bring the journal at `path` to SCHEMA_VERSION in one IMMEDIATE transaction."""
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -55,7 +55,7 @@ def migrate(conn: Any, path: str) -> None:
         raise
 
 
-def require_journal(conn: Any, path: str) -> int:
+def require_journal(conn: apsw.Connection, path: str) -> int:
     """For readers: fail clearly unless `path` holds an eoflow journal; return its version."""
     version = schema_version(conn, path)
     if version == 0:

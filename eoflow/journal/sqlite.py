@@ -8,7 +8,6 @@ engine was given a separate application database.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import apsw
 
@@ -29,7 +28,8 @@ Created = tuple[bool, str, Status]  # (created now?, name of the run, its status
 class SQLiteJournal(SQLiteReader, MessagingOps):
     """The engine's journal. Open with `SQLiteJournal.open(path)`; close exactly once."""
 
-    def __init__(self, path: str, lock: OwnerLock, writer: Any, reader: Any) -> None:
+    def __init__(self, path: str, lock: OwnerLock, writer: apsw.Connection,
+                 reader: apsw.Connection) -> None:
         super().__init__(path, reader)
         self._owner = lock
         self.committer = GroupCommitter(writer, path, translate)
@@ -70,7 +70,7 @@ class SQLiteJournal(SQLiteReader, MessagingOps):
 
         `step` (a parent's CHILD step) is recorded in the same transaction."""
 
-        def insert(conn: Any) -> list[Created]:
+        def insert(conn: apsw.Connection) -> list[Created]:
             results: list[Created] = []
             if step is not None:
                 insert_step(conn, step)
@@ -78,16 +78,15 @@ class SQLiteJournal(SQLiteReader, MessagingOps):
                 if self._insert_workflow(conn, run, now_ms):
                     results.append((True, run.name, run.status))
                 else:
-                    name, status = conn.execute(
-                        Q["workflow_name_status"], (run.workflow_id,)
-                    ).fetchone()
-                    results.append((False, name, Status(status)))
+                    row = conn.execute(Q["workflow_name_status"], (run.workflow_id,)).fetchone()
+                    assert row is not None, "the insert found this id taken"
+                    results.append((False, str(row[0]), Status(row[1])))
             return results
 
         return self.committer.write(insert, wait=True, savepoint=True)
 
     @staticmethod
-    def _insert_workflow(conn: Any, run: NewWorkflow, now_ms: int) -> bool:
+    def _insert_workflow(conn: apsw.Connection, run: NewWorkflow, now_ms: int) -> bool:
         try:
             conn.execute(Q["insert_workflow"], (
                 run.workflow_id, run.name, run.status.value, run.inputs, run.created_ms,
@@ -111,7 +110,7 @@ class SQLiteJournal(SQLiteReader, MessagingOps):
         the commit, `applied` False if the run was no longer PENDING (e.g. cancelled)."""
         applied = [False]
 
-        def finish(conn: Any) -> None:
+        def finish(conn: apsw.Connection) -> None:
             conn.execute(Q["finish_workflow"], (status.value, output, error, now_ms, workflow_id))
             applied[0] = bool(conn.changes())
 
@@ -145,11 +144,13 @@ class SQLiteJournal(SQLiteReader, MessagingOps):
         """For each (workflow id, steps recorded): count one more recovery, restarting the count
         when the run recorded new steps since its last recovery. Returns the counts."""
 
-        def note(conn: Any) -> list[int]:
-            return [
-                int(conn.execute(Q["note_recovery"], (steps, now_ms, wid)).fetchone()[0])
-                for wid, steps in runs
-            ]
+        def note(conn: apsw.Connection) -> list[int]:
+            counts = []
+            for wid, steps in runs:
+                row = conn.execute(Q["note_recovery"], (steps, now_ms, wid)).fetchone()
+                assert row is not None, "the run is PENDING, so the update returned it"
+                counts.append(int(row[0]))
+            return counts
 
         return self.committer.write(note, savepoint=True)
 
@@ -173,7 +174,7 @@ class SQLiteJournal(SQLiteReader, MessagingOps):
         for k in keys:
             offsets.setdefault((k.group_id, k.topic, k.partition), []).append(k.offset)
 
-        def note(conn: Any) -> None:
+        def note(conn: apsw.Connection) -> None:
             for (group, topic, partition), seen in offsets.items():
                 row = conn.execute(Q["kafka_offset_of"], (group, topic, partition)).fetchone()
                 new = len({o for o in seen if row is None or o > row[0]})

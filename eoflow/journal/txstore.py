@@ -19,6 +19,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import apsw
+
 from eoflow.journal.batching import GroupCommitter
 from eoflow.journal.codec import encode_error
 from eoflow.journal.records import StepKind
@@ -63,7 +65,7 @@ class SQLiteTxStore:
     ) -> TxOutcome:
         """Run `work` and record its outcome atomically; return the winner's outcome on a race."""
 
-        def attempt(conn: Any) -> TxOutcome:
+        def attempt(conn: apsw.Connection) -> TxOutcome:
             found = self._recorded(conn, workflow_id, step)
             if found is not None:
                 return found
@@ -101,7 +103,7 @@ class SQLiteTxStore:
         left once it is spent are SKIPPED too (at least one item is tried): slow handlers then
         hold the single writer for about that long, and other writers get their turn."""
 
-        def batch(conn: Any) -> list[KeyedResult]:
+        def batch(conn: apsw.Connection) -> list[KeyedResult]:
             results: list[KeyedResult] = []
             failed_lanes: set[str] = set()
             until = None if budget is None else time.monotonic() + budget
@@ -136,7 +138,7 @@ class SQLiteTxStore:
 
     # -- where the outcome lives --------------------------------------------------------------
 
-    def _recorded(self, conn: Any, workflow_id: str, step: int) -> TxOutcome | None:
+    def _recorded(self, conn: apsw.Connection, workflow_id: str, step: int) -> TxOutcome | None:
         if self.in_journal:
             row = conn.execute(Q["get_step"], (workflow_id, step)).fetchone()
             return None if row is None else TxOutcome(row[4], row[5], fresh=False)
@@ -144,7 +146,7 @@ class SQLiteTxStore:
         return None if row is None else TxOutcome(row[1], row[2], fresh=False)
 
     def _record(
-        self, conn: Any, workflow_id: str, step: int, name: str, output: str | None,
+        self, conn: apsw.Connection, workflow_id: str, step: int, name: str, output: str | None,
         error: str | None, started_ms: int, ended_ms: int,
     ) -> None:
         if self.in_journal:
