@@ -15,8 +15,7 @@ from eoflow.errors import DedupError
 from eoflow.journal import operator
 from eoflow.journal.batching import GroupCommitter
 from eoflow.journal.connection import OwnerLock, connect, translate
-from eoflow.journal.messaging import MessagingOps, insert_step
-from eoflow.journal.reader import SQLiteReader
+from eoflow.journal.primitive_ops import PrimitiveOps, insert_step
 from eoflow.journal.records import Action, KafkaKey, NewWorkflow, Status, StepRecord, WorkflowRecord
 from eoflow.journal.schema import migrate
 from eoflow.journal.sql import Q
@@ -25,14 +24,13 @@ from eoflow.journal.txstore import SQLiteTxStore
 Created = tuple[bool, str, Status]  # (created now?, name of the run, its status)
 
 
-class SQLiteJournal(SQLiteReader, MessagingOps):
+class SQLiteJournal(PrimitiveOps):
     """The engine's journal. Open with `SQLiteJournal.open(path)`; close exactly once."""
 
     def __init__(self, path: str, lock: OwnerLock, writer: apsw.Connection,
                  reader: apsw.Connection) -> None:
-        super().__init__(path, reader)
+        super().__init__(path, reader, GroupCommitter(writer, path, translate))
         self._owner = lock
-        self.committer = GroupCommitter(writer, path, translate)
         self.tx = SQLiteTxStore(self.committer, in_journal=True)
 
     @classmethod

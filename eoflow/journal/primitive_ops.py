@@ -1,4 +1,6 @@
-"""Journal operations behind the durable primitives: messages, events, sleeps, queues.
+"""Journal operations behind the durable primitives: messages, events, sleeps, children,
+queues. The SQLite journal is built on this class (reads from SQLiteReader below it, writes
+through the group committer it is given), so each layer owns the attributes it uses.
 
 Each operation that a workflow performs as a step writes its effect and its step record in one
 transaction, so a crash leaves either both or neither (a message is consumed exactly when its
@@ -7,13 +9,11 @@ recv is recorded; an event is published exactly when its set_event is recorded).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import apsw
 
 from eoflow.errors import WorkflowNotFoundError
 from eoflow.journal.batching import GroupCommitter
+from eoflow.journal.reader import SQLiteReader
 from eoflow.journal.records import StepRecord
 from eoflow.journal.sql import Q
 
@@ -25,11 +25,12 @@ def insert_step(conn: apsw.Connection, record: StepRecord) -> None:
     ))
 
 
-class MessagingOps:
-    """Mixed into the SQLite journal; `committer` writes, `_all` reads committed data."""
+class PrimitiveOps(SQLiteReader):
+    """Reads committed data as a SQLiteReader; writes through `committer`."""
 
-    committer: GroupCommitter
-    _all: Callable[..., list[Any]]  # SQLiteReader's, ahead of this class in the MRO
+    def __init__(self, path: str, reader: apsw.Connection, committer: GroupCommitter) -> None:
+        super().__init__(path, reader)
+        self.committer = committer
 
     # -- messages -----------------------------------------------------------------------------
 
