@@ -188,7 +188,7 @@ class Engine:
         engine closes. Missed times are handled by each schedule's `missed` policy."""
         self.runtime.check_open()
         wanted = [definition_of(w) for w in workflows]
-        chosen = [s for s in SCHEDULES
+        chosen = [s for s in SCHEDULES.values()
                   if not wanted or any(s.definition is d for d in wanted)]
         if not chosen:
             return None

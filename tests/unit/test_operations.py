@@ -161,3 +161,33 @@ def test_fork_past_the_last_step_is_refused(engine: Engine) -> None:
     engine.fork("two", 3).result(timeout=10)  # reuse both steps, run the rest again
     with pytest.raises(WorkflowStateError, match="use 1 to 3"):
         engine.fork("two", 4)
+
+
+def test_isolated_definitions_cover_every_process_wide_table() -> None:
+    from eoflow import kafka_consume, scheduled, transaction
+    from eoflow.engine.kafka.defs import CONSUMERS
+    from eoflow.engine.registry import REGISTRY
+    from eoflow.engine.scheduling.queues import queue_named
+    from eoflow.engine.scheduling.schedules import SCHEDULES
+
+    with isolated_definitions():
+        eoflow.Queue("o-temporary-queue")
+
+        @kafka_consume("o-temp-topic", group_id="o-temp")
+        @transaction(name="o_temp_tx")
+        def handle(topic: str, partition: int, message: object) -> None:
+            return None
+
+        @scheduled("0 * * * *")
+        @workflow(name="o_temp_tick")
+        def tick(scheduled_at: object, started_at: object) -> None:
+            return None
+
+        @eoflow.on_start
+        def hook() -> None:
+            return None
+
+        assert queue_named("o-temporary-queue") is not None
+    assert queue_named("o-temporary-queue") is None
+    assert CONSUMERS.get("o_temp_tx") is None and SCHEDULES.get("o_temp_tick") is None
+    assert REGISTRY.workflow("o_temp_tick") is None and hook not in REGISTRY.start_hooks

@@ -52,7 +52,7 @@ def s_tick(scheduled_at: dt.datetime, started_at: dt.datetime) -> str:
 
 def schedule_of(fn: object) -> object:
     definition = fn.__eoflow__  # type: ignore[attr-defined]
-    return next(s for s in SCHEDULES if s.definition is definition)
+    return next(s for s in SCHEDULES.values() if s.definition is definition)
 
 
 def test_each_time_runs_once_and_missed_times_follow_the_policy(journal_path: str) -> None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from eoflow.engine import starts
-from eoflow.engine.registry import Definition, Kind
+from eoflow.engine.registry import Definition, DictStore, Kind
 from eoflow.engine.runtime import Runtime
 from eoflow.errors import ConfigError, DefinitionError
 
@@ -137,7 +137,7 @@ class Schedule:
     missed: str
 
 
-SCHEDULES: list[Schedule] = []
+SCHEDULES: DictStore[Schedule] = DictStore()  # by workflow name: one schedule a workflow
 
 
 def scheduled(expression: str, *, missed: str = "latest") -> Callable[[F], F]:
@@ -153,8 +153,8 @@ def scheduled(expression: str, *, missed: str = "latest") -> Callable[[F], F]:
             raise DefinitionError(getattr(fn, "__qualname__", repr(fn)),
                                   "@scheduled goes above @workflow(), on a function taking "
                                   "(scheduled_at, started_at)")
-        SCHEDULES[:] = [s for s in SCHEDULES if s.definition.name != definition.name]
-        SCHEDULES.append(Schedule(definition, cron, missed))
+        with SCHEDULES.lock:
+            SCHEDULES.items[definition.name] = Schedule(definition, cron, missed)
         return fn
 
     return decorate
