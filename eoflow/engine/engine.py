@@ -27,7 +27,9 @@ from eoflow.engine.context import (
     take_workflow_id,
 )
 from eoflow.engine.handle import WorkflowHandle
-from eoflow.engine.kafka.consumer import ConsumerLoop, retry_quarantined, start_consumers
+from eoflow.engine.kafka.consumer import ConsumerLoop
+from eoflow.engine.kafka.quarantine import retry_quarantined
+from eoflow.engine.kafka.start import start_consumers
 from eoflow.engine.operations import RequestPoller
 from eoflow.engine.registry import Definition, definition_of, require_workflow
 from eoflow.engine.runtime import Runtime

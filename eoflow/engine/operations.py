@@ -16,7 +16,7 @@ from eoflow.engine import runner
 from eoflow.engine.active import StopReason
 from eoflow.engine.context import new_workflow_id
 from eoflow.engine.handle import WorkflowHandle
-from eoflow.engine.kafka.consumer import retry_quarantined
+from eoflow.engine.kafka.quarantine import retry_quarantined
 from eoflow.engine.registry import REGISTRY, Definition
 from eoflow.engine.runtime import Runtime
 from eoflow.errors import WorkflowCancelledError, WorkflowNotFoundError, WorkflowStateError

@@ -625,3 +625,40 @@ def test_quarantine_retry_all_of_a_handler_applies_each_once(kengine: Engine,
         again = runner.invoke(cli, ["quarantine", "retry", "--all", "--journal", journal_path])
         assert "retry of 0 message(s)" in again.output  # none left quarantined
     assert sorted(ledger(kengine)) == [(0, 0), (0, 1), (0, 2), (0, 3)]
+
+
+def test_the_watchdog_reports_a_consumer_stuck_inside_the_client(
+        kengine: Engine, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """kafka-python can spin inside poll() for ever (a record it cannot decode, before eoflow
+    learned to skip those): a loop that stops coming back is reported, not left silent."""
+    from eoflow.engine.kafka import start
+
+    p0 = (TX_TOPIC, 0)
+    fake = FakeSource({p0: messages(TX_TOPIC, 0, [b"a"])})
+    stuck = threading.Event()
+    real_poll = fake.poll
+
+    def poll(timeout_ms: int, max_records: int) -> list[KafkaMessage]:
+        if fake.polls >= 1:
+            stuck.wait(10)  # inside the client, not coming back
+        return real_poll(timeout_ms, max_records)
+
+    fake.poll = poll  # type: ignore[method-assign]
+    monkeypatch.setattr(start, "STALL", 0.8)
+    caplog.set_level(logging.INFO, logger="eoflow.kafka")
+    with running(kengine, cl_apply, fake) as loop:
+        watchdog = start.Watchdog([loop], every=0.05)
+        watchdog.start()
+        try:
+            wait_until(lambda: any("no progress" in r.getMessage() for r in caplog.records),
+                       what="the watchdog's report")
+            stuck.set()
+            wait_until(lambda: any("making progress again" in r.getMessage()
+                                   for r in caplog.records), what="the all-clear")
+        finally:
+            stuck.set()
+            watchdog.stop()
+    reports = [r for r in caplog.records if "no progress" in r.getMessage()]
+    assert len(reports) == 1 and reports[0].levelno == logging.ERROR
+    assert TX_GROUP in reports[0].getMessage()

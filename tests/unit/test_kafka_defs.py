@@ -11,9 +11,10 @@ from kafka.coordinator.assignors.range import RangePartitionAssignor
 from eoflow import Engine, KafkaMessage, kafka, kafka_consume, transaction, workflow
 from eoflow.devbroker import free_port
 from eoflow.engine.config import EngineConfig
-from eoflow.engine.kafka.consumer import brokers_for, workflow_lane
+from eoflow.engine.kafka.consumer import workflow_lane
 from eoflow.engine.kafka.defs import CONSUMERS, message_key
 from eoflow.engine.kafka.source import RangeWithLookup
+from eoflow.engine.kafka.start import brokers_for
 from eoflow.errors import ConfigError, DefinitionError
 
 

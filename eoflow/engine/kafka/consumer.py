@@ -18,31 +18,26 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from eoflow.engine import backoff, crashpoints, runner
 from eoflow.engine.backoff import Backoff
-from eoflow.engine.config import DEFAULT_BROKERS, parse_brokers
 from eoflow.engine.context import current_db
 from eoflow.engine.kafka.defs import (
-    CONSUMERS,
     DEFAULT_CONSUMER_CONFIG,
     ConsumerSpec,
     KafkaMessage,
     encode_handler_inputs,
     message_key,
 )
-from eoflow.engine.registry import Definition
 from eoflow.engine.runtime import Runtime
-from eoflow.engine.scheduling.queues import queue_named
 from eoflow.errors import (
     AbortedError,
-    DefinitionError,
     JournalError,
     KafkaConsumeError,
     OffsetCommitError,
-    QuarantineError,
     TopicRecreatedError,
     UndecodableRecordError,
 )
@@ -107,6 +102,7 @@ class ConsumerLoop:
         # (from kafka-python's thread, hence a flag) when partitions are assigned again.
         self._incarnations: dict[str, int] = {}
         self._recheck = False
+        self.last_beat = time.monotonic()
 
     @property
     def describe(self) -> str:
@@ -122,9 +118,14 @@ class ConsumerLoop:
 
     # -- the loop -----------------------------------------------------------------------------
 
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
     def _run(self) -> None:
         retries = Backoff()
         while not self._stop.is_set():
+            self.last_beat = time.monotonic()  # for the watchdog (start.py)
             try:
                 if self._source is None:
                     self._connect()
@@ -399,62 +400,3 @@ def handler_work(spec: ConsumerSpec, message: KafkaMessage) -> Callable[[Any], o
             current_db.reset(token)
 
     return work
-
-
-def retry_quarantined(rt: Runtime, key: str) -> bool:
-    """Apply a quarantined message again (after a fix). True if it is now applied; its
-    idempotency key still guarantees it is applied once. Raises the handler's error again."""
-    record = rt.journal.get_quarantined(key)
-    if record is None:
-        raise QuarantineError(key, "no quarantined message has this key; see `eoflow status`")
-    if record.status == "RETRIED":
-        return True
-    spec = CONSUMERS.get(record.handler)
-    if spec is None:
-        raise QuarantineError(key, f"its handler {record.handler!r} is not defined in this app")
-    headers = tuple((str(k), bytes(v)) for k, v in codec.decode(record.headers))
-    message = KafkaMessage(record.topic, record.partition, record.offset, record.message_key,
-                           record.value, headers, record.timestamp_ms)
-    result = rt.txstore.apply_keyed(
-        [(key, spec.name, handler_work(spec, message), lane_of(spec, message))],
-        rt.clock.now_ms())[0]
-    if result.outcome is Applied.FAILED:
-        assert result.error is not None
-        rt.journal.set_quarantine_status(key, "QUARANTINED", codec.encode_error(result.error),
-                                             1)
-        raise result.error
-    rt.journal.set_quarantine_status(key, "RETRIED")
-    log.info("kafka %s: quarantined message %s applied by a retry", spec.name, key)
-    return True
-
-
-def brokers_for(spec: ConsumerSpec, override: tuple[str, ...] | None) -> tuple[str, ...]:
-    """--brokers / EOFLOW_KAFKA_BROKERS, else what the code says (@kafka on the class or
-    bootstrap_servers), else localhost:9092."""
-    return override or spec.brokers or DEFAULT_BROKERS
-
-
-def start_consumers(rt: Runtime, handlers: list[Definition],
-                    brokers: str | list[str] | None) -> list[ConsumerLoop]:
-    """Start a loop per @kafka_consume handler definition given (all when none are)."""
-    override = parse_brokers(brokers) if brokers else rt.config.brokers
-    specs = CONSUMERS.all()
-    if handlers:
-        specs = [spec for spec in specs if any(spec.definition is d for d in handlers)]
-        if len(specs) != len(handlers):
-            raise DefinitionError(", ".join(d.name for d in handlers),
-                                  "not every handler given has @kafka_consume")
-    from eoflow.engine.kafka.source import check_consumer_config  # the only kafka-python user
-
-    for spec in specs:  # mistakes in the code fail here, before any loop starts
-        check_consumer_config(spec.name, spec.config)
-        if spec.queue is not None and queue_named(spec.queue) is None:
-            raise DefinitionError(spec.name, f"its queue {spec.queue!r} is not declared; "
-                                             f"create eoflow.Queue({spec.queue!r}) first")
-    loops = []
-    for spec in specs:
-        loop = ConsumerLoop(rt, spec, brokers_for(spec, override))
-        rt.add_service(loop)
-        loop.start()
-        loops.append(loop)
-    return loops
