@@ -97,10 +97,12 @@ def status(journal: str, as_json: bool, watch: bool) -> None:
     Kafka offsets and throughput. Read-only; safe while the app runs."""
     reader = _reader(journal)
     try:
-        if as_json:
+        if watch:  # in a pipe: one line (or one JSON object) a refresh
+            render.watch(lambda: render.status_view(views.status_report(reader)),
+                         lambda: views.status_line(views.status_report(reader), as_json),
+                         every=1.0)
+        elif as_json:
             render.print_json(views.status_report(reader))
-        elif watch:
-            render.watch(lambda: render.status_view(views.status_report(reader)), every=1.0)
         else:
             render.show(render.status_view(views.status_report(reader)))
     finally:
@@ -188,8 +190,7 @@ def list_quarantine(journal: str, as_json: bool) -> None:
     """List quarantined messages with their error."""
     rows = _read(journal, lambda reader: [
         views.quarantined_view(q) for q in reader.quarantined(status=None, limit=1000)])
-    _emit(rows, as_json,
-          lambda data: render.status_view({**views.empty_report(journal), "quarantined": data}))
+    _emit(rows, as_json, render.quarantine_table)
 
 
 @quarantine.command("retry")

@@ -109,17 +109,45 @@ def status_view(report: dict[str, Any]) -> Group:
                  *parts)
 
 
-def workflows_table(rows: list[dict[str, Any]]) -> Table:
+def listing(headers: list[str], rows: list[list[str]], ids: int = 1) -> Table | str:
+    """A table whose first `ids` columns (the ids users copy) are never wrapped nor cut; in a
+    narrow terminal the other columns shrink (with an ellipsis) first. Outside a terminal (a
+    pipe, a file): plain tab-separated lines with a header, one row a line, nothing cut."""
+    if not out.is_terminal:
+        lines = ["\t".join(headers)] + ["\t".join(c.replace("\t", " ") for c in row)
+                                         for row in rows]
+        return "\n".join(lines)
     table = Table(box=box.SIMPLE_HEAD)
-    table.add_column("workflow id", overflow="fold")
-    for column in ("name", "status", "created", "error"):
-        table.add_column(column)
+    for number, header in enumerate(headers):
+        if number < ids:
+            longest = max([len(header)] + [len(row[number]) for row in rows])
+            table.add_column(header, no_wrap=True, min_width=longest)
+        else:
+            table.add_column(header, overflow="ellipsis", no_wrap=True, ratio=1)
     for row in rows:
-        error = row["error"]
-        table.add_row(row["workflow_id"], row["name"], _status(row["status"]),
-                      row["created_at"] or "",
-                      _short(f"{error['type']}: {error['message']}", 40) if error else "")
+        table.add_row(*[_status(c) if headers[i] == "status" else c for i, c in enumerate(row)])
     return table
+
+
+def workflows_table(rows: list[dict[str, Any]]) -> Table | str:
+    return listing(["workflow id", "name", "status", "created", "error"], [
+        [row["workflow_id"], row["name"], row["status"], row["created_at"] or "",
+         f"{row['error']['type']}: {row['error']['message']}" if row["error"] else ""]
+        for row in rows])
+
+
+def quarantine_table(rows: list[dict[str, Any]]) -> Table | str:
+    return listing(["key", "handler", "status", "attempts", "quarantined", "error"], [
+        [q.get("key", ""), str(q.get("handler", "")), str(q.get("status", "")),
+         str(q.get("attempts", "")), str(q.get("quarantined_at") or ""),
+         _error_text(q.get("error"))]
+        for q in rows])
+
+
+def _error_text(error: Any) -> str:
+    if isinstance(error, dict):
+        return f"{error.get('type', '?')}: {error.get('message', '')}"
+    return "" if error is None else str(error)
 
 
 def workflow_view(detail: dict[str, Any]) -> Group:
@@ -151,7 +179,10 @@ def workflow_view(detail: dict[str, Any]) -> Group:
 
 
 def show(renderable: Any) -> None:
-    out.print(renderable)
+    if isinstance(renderable, str):  # plain lines for a pipe: written as they are
+        sys.stdout.write(renderable + "\n")
+    else:
+        out.print(renderable)
 
 
 def line(text: str) -> None:
@@ -159,12 +190,24 @@ def line(text: str) -> None:
     out.print(text, soft_wrap=True, highlight=False)
 
 
-def watch(view: Callable[[], Any], every: float) -> None:
-    """Show `view()` and refresh it every `every` seconds until interrupted (Ctrl-C)."""
-    with Live(view(), console=out, refresh_per_second=2) as live:
-        try:
+def watch(view: Callable[[], Any], line: Callable[[], str], every: float) -> None:
+    """Until interrupted (Ctrl-C): in a terminal, show `view()` and refresh it every `every`
+    seconds, with the time of the last refresh; elsewhere (a pipe, a file), print `line()`,
+    one line a refresh, flushed at once."""
+    try:
+        if not out.is_terminal:
+            while True:
+                sys.stdout.write(line() + "\n")
+                sys.stdout.flush()
+                time.sleep(every)
+
+        def stamped() -> Group:
+            return Group(view(), Text(f"refreshed at {time.strftime('%H:%M:%S')} "
+                                      f"(every {every:g}s; Ctrl-C stops)", style="dim"))
+
+        with Live(stamped(), console=out, refresh_per_second=2) as live:
             while True:
                 time.sleep(every)
-                live.update(view())
-        except KeyboardInterrupt:
-            pass
+                live.update(stamped())
+    except KeyboardInterrupt:
+        pass

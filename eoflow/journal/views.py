@@ -68,14 +68,6 @@ def status_report(reader: SQLiteReader, recent: int = 5) -> dict[str, Any]:
     }
 
 
-def empty_report(journal: str) -> dict[str, Any]:
-    """A report with nothing in it, to render one section on its own."""
-    return {"journal": journal, "workflows": {}, "by_name": {}, "recent_failures": [],
-            "quarantined": [], "kafka": [],
-            "throughput": {"window_seconds": THROUGHPUT_WINDOW_S, "succeeded": 0,
-                           "per_second": 0.0}}
-
-
 def quarantined_view(q: QuarantinedMessage) -> dict[str, Any]:
     return {
         "key": q.key, "group": q.group_id, "topic": q.topic, "partition": q.partition,
@@ -115,3 +107,13 @@ def workflow_detail(reader: SQLiteReader, record: WorkflowRecord) -> dict[str, A
     if record.error is not None:
         detail["traceback"] = codec.error_traceback(record.error)
     return detail
+
+
+def status_line(report: dict[str, Any], as_json: bool) -> str:
+    """One line of a status report, for `status --watch` outside a terminal."""
+    if as_json:
+        return json.dumps(report, separators=(",", ":"))
+    counts = " ".join(f"{status}={count}" for status, count in report["workflows"].items())
+    rate = report["throughput"]
+    return (f"{report['generated_at']} {counts} quarantined={len(report['quarantined'])} "
+            f"succeeded_per_s={rate['per_second']}")

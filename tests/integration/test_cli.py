@@ -304,15 +304,31 @@ def test_show_renders_a_sleep_as_its_deadline(journal_path: str) -> None:
 
 
 def test_status_watch_refreshes_until_interrupted(journal_path: str) -> None:
+    """In a terminal (a pty here): the live page, saying when it was refreshed."""
+    import pty
+
     Engine(journal=journal_path).close()
+    primary, secondary = pty.openpty()
     with subprocess.Popen([sys.executable, "-m", "eoflow.cli.main", "status", "--watch",
-                           "--journal", journal_path], stdout=subprocess.PIPE, text=True,
-                          env={**os.environ, "COLUMNS": "100"}) as watcher:
+                           "--journal", journal_path], stdout=secondary, stderr=secondary,
+                          env={**os.environ, "COLUMNS": "100", "TERM": "xterm"}) as watcher:
+        os.close(secondary)
         time.sleep(2.5)
         watcher.send_signal(signal.SIGINT)
-        output, _ = watcher.communicate(timeout=30)
+        watcher.wait(timeout=30)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(primary, 65536)
+        except OSError:  # the terminal closed with the process
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(primary)
+    output = b"".join(chunks).decode(errors="replace")
     assert watcher.returncode == 0
-    assert "eoflow status" in output and "Throughput" in output
+    assert "eoflow status" in output and "Throughput" in output and "refreshed at" in output
 
 
 def test_list_filters_forgive_case_and_qualified_names(journal_path: str) -> None:

@@ -1,0 +1,91 @@
+"""What the CLI shows at 80 columns and in a pipe: ids whole, nothing wrapped, one line a row."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from click.testing import CliRunner
+from rich.console import Console
+
+from eoflow import Engine, step, workflow
+from eoflow.cli import render
+from eoflow.cli.main import cli
+from eoflow.journal.records import NewWorkflow
+
+KAFKA_ID = "kafka:orders-topic:2:12345:eoflow-Orders.handle"
+HEX_ID = "0123456789abcdef0123456789abcdef"
+
+
+@step()
+def rd_step() -> int:
+    raise ValueError("a long error message " * 5)
+
+
+@workflow()
+def rd_flow() -> int:
+    return rd_step()
+
+
+def _journal(path: str) -> None:
+    with Engine(journal=path, recover=False) as engine:
+        engine.journal.create_workflows([NewWorkflow(KAFKA_ID, "Orders.handle", "{}", 1),
+                                         NewWorkflow(HEX_ID, "Orders.handle", "{}", 1)], 1)
+        with pytest.raises(ValueError):
+            engine.run(rd_flow, workflow_id="failed-run-with-a-long-id-0001")
+
+
+def test_ids_are_whole_on_one_line_at_80_columns(journal_path: str,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    _journal(journal_path)
+    screen = io.StringIO()
+    monkeypatch.setattr(render, "out", Console(file=screen, width=80, force_terminal=True,
+                                               color_system=None))
+    done = CliRunner().invoke(cli, ["workflows", "list", "--journal", journal_path])
+    assert done.exit_code == 0, done.output
+    lines = screen.getvalue().splitlines()
+    for wid in (KAFKA_ID, HEX_ID, "failed-run-with-a-long-id-0001"):
+        assert any(wid in line for line in lines), (wid, screen.getvalue())
+    assert all(len(line) <= 80 for line in lines)
+
+
+def test_a_pipe_gets_plain_tab_separated_lines(journal_path: str) -> None:
+    _journal(journal_path)
+    done = CliRunner().invoke(cli, ["workflows", "list", "--journal", journal_path])
+    lines = done.output.splitlines()
+    assert lines[0].split("\t") == ["workflow id", "name", "status", "created", "error"]
+    assert {line.split("\t")[0] for line in lines[1:]} == {
+        KAFKA_ID, HEX_ID, "failed-run-with-a-long-id-0001"}
+    failed = next(line for line in lines if line.startswith("failed-run"))
+    assert ("a long error message " * 5).strip() in failed  # nothing cut in a pipe
+
+
+def test_quarantine_list_prints_its_table_only(journal_path: str) -> None:
+    _journal(journal_path)
+    done = CliRunner().invoke(cli, ["quarantine", "list", "--journal", journal_path])
+    assert done.exit_code == 0
+    assert done.output.splitlines() == ["key\thandler\tstatus\tattempts\tquarantined\terror"]
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_watch_in_a_pipe_prints_a_line_a_refresh(journal_path: str, as_json: bool) -> None:
+    _journal(journal_path)
+    args = [sys.executable, "-m", "eoflow.cli.main", "status", "--watch", "--journal",
+            journal_path] + (["--json"] if as_json else [])
+    watcher = subprocess.Popen(args, stdout=subprocess.PIPE, text=True,
+                               env={**os.environ, "COLUMNS": "80"})
+    time.sleep(2.8)
+    watcher.send_signal(signal.SIGINT)
+    output, _ = watcher.communicate(timeout=10)
+    lines = [line for line in output.splitlines() if line]
+    assert len(lines) >= 2, output
+    if as_json:
+        assert all(json.loads(line)["workflows"]["PENDING"] == 2 for line in lines)
+    else:
+        assert all("PENDING=2" in line and "ERROR=1" in line for line in lines)
