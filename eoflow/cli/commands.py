@@ -135,15 +135,17 @@ def list_workflows(journal: str, as_json: bool, status_: str | None, name: str |
 @click.argument("workflow_id")
 @journal_option
 @json_option
-def show_workflow(workflow_id: str, journal: str, as_json: bool) -> None:
-    """Show one run: inputs, output or error, and every step."""
+@click.option("--full", is_flag=True, help="Show inputs and output uncut.")
+def show_workflow(workflow_id: str, journal: str, as_json: bool, full: bool) -> None:
+    """Show one run: inputs, output or error, and every step. Kafka values and keys show as
+    their text (or JSON) where they are UTF-8; --json keeps their base64 beside."""
     def detail(reader: SQLiteReader) -> dict[str, Any]:
         record = reader.get_workflow(workflow_id)
         if record is None:
             raise WorkflowNotFoundError(workflow_id)
         return views.workflow_detail(reader, record)
 
-    _emit(_read(journal, detail), as_json, render.workflow_view)
+    _emit(_read(journal, detail), as_json, lambda data: render.workflow_view(data, full))
 
 
 @workflows.command("cancel")

@@ -52,6 +52,20 @@ def _status(status: str) -> Text:
     return Text(status, style=STATUS_STYLE.get(status, ""))
 
 
+def _shown(value: Any) -> Any:
+    """A value for people: bytes shown as their text or JSON where views found one."""
+    if isinstance(value, list):
+        return [_shown(item) for item in value]
+    if isinstance(value, dict):
+        tag = value.get("$eoflow")
+        if tag == "bytes" and ("json" in value or "text" in value):
+            return value.get("json", value.get("text"))
+        if tag in ("dataclass", "tuple", "set", "frozenset") and "v" in value:
+            return _shown(value["v"])  # its fields (or items), without the tag
+        return {key: _shown(item) for key, item in value.items()}
+    return value
+
+
 def _short(value: Any, width: int = 60) -> str:
     text = value if isinstance(value, str) else json.dumps(value)
     return text if len(text) <= width else text[: width - 1] + "…"
@@ -104,7 +118,8 @@ def status_view(report: dict[str, Any]) -> Group:
         parts.append(kafka)
     rate = report["throughput"]
     parts.append(Text(f"Throughput: {rate['succeeded']} workflows succeeded in the last "
-                      f"{rate['window_seconds']}s ({rate['per_second']}/s)"))
+                      f"{rate['window_seconds']}s ({rate['per_second']}/s; "
+                      f"{rate.get('last_5s_per_second', 0)}/s over the last 5 s)"))
     return Group(Panel.fit(Text(report["journal"], style="bold"), title="eoflow status"),
                  *parts)
 
@@ -150,17 +165,18 @@ def _error_text(error: Any) -> str:
     return "" if error is None else str(error)
 
 
-def workflow_view(detail: dict[str, Any]) -> Group:
+def workflow_view(detail: dict[str, Any], full: bool = False) -> Group:
     head = Table.grid(padding=(0, 2))
-    head.add_column(style="bold")
-    head.add_column()
+    head.add_column(style="bold", no_wrap=True)
+    head.add_column(overflow="fold")  # values fold onto more lines; nothing is lost
     head.add_row("workflow", detail["workflow_id"])
     head.add_row("name", detail["name"])
     head.add_row("status", _status(detail["status"]))
     head.add_row("created", detail["created_at"] or "")
-    head.add_row("inputs", _short(detail["inputs"], 100))
+    width = 10**9 if full else 200
+    head.add_row("inputs", _short(_shown(detail["inputs"]), width))
     if detail["status"] == "SUCCESS":
-        head.add_row("output", _short(detail["output"], 100))
+        head.add_row("output", _short(_shown(detail["output"]), width))
     if detail["error"]:
         head.add_row("error", f"{detail['error']['type']}: {detail['error']['message']}")
     steps = Table(title="Steps", box=box.SIMPLE_HEAD)
@@ -170,7 +186,7 @@ def workflow_view(detail: dict[str, Any]) -> Group:
         outcome = (f"{s['error']['type']}: {s['error']['message']}" if s["error"]
                    else _short(s["output"]))
         steps.add_row(str(s["step"]), s["name"], s["kind"], str(s["attempts"]),
-                      str(s["duration_ms"]), outcome)
+                      str(s["duration_ms"]) if s["duration_ms"] else "<1", outcome)
     parts: list[Any] = [head, steps]
     if detail.get("traceback"):
         parts.append(Panel(Text(detail["traceback"].rstrip()), title="Traceback (as recorded)",

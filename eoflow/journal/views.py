@@ -3,6 +3,7 @@ show. Plain dicts of JSON types; the keys are a stable, documented interface (RE
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import time
@@ -29,15 +30,44 @@ def iso(ms: int | None) -> str | None:
 
 
 def _json(text: str | None) -> Any:
-    """A stored value as plain JSON (tags kept: nothing is rebuilt or imported)."""
-    return None if text is None else json.loads(text)
+    """A stored value as plain JSON (tags kept: nothing is rebuilt or imported), with bytes
+    made readable beside their base64 (a Kafka message's value and key, say): `text` when
+    they are UTF-8, `json` when that text parses. A malformed record is marked, not raised."""
+    if text is None:
+        return None
+    try:
+        return _readable(json.loads(text))
+    except (ValueError, RecursionError):
+        return {"unreadable": text[:200]}
+
+
+def _readable(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_readable(item) for item in value]
+    if not isinstance(value, dict):
+        return value
+    if value.get(codec.TAG) == "bytes" and isinstance(value.get("v"), str):
+        shown = dict(value)
+        try:
+            decoded = base64.b64decode(value["v"], validate=True).decode("utf-8")
+        except (ValueError, UnicodeDecodeError):
+            return shown
+        try:
+            shown["json"] = json.loads(decoded)
+        except ValueError:
+            shown["text"] = decoded
+        return shown
+    return {key: _readable(item) for key, item in value.items()}
 
 
 def _error(text: str | None) -> dict[str, str] | None:
     if text is None:
         return None
-    kind, message = codec.error_summary(text)
-    return {"type": kind, "message": message}
+    try:
+        kind, message = codec.error_summary(text)
+        return {"type": str(kind), "message": str(message)}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return {"type": "?", "message": f"<unreadable error record: {text[:120]!r}>"}
 
 
 def status_report(reader: SQLiteReader, recent: int = 5) -> dict[str, Any]:
@@ -64,6 +94,7 @@ def status_report(reader: SQLiteReader, recent: int = 5) -> dict[str, Any]:
             "window_seconds": THROUGHPUT_WINDOW_S,
             "succeeded": finished,
             "per_second": round(finished / THROUGHPUT_WINDOW_S, 2),
+            "last_5s_per_second": round(reader.finished_since(now_ms - 5000) / 5, 2),
         },
     }
 

@@ -89,3 +89,28 @@ def test_watch_in_a_pipe_prints_a_line_a_refresh(journal_path: str, as_json: boo
         assert all(json.loads(line)["workflows"]["PENDING"] == 2 for line in lines)
     else:
         assert all("PENDING=2" in line and "ERROR=1" in line for line in lines)
+
+
+def test_kafka_values_show_as_text_and_json_and_uncut_with_full(journal_path: str) -> None:
+    from eoflow.engine.kafka.defs import KafkaMessage, encode_handler_inputs
+
+    payload = {"order": 42, "note": "x" * 300}
+    message = KafkaMessage("orders", 0, 7, b"customer-1", json.dumps(payload).encode())
+    with Engine(journal=journal_path, recover=False) as engine:
+        engine.journal.create_workflows([NewWorkflow(
+            "kafka:orders:0:7:g", "Orders.handle", encode_handler_inputs(message), 1)], 1)
+        engine.journal.create_workflows([NewWorkflow("bad-json", "x", "{not json", 1)], 1)
+    runner = CliRunner()
+    shown = json.loads(runner.invoke(cli, ["workflows", "show", "kafka:orders:0:7:g", "--json",
+                                           "--journal", journal_path]).output)
+    fields = shown["inputs"]["args"][2]["v"]
+    assert fields["value"]["json"] == payload and "v" in fields["value"]  # base64 kept
+    assert fields["key"]["text"] == "customer-1"
+    cut = runner.invoke(cli, ["workflows", "show", "kafka:orders:0:7:g", "--journal",
+                              journal_path]).output
+    full = runner.invoke(cli, ["workflows", "show", "kafka:orders:0:7:g", "--full",
+                               "--journal", journal_path]).output
+    assert '"order": 42' in cut and '"key": "customer-1"' in cut
+    assert cut.count("x") < 300 <= full.count("x")  # cut by default, whole with --full
+    broken = runner.invoke(cli, ["workflows", "show", "bad-json", "--journal", journal_path])
+    assert broken.exit_code == 0 and "unreadable" in broken.output
