@@ -83,7 +83,9 @@ def test_the_write_lock_held_elsewhere_delays_but_strands_nothing(
     monkeypatch.setattr(connection, "BUSY_TIMEOUT_MS", 200)  # give up on the lock quickly
     with Engine(journal=journal_path) as engine:
         ids = _launch(engine, 3)
+        GATE.clear()
         other = apsw.Connection(journal_path)
+        other.setbusytimeout(10_000)  # the engine may be writing the runs it just started
         other.execute("BEGIN IMMEDIATE")  # another process's write transaction
         try:
             GATE.set()
