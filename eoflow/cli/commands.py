@@ -126,8 +126,8 @@ def workflows() -> None:
 def list_workflows(journal: str, as_json: bool, status_: str | None, name: str | None,
                    limit: int) -> None:
     """List recent runs, newest first."""
-    rows = _read(journal, lambda reader: [views.workflow_summary(r) for r in reader.list_workflows(
-        Status(status_.upper()) if status_ else None, name, limit)])
+    rows = _read(journal, lambda reader: views.list_workflows(
+        reader, Status(status_.upper()) if status_ else None, name, limit))
     _emit(rows, as_json, render.workflows_table)
 
 
@@ -140,10 +140,10 @@ def show_workflow(workflow_id: str, journal: str, as_json: bool, full: bool) -> 
     """Show one run: inputs, output or error, and every step. Kafka values and keys show as
     their text (or JSON) where they are UTF-8; --json keeps their base64 beside."""
     def detail(reader: SQLiteReader) -> dict[str, Any]:
-        record = reader.get_workflow(workflow_id)
-        if record is None:
+        found = views.workflow_detail(reader, workflow_id)
+        if found is None:
             raise WorkflowNotFoundError(workflow_id)
-        return views.workflow_detail(reader, record)
+        return found
 
     _emit(_read(journal, detail), as_json, lambda data: render.workflow_view(data, full))
 

@@ -62,6 +62,8 @@ def _shown(value: Any) -> Any:
             return value.get("json", value.get("text"))
         if tag in ("dataclass", "tuple", "set", "frozenset") and "v" in value:
             return _shown(value["v"])  # its fields (or items), without the tag
+        if tag == "unreadable":
+            return f"<unreadable: {value.get('v')!r}>"
         return {key: _shown(item) for key, item in value.items()}
     return value
 

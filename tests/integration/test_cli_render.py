@@ -114,3 +114,75 @@ def test_kafka_values_show_as_text_and_json_and_uncut_with_full(journal_path: st
     assert cut.count("x") < 300 <= full.count("x")  # cut by default, whole with --full
     broken = runner.invoke(cli, ["workflows", "show", "bad-json", "--journal", journal_path])
     assert broken.exit_code == 0 and "unreadable" in broken.output
+
+
+def _screen(monkeypatch: pytest.MonkeyPatch, width: int = 80) -> io.StringIO:
+    """A terminal `width` columns wide for what the CLI prints with rich."""
+    screen = io.StringIO()
+    monkeypatch.setattr(render, "out", Console(file=screen, width=width, force_terminal=True,
+                                               color_system=None))
+    return screen
+
+
+def _plant_malformed_rows(path: str) -> None:
+    """Rows no eoflow writes: a bug, a newer version or a hand edit."""
+    import sqlite3
+
+    Engine(journal=path, recover=False).close()
+    conn = sqlite3.connect(path)
+    conn.executemany(
+        "INSERT INTO eoflow_workflows (workflow_id, name, status, inputs, output, error, "
+        "created_ms, updated_ms) VALUES (?, 'f', ?, ?, ?, ?, ?, 2)", [
+            ("type-int", "ERROR", "[]", None, '{"type": 42, "message": "m", "traceback": 5}', 1),
+            ("error-list", "ERROR", "[]", None, "[1, 2]", 1),
+            ("bad-json", "SUCCESS", "{not json", "[1", None, 1),
+            ("too-deep", "SUCCESS", "[" * 500 + "]" * 500, None, None, 1),
+            ("zombie", "ZOMBIE", "[]", None, None, "yesterday"),
+            ("far", "PENDING", "[]", None, None, 10**17),
+            ("steps", "PENDING", "[]", None, None, 1)])
+    conn.executemany(
+        "INSERT INTO eoflow_steps (workflow_id, step, name, kind, output, error, attempts, "
+        "started_ms, ended_ms) VALUES ('steps', ?, ?, ?, ?, ?, 1, ?, 12)", [
+            (1, "s1", "teleport", "1", None, 10), (2, "s2", "step", "{oops", None, 10),
+            (3, "s3", "step", None, '{"type": 3}', "a"), (4, "s4", "sleep", str(10**20), None, 1)])
+    conn.executemany(
+        "INSERT INTO eoflow_quarantine (key, group_id, topic, partition, offset, handler, "
+        "message_key, value, headers, timestamp_ms, error, attempts, quarantined_ms, status) "
+        "VALUES (?, 'g', 't', 0, ?, 'h', ?, ?, '[]', NULL, ?, 1, ?, 'QUARANTINED')", [
+            ("q-not-json", 1, b"\xff", b"\xff\x00", "not json", 5),
+            ("q-type-int", 2, "text", "text", '{"type": 7}', "when")])
+    conn.commit()
+    conn.close()
+
+
+def test_malformed_rows_are_marked_not_tracebacks(journal_path: str,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    _plant_malformed_rows(journal_path)
+    runner = CliRunner()
+    ids = ["type-int", "error-list", "bad-json", "too-deep", "zombie", "far", "steps"]
+    commands = [["status"], ["workflows", "list"], ["quarantine", "list"]]
+    commands += [["workflows", "show", wid] for wid in ids]
+    outputs = []
+    for terminal in (False, True):
+        if terminal:
+            screen = _screen(monkeypatch, width=100)
+        for args in commands:
+            for extra in ([], ["--json"]):
+                done = runner.invoke(cli, [*args, *extra, "--journal", journal_path])
+                assert done.exit_code == 0 and done.exception is None, (
+                    args, extra, done.output, done.exception)
+                outputs.append(done.output)
+                if extra:
+                    json.loads(done.output)
+    if terminal:
+        outputs.append(screen.getvalue())
+    everything = "\n".join(outputs)
+    for mark in ("<unreadable: 42>", "<unreadable error record: '[1, 2]'>",
+                 "<unreadable: '{not json'>", "<unknown status: 'ZOMBIE'>",
+                 "<unknown kind: 'teleport'>", "<unreadable: 'yesterday'>",
+                 "<unreadable: 100000000000000000>", "<unreadable error record: 'not json'>",
+                 "<unreadable: 'when'>", "<unreadable: 5>"):
+        assert mark in everything, mark
+    shown = json.loads(runner.invoke(cli, ["workflows", "show", "bad-json", "--json",
+                                           "--journal", journal_path]).output)
+    assert shown["inputs"] == {"$eoflow": "unreadable", "v": "{not json"}
