@@ -97,10 +97,10 @@ def status(journal: str, as_json: bool, watch: bool) -> None:
     Kafka offsets and throughput. Read-only; safe while the app runs."""
     reader = _reader(journal)
     try:
-        if watch:  # in a pipe: one line (or one JSON object) a refresh
+        if watch:  # in a pipe, or with --json: one line (or one JSON object) a refresh
             render.watch(lambda: render.status_view(views.status_report(reader)),
                          lambda: views.status_line(views.status_report(reader), as_json),
-                         every=1.0)
+                         every=1.0, lines=as_json)
         elif as_json:
             render.print_json(views.status_report(reader))
         else:

@@ -1,5 +1,10 @@
 """Everything the CLI shows: rich tables and live views, and log formatting. The only module of
-eoflow that imports rich."""
+eoflow that imports rich.
+
+In a terminal, tables fit its width: the ids people copy are never wrapped nor cut, and other
+columns shrink (with an ellipsis) or are left out first. Outside a terminal (a pipe, a file),
+output is plain lines, nothing wrapped nor cut: tables are tab-separated rows under a header
+line, so that `eoflow workflows list | grep ERROR | cut -f1` works."""
 
 from __future__ import annotations
 
@@ -7,11 +12,12 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from rich import box
-from rich.console import Console, Group
+from rich.console import Console, Group, JustifyMethod
 from rich.live import Live
 from rich.logging import RichHandler
 from rich.panel import Panel
@@ -22,6 +28,8 @@ out = Console()
 err = Console(stderr=True)
 STATUS_STYLE = {"SUCCESS": "green", "ERROR": "red", "PENDING": "yellow", "ENQUEUED": "cyan",
                 "CANCELLED": "magenta", "PARKED": "bold red"}
+GAP = 3  # characters between two table columns: padding, separator, padding (no edges)
+CUT = 200  # characters of a value `workflows show` shows without --full
 
 
 def setup_logging(verbose: bool) -> None:
@@ -68,97 +76,11 @@ def _shown(value: Any) -> Any:
     return value
 
 
-def _short(value: Any, width: int = 60) -> str:
+def _short(value: Any, width: int | None = CUT) -> str:
     text = value if isinstance(value, str) else json.dumps(value)
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def status_view(report: dict[str, Any]) -> Group:
-    counts = Table(title="Workflows", box=box.SIMPLE_HEAD)
-    counts.add_column("status")
-    counts.add_column("count", justify="right")
-    for status, count in report["workflows"].items():
-        if count:
-            counts.add_row(_status(status), str(count))
-    if not any(report["workflows"].values()):
-        counts.add_row("none yet", "0")
-    names = Table(title="By workflow", box=box.SIMPLE_HEAD)
-    names.add_column("workflow")
-    for status in STATUS_STYLE:
-        names.add_column(status.lower(), justify="right")
-    for name, by_status in report["by_name"].items():
-        names.add_row(name, *(str(by_status.get(s, "")) for s in STATUS_STYLE))
-    parts: list[Any] = [counts]
-    if report["by_name"]:
-        parts.append(names)
-    if report["recent_failures"]:
-        failures = Table(title="Recent failures", box=box.SIMPLE_HEAD)
-        for column in ("workflow", "name", "status", "error"):
-            failures.add_column(column)
-        for f in report["recent_failures"]:
-            error = f["error"] or {"type": "", "message": ""}
-            failures.add_row(f["workflow_id"], f["name"], _status(f["status"]),
-                             _short(f"{error['type']}: {error['message']}"))
-        parts.append(failures)
-    if report["quarantined"]:
-        quarantine = Table(title="Quarantined messages", box=box.SIMPLE_HEAD)
-        quarantine.add_column("key", overflow="fold")
-        for column in ("handler", "attempts", "status", "error"):
-            quarantine.add_column(column)
-        for q in report["quarantined"]:
-            error = q["error"] or {"type": "", "message": ""}
-            quarantine.add_row(q["key"], q["handler"], str(q["attempts"]), q["status"],
-                               _short(f"{error['type']}: {error['message']}", 50))
-        parts.append(quarantine)
-    if report["kafka"]:
-        kafka = Table(title="Kafka (recorded in this journal)", box=box.SIMPLE_HEAD)
-        for column in ("group", "topic", "partition", "last offset", "messages", "updated"):
-            kafka.add_column(column)
-        for k in report["kafka"]:
-            kafka.add_row(k["group"], k["topic"], str(k["partition"]), str(k["last_offset"]),
-                          str(k["messages"]), k["updated_at"] or "")
-        parts.append(kafka)
-    rate = report["throughput"]
-    parts.append(Text(f"Throughput: {rate['succeeded']} workflows succeeded in the last "
-                      f"{rate['window_seconds']}s ({rate['per_second']}/s; "
-                      f"{rate.get('last_5s_per_second', 0)}/s over the last 5 s)"))
-    return Group(Panel.fit(Text(report["journal"], style="bold"), title="eoflow status"),
-                 *parts)
-
-
-def listing(headers: list[str], rows: list[list[str]], ids: int = 1) -> Table | str:
-    """A table whose first `ids` columns (the ids users copy) are never wrapped nor cut; in a
-    narrow terminal the other columns shrink (with an ellipsis) first. Outside a terminal (a
-    pipe, a file): plain tab-separated lines with a header, one row a line, nothing cut."""
-    if not out.is_terminal:
-        lines = ["\t".join(headers)] + ["\t".join(c.replace("\t", " ") for c in row)
-                                         for row in rows]
-        return "\n".join(lines)
-    table = Table(box=box.SIMPLE_HEAD)
-    for number, header in enumerate(headers):
-        if number < ids:
-            longest = max([len(header)] + [len(row[number]) for row in rows])
-            table.add_column(header, no_wrap=True, min_width=longest)
-        else:
-            table.add_column(header, overflow="ellipsis", no_wrap=True, ratio=1)
-    for row in rows:
-        table.add_row(*[_status(c) if headers[i] == "status" else c for i, c in enumerate(row)])
-    return table
-
-
-def workflows_table(rows: list[dict[str, Any]]) -> Table | str:
-    return listing(["workflow id", "name", "status", "created", "error"], [
-        [row["workflow_id"], row["name"], row["status"], row["created_at"] or "",
-         f"{row['error']['type']}: {row['error']['message']}" if row["error"] else ""]
-        for row in rows])
-
-
-def quarantine_table(rows: list[dict[str, Any]]) -> Table | str:
-    return listing(["key", "handler", "status", "attempts", "quarantined", "error"], [
-        [q.get("key", ""), str(q.get("handler", "")), str(q.get("status", "")),
-         str(q.get("attempts", "")), str(q.get("quarantined_at") or ""),
-         _error_text(q.get("error"))]
-        for q in rows])
+    if width is None or len(text) <= width:
+        return text
+    return text[: width - 1] + f"… ({len(text)} characters; --full shows all)"
 
 
 def _error_text(error: Any) -> str:
@@ -167,31 +89,190 @@ def _error_text(error: Any) -> str:
     return "" if error is None else str(error)
 
 
-def workflow_view(detail: dict[str, Any], full: bool = False) -> Group:
-    head = Table.grid(padding=(0, 2))
-    head.add_column(style="bold", no_wrap=True)
-    head.add_column(overflow="fold")  # values fold onto more lines; nothing is lost
-    head.add_row("workflow", detail["workflow_id"])
-    head.add_row("name", detail["name"])
-    head.add_row("status", _status(detail["status"]))
-    head.add_row("created", detail["created_at"] or "")
-    width = 10**9 if full else 200
-    head.add_row("inputs", _short(_shown(detail["inputs"]), width))
+def _plain(cell: Any) -> str:
+    """A cell on one line: tabs and line breaks would split a row of a pipe or a table."""
+    return " ".join(str(cell).split()) if any(c in str(cell) for c in "\t\r\n") else str(cell)
+
+
+@dataclass(frozen=True)
+class Column:
+    """A table column. `id`: never wrapped nor cut (people copy it). `shrink`: cut with an
+    ellipsis in a narrow terminal, down to `least` characters (else shown whole). `drop`: left
+    out in a narrow terminal, the highest first (0: always shown)."""
+
+    header: str
+    id: bool = False
+    shrink: bool = False
+    least: int = 12
+    drop: int = 0
+    right: bool = False
+
+
+def _widths(columns: Sequence[Column], natural: list[int], width: int) -> dict[int, int] | None:
+    """The width of each column shown within `width` characters (keyed by its index), or None
+    when even the ids and unshrinkable columns do not fit."""
+    def least(i: int) -> int:
+        return min(natural[i], columns[i].least) if columns[i].shrink else natural[i]
+
+    shown = list(range(len(columns)))
+    while sum(map(least, shown)) + GAP * (len(shown) - 1) > width:
+        droppable = [i for i in shown if columns[i].drop]
+        if not droppable:
+            break
+        shown.remove(max(droppable, key=lambda i: columns[i].drop))
+    widths = {i: least(i) for i in shown}
+    spare = width - sum(widths.values()) - GAP * (len(shown) - 1)
+    growing = [i for i in shown if widths[i] < natural[i]]
+    while spare > 0 and growing:  # the room left is shared by the shrunk columns, evenly
+        for i in growing[:spare]:
+            widths[i] += 1
+        spare -= len(growing[:spare])
+        growing = [i for i in growing if widths[i] < natural[i]]
+    for i in shown:  # still too wide: shrunk columns give up their room, down to 4
+        if spare < 0 and columns[i].shrink:
+            give = min(-spare, widths[i] - min(4, widths[i]))
+            widths[i] -= give
+            spare += give
+    return widths if spare >= 0 else None
+
+
+def listing(columns: Sequence[Column], rows: Sequence[Sequence[Any]], title: str | None = None,
+            wrap: bool = False) -> Table | str:
+    """Rows as a table that fits the terminal (`wrap`: shrunk columns wrap instead of being
+    cut), or, outside a terminal, as tab-separated lines under a header line (and the title)."""
+    cells = [[_plain(cell) for cell in row] for row in rows]
+    widths = None
+    if out.is_terminal:
+        natural = [max([len(c.header)] + [len(row[i]) for row in cells])
+                   for i, c in enumerate(columns)]
+        widths = _widths(columns, natural, out.width)
+    if widths is None:  # a pipe, or a terminal narrower than the ids: plain lines
+        lines = [] if title is None else [title]
+        lines += ["\t".join(c.header for c in columns)] + ["\t".join(row) for row in cells]
+        return "\n".join(lines)
+    left_out = [c.header for i, c in enumerate(columns) if i not in widths]
+    table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+                  caption=f"not shown at this width: {', '.join(left_out)} (--json shows all)"
+                  if left_out else None)
+    for i, width in widths.items():
+        column = columns[i]
+        justify: JustifyMethod = "right" if column.right else "left"
+        if column.id or not column.shrink:
+            table.add_column(column.header, no_wrap=True, min_width=width, justify=justify)
+        else:
+            table.add_column(column.header, width=width, no_wrap=not wrap, justify=justify,
+                             overflow="fold" if wrap else "ellipsis")
+    for row in cells:
+        table.add_row(*[_status(row[i]) if columns[i].header == "status" else row[i]
+                        for i in widths])
+    return table
+
+
+def _page(parts: Sequence[Any]) -> Group | str:
+    """Parts of a page: shown one after the other (plain lines outside a terminal)."""
+    if out.is_terminal:
+        spaced: list[Any] = []
+        for part in parts:
+            spaced += [Text(""), Text(part) if isinstance(part, str) else part]
+        return Group(*spaced)
+    return "\n\n".join(str(part) for part in parts)
+
+
+def status_view(report: dict[str, Any]) -> Group | str:
+    counts = [[status, str(count)] for status, count in report["workflows"].items() if count]
+    parts: list[Any] = [listing([Column("status"), Column("count", right=True)],
+                                counts or [["none yet", "0"]], title="Workflows")]
+    if report["by_name"]:
+        parts.append(listing(
+            [Column("workflow", shrink=True)]
+            + [Column(status.lower(), right=True) for status in STATUS_STYLE],
+            [[name, *(str(by_status.get(s, "")) for s in STATUS_STYLE)]
+             for name, by_status in report["by_name"].items()], title="By workflow"))
+    if report["recent_failures"]:
+        parts.append(listing(
+            [Column("workflow id", id=True), Column("name", shrink=True), Column("status"),
+             Column("error", shrink=True, least=20, drop=1)],
+            [[f["workflow_id"], f["name"], f["status"], _error_text(f["error"])]
+             for f in report["recent_failures"]], title="Recent failures"))
+    if report["quarantined"]:
+        parts.append(listing(
+            [Column("key", id=True), Column("handler", shrink=True), Column("attempts"),
+             Column("status"), Column("error", shrink=True, least=20, drop=1)],
+            [[str(q["key"]), str(q["handler"]), str(q["attempts"]), str(q["status"]),
+              _error_text(q["error"])] for q in report["quarantined"]],
+            title="Quarantined messages"))
+    if report["kafka"]:
+        parts.append(listing(
+            [Column("group", id=True), Column("topic", id=True), Column("partition"),
+             Column("last offset"), Column("messages"), Column("updated", drop=1)],
+            [[str(k["group"]), str(k["topic"]), str(k["partition"]), str(k["last_offset"]),
+              str(k["messages"]), k["updated_at"] or ""] for k in report["kafka"]],
+            title="Kafka (recorded in this journal)"))
+    rate = report["throughput"]
+    parts.append(f"Throughput: {rate['succeeded']} succeeded in the last "
+                 f"{rate['window_seconds']} s ({rate['per_second']}/s); last 5 s: "
+                 f"{rate.get('last_5s_per_second', 0)}/s")
+    if out.is_terminal:
+        return Group(Panel.fit(Text(report["journal"], style="bold"), title="eoflow status"),
+                     _page(parts))
+    return f"eoflow status: {report['journal']}\n\n" + str(_page(parts))
+
+
+def workflows_table(rows: list[dict[str, Any]]) -> Table | str:
+    return listing(
+        [Column("workflow id", id=True), Column("name", shrink=True), Column("status"),
+         Column("created", drop=2), Column("error", shrink=True, least=20, drop=1)],
+        [[row["workflow_id"], row["name"], row["status"], row["created_at"] or "",
+          _error_text(row["error"])] for row in rows])
+
+
+def quarantine_table(rows: list[dict[str, Any]]) -> Table | str:
+    return listing(
+        [Column("key", id=True), Column("handler", shrink=True), Column("status"),
+         Column("attempts"), Column("quarantined", drop=2),
+         Column("error", shrink=True, least=20, drop=1)],
+        [[str(q.get("key", "")), str(q.get("handler", "")), str(q.get("status", "")),
+          str(q.get("attempts", "")), str(q.get("quarantined_at") or ""),
+          _error_text(q.get("error"))] for q in rows])
+
+
+def _duration(ms: Any) -> str:
+    """The journal keeps whole milliseconds: 0 is a step shorter than one."""
+    return "<1" if ms == 0 else str(ms)
+
+
+def workflow_view(detail: dict[str, Any], full: bool = False) -> Group | str:
+    """One run: its fields, then its steps (values cut at CUT characters unless `full`)."""
+    cut = None if full else CUT
+    fields = [("workflow", detail["workflow_id"]), ("name", detail["name"]),
+              ("status", detail["status"]), ("created", detail["created_at"] or ""),
+              ("inputs", _short(_shown(detail["inputs"]), cut))]
     if detail["status"] == "SUCCESS":
-        head.add_row("output", _short(_shown(detail["output"]), width))
+        fields.append(("output", _short(_shown(detail["output"]), cut)))
     if detail["error"]:
-        head.add_row("error", f"{detail['error']['type']}: {detail['error']['message']}")
-    steps = Table(title="Steps", box=box.SIMPLE_HEAD)
-    for column in ("#", "name", "kind", "attempts", "ms", "output / error"):
-        steps.add_column(column)
-    for s in detail["steps"]:
-        outcome = (f"{s['error']['type']}: {s['error']['message']}" if s["error"]
-                   else _short(s["output"]))
-        steps.add_row(str(s["step"]), s["name"], s["kind"], str(s["attempts"]),
-                      str(s["duration_ms"]) if s["duration_ms"] else "<1", outcome)
-    parts: list[Any] = [head, steps]
-    if detail.get("traceback"):
-        parts.append(Panel(Text(detail["traceback"].rstrip()), title="Traceback (as recorded)",
+        fields.append(("error", _error_text(detail["error"])))
+    steps = listing(
+        [Column("#", right=True), Column("name", shrink=True, least=10),
+         Column("kind", shrink=True, least=11), Column("attempts", right=True),
+         Column("ms", right=True, shrink=True, least=6),
+         Column("output / error", shrink=True, least=10, drop=1)],
+        [[str(s["step"]), str(s["name"]), str(s["kind"]), str(s["attempts"]),
+          _duration(s["duration_ms"]),
+          _error_text(s["error"]) if s["error"] else _short(_shown(s["output"]), cut)]
+         for s in detail["steps"]], title="Steps", wrap=full)
+    traceback = detail.get("traceback")
+    if not out.is_terminal:
+        head = "\n".join(f"{name}\t{_plain(value)}" for name, value in fields)
+        return "\n\n".join([head, str(steps)] + (
+            [f"Traceback (as recorded)\n{traceback.rstrip()}"] if traceback else []))
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(overflow="fold")  # values fold onto more lines; nothing is lost
+    for name, value in fields:
+        grid.add_row(name, _status(value) if name == "status" else value)
+    parts: list[Any] = [grid, Text(""), steps]
+    if traceback:
+        parts.append(Panel(Text(traceback.rstrip()), title="Traceback (as recorded)",
                            box=box.SIMPLE, expand=False))
     return Group(*parts)
 
@@ -208,12 +289,13 @@ def line(text: str) -> None:
     out.print(text, soft_wrap=True, highlight=False)
 
 
-def watch(view: Callable[[], Any], line: Callable[[], str], every: float) -> None:
+def watch(view: Callable[[], Any], line: Callable[[], str], every: float,
+          lines: bool = False) -> None:
     """Until interrupted (Ctrl-C): in a terminal, show `view()` and refresh it every `every`
-    seconds, with the time of the last refresh; elsewhere (a pipe, a file), print `line()`,
-    one line a refresh, flushed at once."""
+    seconds, with the time of the last refresh; with `lines`, or outside a terminal (a pipe, a
+    file), print `line()` instead, one line a refresh, flushed at once."""
     try:
-        if not out.is_terminal:
+        if lines or not out.is_terminal:
             while True:
                 sys.stdout.write(line() + "\n")
                 sys.stdout.flush()

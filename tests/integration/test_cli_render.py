@@ -124,6 +124,117 @@ def _screen(monkeypatch: pytest.MonkeyPatch, width: int = 80) -> io.StringIO:
     return screen
 
 
+def _quarantine(path: str, key: str = KAFKA_ID, value: bytes = b'{"order": 42}') -> None:
+    from eoflow.journal.records import KafkaKey
+
+    error = json.dumps({"type": "builtins:ValueError", "message": "a poison message " * 4})
+    with Engine(journal=path, recover=False) as engine:
+        engine.journal.quarantine(KafkaKey(key, "eoflow-Orders", "orders-topic", 2, 12345),
+                                  "Orders.handle", b"customer-1", value, "[]", None, error, 3, 1)
+
+
+def test_at_80_columns_other_columns_give_way_whole(journal_path: str,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ids whole, and the other columns either readable or left out (and said so): never cut
+    to a few characters."""
+    _journal(journal_path)
+    _quarantine(journal_path)
+    screen = _screen(monkeypatch)
+    runner = CliRunner()
+    for args in (["workflows", "list"], ["quarantine", "list"], ["status"]):
+        screen.truncate(0)
+        screen.seek(0)
+        done = runner.invoke(cli, [*args, "--journal", journal_path])
+        assert done.exit_code == 0, done.output
+        text = screen.getvalue()
+        assert all(len(line) <= 80 for line in text.splitlines()), text
+        rows = [line for line in text.splitlines() if KAFKA_ID in line or HEX_ID in line
+                or "failed-run-with-a-long-id-0001" in line]
+        assert rows, (args, text)
+        for row in rows:  # a row shows its status whole, and no time cut short
+            assert any(s in row for s in ("PENDING", "ERROR", "QUARANTINED")), (args, text)
+            assert "1970-" not in row or "1970-01-01T00:00:00.001+00:00" in row, (args, text)
+    assert KAFKA_ID in text and "failed-run-with-a-long-id-0001" in text  # status: both ids
+
+
+def test_status_and_show_in_a_pipe_are_plain_uncut_lines(journal_path: str) -> None:
+    _journal(journal_path)
+    _quarantine(journal_path)
+    runner = CliRunner(env={"COLUMNS": "80"})
+    status = runner.invoke(cli, ["status", "--journal", journal_path]).output.splitlines()
+    failure = next(line for line in status if line.startswith("failed-run-with-a-long-id-0001"))
+    assert ("a long error message " * 5).strip() in failure
+    quarantined = next(line for line in status if line.startswith(KAFKA_ID + "\t"))
+    assert ("a poison message " * 4).strip() in quarantined
+    shown = runner.invoke(cli, ["workflows", "show", "failed-run-with-a-long-id-0001",
+                                "--journal", journal_path]).output.splitlines()
+    assert "error\tbuiltins.ValueError: " + "a long error message " * 5 in shown
+    assert any(line.startswith("1\trd_step\tstep\t1\t") for line in shown), shown
+
+
+def test_quarantine_list_shows_its_rows_only_with_the_value_as_text(journal_path: str) -> None:
+    _journal(journal_path)
+    _quarantine(journal_path)
+    runner = CliRunner()
+    lines = runner.invoke(cli, ["quarantine", "list", "--journal", journal_path]).output
+    assert lines.splitlines()[0] == "key\thandler\tstatus\tattempts\tquarantined\terror"
+    assert [line.split("\t")[0] for line in lines.splitlines()[1:]] == [KAFKA_ID]
+    listed = json.loads(runner.invoke(cli, ["quarantine", "list", "--json", "--journal",
+                                            journal_path]).output)
+    assert listed[0]["value"] == '{"order": 42}' and listed[0]["value_json"] == {"order": 42}
+    assert listed[0]["value_base64"] == "eyJvcmRlciI6IDQyfQ=="
+    assert listed[0]["message_key"] == "customer-1"
+
+
+@step()
+def rd_quick(text: str) -> bytes:
+    return text.encode()
+
+
+@workflow()
+def rd_quick_flow(text: str) -> bytes:
+    return rd_quick(text)
+
+
+def test_steps_show_under_a_millisecond_and_whole_outputs_with_full(
+        journal_path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from eoflow.engine.clock import FakeClock
+
+    note = "y" * 300
+    with Engine(journal=journal_path, clock=FakeClock()) as engine:  # the step takes 0 ms
+        engine.run(rd_quick_flow, note, workflow_id="quick")
+    screen = _screen(monkeypatch)
+    runner = CliRunner()
+    assert runner.invoke(cli, ["workflows", "show", "quick", "--journal", journal_path]
+                         ).exit_code == 0
+    step_row = next(line for line in screen.getvalue().splitlines() if "rd_quick " in line)
+    assert step_row.split()[:5] == ["1", "rd_quick", "step", "1", "<1"], step_row
+    screen.truncate(0)
+    screen.seek(0)
+    runner.invoke(cli, ["workflows", "show", "quick", "--full", "--journal", journal_path])
+    assert screen.getvalue().count("y") >= 2 * 300  # the output (bytes, as text) and inputs
+    assert "$eoflow" not in screen.getvalue()
+
+
+def test_watch_json_in_a_terminal_prints_an_object_a_refresh(
+        journal_path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    _journal(journal_path)
+    _screen(monkeypatch)
+    sleeps = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        if len(sleeps) == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(render.time, "sleep", sleep)
+    done = CliRunner().invoke(cli, ["status", "--watch", "--json", "--journal", journal_path])
+    assert done.exit_code == 0, done.output
+    reports = [json.loads(line) for line in done.output.splitlines()]
+    assert len(reports) == 3 and all(r["workflows"]["PENDING"] == 2 for r in reports)
+    assert "last_5s_per_second" in reports[0]["throughput"]
+
+
 def _plant_malformed_rows(path: str) -> None:
     """Rows no eoflow writes: a bug, a newer version or a hand edit."""
     import sqlite3
