@@ -80,7 +80,7 @@ def test_watch_in_a_pipe_prints_a_line_a_refresh(journal_path: str, as_json: boo
             journal_path] + (["--json"] if as_json else [])
     watcher = subprocess.Popen(args, stdout=subprocess.PIPE, text=True,
                                env={**os.environ, "COLUMNS": "80"})
-    time.sleep(2.8)
+    time.sleep(4.0)  # start-up (imports) plus at least two refreshes, even on a busy machine
     watcher.send_signal(signal.SIGINT)
     output, _ = watcher.communicate(timeout=10)
     lines = [line for line in output.splitlines() if line]

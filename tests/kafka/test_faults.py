@@ -113,6 +113,11 @@ def test_journal_failure_rewinds_and_retries(broker: str, journal_path: str,
         assert engine.journal.count_by_status() == {"SUCCESS": 2050}
 
 
+# About one run in ten on the embedded broker (Tansu 0.6), the group never completes the
+# rebalance that hands app A its partitions back, and topic a stops moving; it happens with the
+# code before this session's changes too (1 of 9 runs there), and never against Apache Kafka
+# as far as we know. Rerun it (a fresh group and topics each time) rather than hide the check.
+@pytest.mark.flaky(reruns=2)
 def test_rebalance_between_two_apps_on_different_topics(broker: str, tmp_path) -> None:
     """Two apps with their own journals share a group id but consume different topics: the
     second one joining mid-stream rebalances the group, revoking and re-assigning the first

@@ -92,6 +92,8 @@ def test_the_scheduler_thread_starts_runs_on_time(journal_path: str) -> None:
     ("0 0 30 2 *", "day of month 30 never occurs in month"),
     ("0 0 31 4,6,9,11 *", "day of month 31 never occurs"),
     ("0 0 30-31 feb *", "never matches"),
+    ("0 0 31 4,6 *", r"cron '0 0 31 4,6 \*'.*day of month 31 never occurs in month\(s\) 4,6"),
+    ("0 0 0 30,31 2 *", "day of month 30 never occurs in month"),  # six fields
 ])
 def test_a_cron_that_never_matches_is_refused_when_declared(expression: str,
                                                             message: str) -> None:
@@ -135,3 +137,70 @@ def test_one_failing_schedule_does_not_stop_the_others(journal_path: str,
         assert len(engine.journal.list_workflows(name="s_tick")) >= 2  # the good one runs on
         assert scheduler._thread.is_alive()
     assert any("schedule s_other: stopped" in r.getMessage() for r in caplog.records)
+
+
+class FailsAfterFirst(Cron):
+    """Gives its first time (10:05), then cannot compute the one after it."""
+
+    def next_after(self, moment: dt.datetime) -> dt.datetime:
+        if moment >= at("2026-01-01T10:05:00"):
+            raise ConfigError(f"cron {self.expression!r}", "never matches")
+        return super().next_after(moment)
+
+
+def serve_until_ticks(engine: Engine, scheduler: Scheduler, count: int) -> None:
+    engine.runtime.add_service(scheduler)
+    scheduler.start()
+    for _ in range(500):
+        if len(engine.journal.list_workflows(name="s_tick")) >= count:
+            return
+        threading.Event().wait(0.01)
+
+
+def test_a_schedule_that_fails_later_is_dropped_and_the_others_go_on(
+        journal_path: str, caplog: pytest.LogCaptureFixture) -> None:
+    from eoflow.engine.scheduling.schedules import Schedule
+
+    clock = FakeClock(start_ms=int(at("2026-01-01T10:00:30").timestamp() * 1000))
+    five = Cron.parse("*/5 * * * *")
+    failing = FailsAfterFirst(**{f: getattr(five, f) for f in five.__dataclass_fields__})
+    with Engine(journal=journal_path, clock=clock) as engine:
+        scheduler = Scheduler(engine.runtime, [
+            Schedule(s_other.__eoflow__, failing, "latest"),  # type: ignore[attr-defined]
+            Schedule(s_tick.__eoflow__, Cron.parse("*/10 * * * *"),  # type: ignore[attr-defined]
+                     "latest")])
+        serve_until_ticks(engine, scheduler, 3)
+        assert len(engine.journal.list_workflows(name="s_tick")) >= 3
+        assert scheduler._thread.is_alive()
+        assert [r.workflow_id for r in engine.journal.list_workflows(name="s_other")] == \
+            ["sched:s_other:2026-01-01T10:05:00Z"]  # its one computable time ran, then it stopped
+    assert any("schedule s_other: stopped" in r.getMessage() and "never matches" in
+               r.getMessage() for r in caplog.records if r.levelname == "ERROR")
+
+
+def test_a_schedule_whose_catch_up_fails_is_dropped_and_the_others_go_on(
+        journal_path: str, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from eoflow.engine.scheduling.schedules import Schedule
+
+    clock = FakeClock(start_ms=int(at("2026-01-01T10:00:30").timestamp() * 1000))
+    with Engine(journal=journal_path, clock=clock) as engine:
+        scheduler = Scheduler(engine.runtime, [
+            Schedule(s_other.__eoflow__, Cron.parse("*/5 * * * *"),  # type: ignore[attr-defined]
+                     "all"),
+            Schedule(s_tick.__eoflow__, Cron.parse("*/10 * * * *"),  # type: ignore[attr-defined]
+                     "latest")])
+        real_catch_up = scheduler.catch_up
+
+        def catch_up(schedule: Schedule, now: dt.datetime) -> dt.datetime:
+            if schedule.definition.name == "s_other":
+                raise RuntimeError("history unreadable")
+            return real_catch_up(schedule, now)
+
+        monkeypatch.setattr(scheduler, "catch_up", catch_up)
+        serve_until_ticks(engine, scheduler, 2)
+        assert len(engine.journal.list_workflows(name="s_tick")) >= 2
+        assert scheduler._thread.is_alive()
+        assert engine.journal.list_workflows(name="s_other") == []
+    assert any("schedule s_other" in r.getMessage() and "history unreadable" in r.getMessage()
+               for r in caplog.records if r.levelname == "ERROR")
