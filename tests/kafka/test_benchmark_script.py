@@ -9,3 +9,9 @@ def test_kafka_benchmark_runs() -> None:
     out = run("kafka_throughput.py", "--count", "300", "--partitions", "2")
     for row in ("transaction path", "1 step, ordered)", "ordered by key", "unordered"):
         assert row in out
+
+
+def test_fairness_benchmark_runs() -> None:
+    out = run("fairness.py", "--slow", "60", "--workflows", "60")
+    assert "writer budget with budget" in out and "writer budget without" in out
+    assert "one commit:" in out
