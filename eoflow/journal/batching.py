@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar, overload
 
 import apsw
 
@@ -28,7 +28,7 @@ from eoflow.latch import Latch
 T = TypeVar("T")
 Durable = Callable[[BaseException | None], None]
 log = logging.getLogger(__name__)
-_UNSET: Any = object()
+_UNSET: Any = object()  # an op's result until it has one: typed Any to stand for any T
 
 
 class _Batch:
@@ -82,16 +82,31 @@ class GroupCommitter:
 
     # -- callers ------------------------------------------------------------------------------
 
+    @overload
+    def write(self, work: Callable[[apsw.Connection], T], *, wait: Literal[True] = ...,
+              savepoint: bool = ..., on_durable: Durable | None = ...,
+              urgent: bool = ...) -> T: ...
+
+    @overload
+    def write(self, work: Callable[[apsw.Connection], object], *, wait: Literal[False],
+              savepoint: bool = ..., on_durable: Durable | None = ...,
+              urgent: bool = ...) -> None: ...
+
+    @overload
+    def write(self, work: Callable[[apsw.Connection], T], *, wait: bool,
+              savepoint: bool = ..., on_durable: Durable | None = ...,
+              urgent: bool = ...) -> T | None: ...
+
     def write(self, work: Callable[[apsw.Connection], T], *, wait: bool = True,
               savepoint: bool = False, on_durable: Durable | None = None,
-              urgent: bool = False) -> T:
+              urgent: bool = False) -> T | None:
         """Run our own SQL `work(connection)` in the next batch; with `wait`, return its result
         once the batch is durable (raising work's error, or the batch's). A write that does not
         wait may linger briefly for company, unless `urgent` (someone waits on its callback)."""
         op: _Op[T] = _Op(work, savepoint, turn=False)
         batch = self._submit(op, wait or urgent, on_durable)
         if not wait:
-            return None  # type: ignore[return-value]
+            return None
         return self._outcome(op, batch)
 
     def turn(self, work: Callable[[apsw.Connection], T], *, savepoint: bool = True) -> T:
@@ -215,12 +230,13 @@ class GroupCommitter:
             for op in ops:
                 if lost is not None:  # SQLite rolled the whole batch back: run nothing more
                     op.error = lost
-                    if op.turn:
-                        op.go.set()  # type: ignore[union-attr]
+                    if op.go is not None:  # a turn: let its caller see the error
+                        op.go.set()
                     continue
                 if op.turn:
-                    op.go.set()  # type: ignore[union-attr]
-                    op.finished.wait()  # type: ignore[union-attr]
+                    assert op.go is not None and op.finished is not None  # a turn has both
+                    op.go.set()
+                    op.finished.wait()
                 else:
                     self._perform(op)
                 if op.error is not None and self.conn.getautocommit():
@@ -241,9 +257,9 @@ class GroupCommitter:
         log.error("journal %s: cannot begin a write transaction: %s", self.path, error)
         batch.error = error
         for op in ops:
-            if op.turn:
+            if op.go is not None:  # a turn: its caller waits for its go
                 op.error = error
-                op.go.set()  # type: ignore[union-attr]
+                op.go.set()
         self._release(batch)
 
     def _rollback(self) -> None:

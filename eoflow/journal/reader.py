@@ -9,7 +9,7 @@ import os
 import threading
 import urllib.parse
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar, cast
 
 import apsw
 
@@ -27,28 +27,40 @@ from eoflow.journal.sql import Q
 
 T = TypeVar("T")
 
+# The rows of the queries that return whole records, with the types queries.sql gives their
+# columns. SQLite hands back untyped values (apsw.SQLiteValues); the casts below are where the
+# schema's types are taken on trust, once per query, checking nothing at run time.
+WorkflowRow = tuple[str, str, str, str, str | None, str | None, int, int, int, str | None,
+                    str | None, str | None, int | None, int | None]
+StepRow = tuple[str, int, str, str, str | None, str | None, int, int, int]
+QuarantineRow = tuple[str, str, str, int, int, str, bytes | None, bytes | None, str, int | None,
+                      str, int, int, str]
 
-def workflow_from_row(row: Any) -> WorkflowRecord:
+
+def workflow_from_row(row: apsw.SQLiteValues) -> WorkflowRecord:
+    r = cast(WorkflowRow, row)
     return WorkflowRecord(
-        workflow_id=row[0], name=row[1], status=Status(row[2]), inputs=row[3], output=row[4],
-        error=row[5], created_ms=row[6], updated_ms=row[7], recovery_attempts=row[8],
-        parent_id=row[9], queue=row[10], lane=row[11], deadline_ms=row[12],
-        not_before_ms=row[13],
+        workflow_id=r[0], name=r[1], status=Status(r[2]), inputs=r[3], output=r[4],
+        error=r[5], created_ms=r[6], updated_ms=r[7], recovery_attempts=r[8],
+        parent_id=r[9], queue=r[10], lane=r[11], deadline_ms=r[12],
+        not_before_ms=r[13],
     )
 
 
-def step_from_row(row: Any) -> StepRecord:
+def step_from_row(row: apsw.SQLiteValues) -> StepRecord:
+    r = cast(StepRow, row)
     return StepRecord(
-        workflow_id=row[0], step=row[1], name=row[2], kind=StepKind(row[3]), output=row[4],
-        error=row[5], attempts=row[6], started_ms=row[7], ended_ms=row[8],
+        workflow_id=r[0], step=r[1], name=r[2], kind=StepKind(r[3]), output=r[4],
+        error=r[5], attempts=r[6], started_ms=r[7], ended_ms=r[8],
     )
 
 
-def quarantined_from_row(row: Any) -> QuarantinedMessage:
+def quarantined_from_row(row: apsw.SQLiteValues) -> QuarantinedMessage:
+    r = cast(QuarantineRow, row)
     return QuarantinedMessage(
-        key=row[0], group_id=row[1], topic=row[2], partition=row[3], offset=row[4],
-        handler=row[5], message_key=row[6], value=row[7], headers=row[8], timestamp_ms=row[9],
-        error=row[10], attempts=row[11], quarantined_ms=row[12], status=row[13],
+        key=r[0], group_id=r[1], topic=r[2], partition=r[3], offset=r[4],
+        handler=r[5], message_key=r[6], value=r[7], headers=r[8], timestamp_ms=r[9],
+        error=r[10], attempts=r[11], quarantined_ms=r[12], status=r[13],
     )
 
 
@@ -105,15 +117,19 @@ class SQLiteReader:
             except apsw.Error as error:
                 raise translate(self.path, error) from error
 
-    def _all(self, name: str, params: tuple[Any, ...] = ()) -> list[Any]:
+    def _all(self, name: str, params: apsw.Bindings = ()) -> list[apsw.SQLiteValues]:
         return self._run(lambda conn: conn.execute(Q[name], params).fetchall())
+
+    def _count(self, name: str, params: apsw.Bindings = ()) -> int:
+        """The one value of a query that counts (`SELECT count(*) ...`: never NULL)."""
+        return int(cast(int, self._all(name, params)[0][0]))
 
     def get_workflow(self, workflow_id: str) -> WorkflowRecord | None:
         rows = self._all("get_workflow", (workflow_id,))
         return workflow_from_row(rows[0]) if rows else None
 
     def load_steps(self, workflow_id: str) -> dict[int, StepRecord]:
-        return {row[1]: step_from_row(row) for row in self._all("steps_of", (workflow_id,))}
+        return {step.step: step for step in self.steps_of(workflow_id)}
 
     def steps_of(self, workflow_id: str) -> list[StepRecord]:
         return [step_from_row(row) for row in self._all("steps_of", (workflow_id,))]
@@ -131,25 +147,28 @@ class SQLiteReader:
         return bool(self._all("has_requests")[0][0])
 
     def pending_step_counts(self) -> dict[str, int]:
-        return dict(self._all("step_counts_of_pending"))
+        return dict(cast(list[tuple[str, int]], self._all("step_counts_of_pending")))
 
     def count_by_status(self) -> dict[str, int]:
-        return {status: count for status, count in self._all("count_by_status")}
+        rows = cast(list[tuple[str, int]], self._all("count_by_status"))
+        return {status: count for status, count in rows}
 
     def count_by_name(self) -> dict[str, dict[str, int]]:
         table: dict[str, dict[str, int]] = {}
-        for name, status, count in self._all("count_by_name"):
+        for name, status, count in cast(list[tuple[str, str, int]], self._all("count_by_name")):
             table.setdefault(name, {})[status] = count
         return table
 
     def recent_failures(self, limit: int = 5) -> list[tuple[str, str, str, str | None, int]]:
-        return [tuple(row) for row in self._all("recent_failures", (limit,))]
+        rows = [tuple(row) for row in self._all("recent_failures", (limit,))]
+        return cast(list[tuple[str, str, str, str | None, int]], rows)
 
     def finished_since(self, since_ms: int) -> int:
-        return int(self._all("finished_since", (since_ms,))[0][0])
+        return self._count("finished_since", (since_ms,))
 
     def kafka_offsets(self) -> list[tuple[str, str, int, int, int, int]]:
-        return [tuple(row) for row in self._all("kafka_offsets")]
+        rows = [tuple(row) for row in self._all("kafka_offsets")]
+        return cast(list[tuple[str, str, int, int, int, int]], rows)
 
     def quarantined(self, status: str | None = "QUARANTINED", limit: int = 100
                     ) -> list[QuarantinedMessage]:
@@ -158,3 +177,23 @@ class SQLiteReader:
     def get_quarantined(self, key: str) -> QuarantinedMessage | None:
         rows = self._all("get_quarantine", (key,))
         return quarantined_from_row(rows[0]) if rows else None
+
+    # -- what the durable primitives look up (committed data only) ----------------------------
+
+    def get_event(self, workflow_id: str, key: str) -> str | None:
+        rows = self._all("get_event", (workflow_id, key))
+        return str(rows[0][0]) if rows else None
+
+    def live_children(self, workflow_id: str) -> list[str]:
+        return cast(list[str], [row[0] for row in self._all("live_children", (workflow_id,))])
+
+    def latest_run_of(self, name: str, prefix: str) -> str | None:
+        rows = self._all("latest_run_of", (name, prefix))
+        return str(rows[0][0]) if rows else None
+
+    def queue_running(self, queue: str) -> int:
+        return self._count("queue_running", (queue,))
+
+    def queue_next_due(self, queue: str, now_ms: int) -> int | None:
+        value = self._all("queue_next_due", (queue, now_ms))[0][0]
+        return None if value is None else int(value)

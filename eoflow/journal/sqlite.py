@@ -8,14 +8,16 @@ engine was given a separate application database.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import cast
 
 import apsw
 
 from eoflow.errors import DedupError
-from eoflow.journal import operator
+from eoflow.journal import operator, primitive_ops
 from eoflow.journal.batching import GroupCommitter
 from eoflow.journal.connection import OwnerLock, connect, translate
-from eoflow.journal.primitive_ops import PrimitiveOps, insert_step
+from eoflow.journal.primitive_ops import insert_step
+from eoflow.journal.reader import SQLiteReader
 from eoflow.journal.records import Action, KafkaKey, NewWorkflow, Status, StepRecord, WorkflowRecord
 from eoflow.journal.schema import migrate
 from eoflow.journal.sql import Q
@@ -24,12 +26,15 @@ from eoflow.journal.txstore import SQLiteTxStore
 Created = tuple[bool, str, Status]  # (created now?, name of the run, its status)
 
 
-class SQLiteJournal(PrimitiveOps):
-    """The engine's journal. Open with `SQLiteJournal.open(path)`; close exactly once."""
+class SQLiteJournal(SQLiteReader):
+    """The engine's journal. Open with `SQLiteJournal.open(path)`; close exactly once.
+
+    Reads are SQLiteReader's, on the reader connection; writes go through `committer`."""
 
     def __init__(self, path: str, lock: OwnerLock, writer: apsw.Connection,
                  reader: apsw.Connection) -> None:
-        super().__init__(path, reader, GroupCommitter(writer, path, translate))
+        super().__init__(path, reader)
+        self.committer = GroupCommitter(writer, path, translate)
         self._owner = lock
         self.tx = SQLiteTxStore(self.committer, in_journal=True)
 
@@ -161,6 +166,37 @@ class SQLiteJournal(PrimitiveOps):
         """Record a step's outcome; returns once it is durable."""
         self.committer.write(lambda conn: insert_step(conn, record))
 
+    # -- messages, events, sleeps, queues: the writes of primitive_ops.py ---------------------
+
+    def send_message(self, destination: str, topic: str, message: str, now_ms: int,
+                     step: StepRecord | None = None) -> None:
+        """Queue `message` for `destination` (which must exist), with the sender's step."""
+        self.committer.write(lambda conn: primitive_ops.send_message(
+            conn, destination, topic, message, now_ms, step), savepoint=True)
+
+    def take_message(self, destination: str, topic: str, step: StepRecord) -> str | None:
+        """Consume the oldest message for (destination, topic) and record `step` with it as
+        output, atomically; None (and nothing recorded) when there is none."""
+        return self.committer.write(lambda conn: primitive_ops.take_message(
+            conn, destination, topic, step), savepoint=True)
+
+    def set_event(self, workflow_id: str, key: str, value: str, now_ms: int,
+                  step: StepRecord | None) -> None:
+        """Publish an event, with the step that did it (none from inside a step)."""
+        self.committer.write(lambda conn: primitive_ops.set_event(
+            conn, workflow_id, key, value, now_ms, step), savepoint=True)
+
+    def set_not_before(self, workflow_id: str, not_before_ms: int | None) -> None:
+        """A hint for recovery: the run sleeps until then (its SLEEP step is the truth)."""
+        self.committer.write(lambda conn: primitive_ops.set_not_before(
+            conn, workflow_id, not_before_ms), wait=False)
+
+    def dequeue(self, queue: str, now_ms: int, by_priority: bool, limit: int
+                ) -> list[tuple[str, str, str]]:
+        """Move up to `limit` ready runs of `queue` from ENQUEUED to PENDING, in queue order;
+        returns (workflow id, name, inputs) of each, durably."""
+        return self.committer.write(lambda conn: primitive_ops.dequeue(
+            conn, queue, now_ms, by_priority, limit), savepoint=True)
 
     # -- Kafka bookkeeping --------------------------------------------------------------------
 
@@ -183,7 +219,7 @@ class SQLiteJournal(PrimitiveOps):
 
     def kafka_topic(self, group_id: str, topic: str) -> tuple[str | None, int]:
         """(the topic's recorded id, or None; the incarnation its keys are under)."""
-        rows = self._all("get_kafka_topic", (group_id, topic))
+        rows = cast(list[tuple[str | None, int]], self._all("get_kafka_topic", (group_id, topic)))
         return (None, 0) if not rows else (rows[0][0], int(rows[0][1]))
 
     def set_kafka_topic_id(self, group_id: str, topic: str, topic_id: str,

@@ -17,7 +17,7 @@ import enum
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import apsw
 
@@ -28,7 +28,7 @@ from eoflow.journal.sql import Q
 
 T = TypeVar("T")
 
-Work = Callable[[Any], str]  # runs the user's SQL, returns the output encoded as JSON
+Work = Callable[[apsw.Connection], str]  # runs the user's SQL, returns the output as JSON
 
 
 @dataclass(frozen=True)
@@ -88,14 +88,14 @@ class SQLiteTxStore:
 
         return self.committer.turn(attempt, savepoint=False)
 
-    def run_plain(self, work: Callable[[Any], T]) -> T:
+    def run_plain(self, work: Callable[[apsw.Connection], T]) -> T:
         """`work(conn)` in a transaction of its own, recording nothing (a @transaction called
         outside any workflow)."""
         return self.committer.turn(work, savepoint=True)
 
     def apply_keyed(
-        self, items: Sequence[tuple[str, str, Callable[[Any], object], str]], now_ms: int,
-        budget: float | None = None,
+        self, items: Sequence[tuple[str, str, Callable[[apsw.Connection], object], str]],
+        now_ms: int, budget: float | None = None,
     ) -> list[KeyedResult]:
         """Apply (key, handler name, work, lane) items in one durable transaction, in order,
         skipping known keys. Once an item fails, later items of its lane are SKIPPED, so that a

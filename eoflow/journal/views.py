@@ -11,8 +11,9 @@ import base64
 import datetime as dt
 import json
 import time
-from collections.abc import Sequence
 from typing import Any
+
+import apsw
 
 from eoflow.journal import codec
 from eoflow.journal.reader import SQLiteReader
@@ -182,7 +183,7 @@ def quarantined_view(q: QuarantinedMessage) -> dict[str, Any]:
     return view | _message_part("value", q.value) | _message_part("message_key", q.message_key)
 
 
-def _workflow_fields(row: Sequence[Any]) -> dict[str, Any]:
+def _workflow_fields(row: apsw.SQLiteValues) -> dict[str, apsw.SQLiteValue]:
     return dict(zip(_WORKFLOW_COLUMNS, row, strict=True))
 
 
@@ -204,7 +205,14 @@ def list_workflows(reader: SQLiteReader, status: Status | None = None, name: str
     return [workflow_summary(_workflow_fields(row)) for row in rows]
 
 
-def step_view(row: Sequence[Any]) -> dict[str, Any]:
+def _int(cell: apsw.SQLiteValue) -> int:
+    """int(cell), raising TypeError on NULL as int(None) does (ValueError on non-numeric text)."""
+    if cell is None:
+        raise TypeError("NULL is not a number")
+    return int(cell)
+
+
+def step_view(row: apsw.SQLiteValues) -> dict[str, Any]:
     """One step from its stored row (the steps_of query): its duration in whole milliseconds,
     as the journal keeps times (0: under a millisecond)."""
     _, number, name, kind, stored_output, error, attempts, started_ms, ended_ms = row
@@ -212,7 +220,7 @@ def step_view(row: Sequence[Any]) -> dict[str, Any]:
     if kind == StepKind.SLEEP.value and isinstance(output, int):
         output = {"until": iso(output)}  # a sleep's (or a wait's) recorded deadline
     try:
-        duration: Any = int(ended_ms) - int(started_ms)
+        duration: int | str = _int(ended_ms) - _int(started_ms)
     except (TypeError, ValueError):
         duration = unreadable((started_ms, ended_ms))
     return {
