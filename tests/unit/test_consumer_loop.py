@@ -622,6 +622,9 @@ def test_quarantine_retry_all_of_a_handler_applies_each_once(kengine: Engine,
                                    "--journal", journal_path])
         assert done.exit_code == 0 and "retry of 2 message(s)" in done.output
         wait_until(lambda: len(ledger(kengine)) == 4, what="the retried messages")
+        keys = [message_key(FIX_GROUP, FIX_TOPIC, 0, o) for o in (1, 3)]
+        wait_until(lambda: all(getattr(kengine.journal.get_quarantined(k), "status", "")
+                               == "RETRIED" for k in keys), what="both marked RETRIED")
         again = runner.invoke(cli, ["quarantine", "retry", "--all", "--journal", journal_path])
         assert "retry of 0 message(s)" in again.output  # none left quarantined
     assert sorted(ledger(kengine)) == [(0, 0), (0, 1), (0, 2), (0, 3)]
