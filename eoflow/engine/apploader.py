@@ -74,6 +74,11 @@ def _import(app: str) -> ModuleType:
         spec = importlib.util.spec_from_file_location(name, path)
         if spec is None or spec.loader is None:
             raise AppLoadError(app, "cannot be imported as a Python module")
+        loaded = sys.modules.get(name)
+        origin = getattr(loaded, "__file__", None)
+        if loaded is not None and (origin is None or os.path.abspath(origin) != path):
+            raise AppLoadError(app, f"is named like the module {name!r}, already imported from "
+                               f"{origin or 'the interpreter'}; rename the app's file")
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         try:

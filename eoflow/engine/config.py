@@ -6,6 +6,7 @@ default below. The caller's objects are never mutated.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ def _number(setting: str, raw: Any, kind: type, minimum: float) -> Any:
         value = kind(raw)
     except (TypeError, ValueError):
         raise ConfigError(setting, f"expected a number, got {raw!r}") from None
+    if not math.isfinite(value):
+        raise ConfigError(setting, f"must be a finite number, got {value}")
     if value < minimum:
         raise ConfigError(setting, f"must be at least {minimum}, got {value}")
     return value

@@ -40,6 +40,7 @@ class WorkerPool:
         self._lanes: dict[str, _Lane] = {}
         self._threads: list[threading.Thread] = []
         self._idle = 0
+        self._waking = 0  # idle workers notified that have not woken yet
         self._busy = 0
         self._stopping = False
         self._running = threading.local()  # .lane: the lane of the task this worker runs
@@ -90,7 +91,10 @@ class WorkerPool:
         self._wake_worker()
 
     def _wake_worker(self) -> None:
-        if self._idle:
+        # An idle worker that was notified counts as taken until it wakes: a second task
+        # submitted before then gets a worker of its own.
+        if self._idle > self._waking:
+            self._waking += 1
             self._cv.notify()
         elif len(self._threads) < self._size:
             thread = threading.Thread(
@@ -114,6 +118,7 @@ class WorkerPool:
                 self._idle += 1
                 self._cv.wait()
                 self._idle -= 1
+                self._waking = max(0, self._waking - 1)
             if self._stopping:
                 return None
             self._busy += 1
