@@ -51,6 +51,26 @@ def parse_brokers(raw: str | list[str] | tuple[str, ...], setting: str = "broker
     return brokers
 
 
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+
+
+def parse_duration(setting: str, raw: str | float | int) -> float:
+    """Seconds, from a number of seconds or a text like `90s`, `15m`, `12h`, `7d`, `2w`."""
+    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        value = float(raw)
+    else:
+        text = str(raw).strip().lower()
+        unit = next((u for u in ("ms", "s", "m", "h", "d", "w") if text.endswith(u)), "")
+        try:
+            value = float(text[:len(text) - len(unit)]) * _UNITS.get(unit, 1.0)
+        except ValueError:
+            raise ConfigError(setting, f"expected a duration like 90s, 12h or 7d, got "
+                                       f"{raw!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(setting, f"must be a positive duration, got {raw!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class EngineConfig:
     journal: str = DEFAULT_JOURNAL
@@ -60,6 +80,7 @@ class EngineConfig:
     grace_period: float = DEFAULT_GRACE
     brokers: tuple[str, ...] | None = None  # None: what the app's @kafka says, else the default
     request_poll: float = 0.5
+    retention: float | None = None  # seconds finished runs are kept; None: keep everything
 
     def __post_init__(self) -> None:
         if self.durability not in ("full", "normal"):
@@ -76,11 +97,13 @@ class EngineConfig:
         durability: str | None = None,
         grace_period: float | None = None,
         brokers: str | list[str] | tuple[str, ...] | None = None,
+        retention: str | float | None = None,
         env: Mapping[str, str] | None = None,
     ) -> EngineConfig:
         env = os.environ if env is None else env
         raw_app_db = _pick(app_db, env, "EOFLOW_APP_DB", None)
         raw_brokers = _pick(brokers, env, "EOFLOW_KAFKA_BROKERS", None)
+        raw_retention = _pick(retention, env, "EOFLOW_RETENTION", None)
         return cls(
             journal=os.fspath(_pick(journal, env, "EOFLOW_JOURNAL", DEFAULT_JOURNAL)),
             app_db=os.fspath(raw_app_db) if raw_app_db else None,
@@ -91,4 +114,6 @@ class EngineConfig:
                 "grace_period", _pick(grace_period, env, "EOFLOW_GRACE_PERIOD", DEFAULT_GRACE),
                 float, 0),
             brokers=parse_brokers(raw_brokers) if raw_brokers else None,
+            retention=None if raw_retention in (None, "") else
+            parse_duration("retention", raw_retention),
         )

@@ -15,9 +15,9 @@ from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any
 
-from eoflow.engine import operations, recovery, starts
+from eoflow.engine import operations, recovery, retention, starts
 from eoflow.engine.clock import Clock, SystemClock
-from eoflow.engine.config import EngineConfig
+from eoflow.engine.config import EngineConfig, parse_duration
 from eoflow.engine.context import (
     active_runtime,
     entered,
@@ -32,11 +32,13 @@ from eoflow.engine.kafka.quarantine import retry_quarantined
 from eoflow.engine.kafka.start import start_consumers
 from eoflow.engine.operations import RequestPoller
 from eoflow.engine.registry import Definition, definition_of, require_workflow
+from eoflow.engine.retention import Pruner
 from eoflow.engine.runtime import Runtime
 from eoflow.engine.scheduling.queues import Dispatcher, Queue, enqueue_run
 from eoflow.engine.scheduling.schedules import SCHEDULES, Scheduler
 from eoflow.errors import ContextError
 from eoflow.journal.interface import Journal
+from eoflow.journal.retention import PruneReport
 
 log = logging.getLogger("eoflow.engine")
 _FACADES: dict[int, Engine] = {}  # id(runtime) -> its engine, for Engine.current()
@@ -56,9 +58,10 @@ class Engine:
         brokers: str | list[str] | None = None,
         clock: Clock | None = None,
         recover: bool = True,
+        retention: str | float | None = None,
     ) -> None:
         self.config = EngineConfig.resolve(journal, app_db, workers, durability, grace_period,
-                                           brokers)
+                                           brokers, retention)
         self.path = self.config.journal
         self._entered: list[contextlib.AbstractContextManager[None]] = []
         # Start-up takes its resources under one ExitStack: if any step fails (recovery
@@ -80,6 +83,12 @@ class Engine:
                 recovery.recover(runtime)
                 requests.apply_pending()  # left by the CLI while no engine ran
             requests.start()
+            window = self.config.retention
+            runtime.journal.set_retention(None if window is None else int(window * 1000))
+            self.pruner = None if window is None else Pruner(runtime, window)
+            if self.pruner is not None:
+                runtime.add_service(self.pruner)
+                self.pruner.start()
             stack.pop_all()
         log.info("engine opened journal %s", self.path)
 
@@ -131,6 +140,13 @@ class Engine:
             runtime_closed(self.runtime)
             _FACADES.pop(id(self.runtime), None)
         log.info("engine closed journal %s", self.path)
+
+    def prune(self, older_than: str | float) -> PruneReport:
+        """Forget, now, the finished runs (and Kafka keys, and retried quarantine entries) that
+        finished more than `older_than` ago (seconds, or a duration such as "7d"); what may
+        never go stays (see `eoflow journal prune`). Returns what was removed."""
+        self.runtime.check_open()
+        return retention.prune(self.runtime, parse_duration("older_than", older_than))
 
     # -- starting and calling workflows ------------------------------------------------------
 

@@ -15,8 +15,9 @@ from typing import TypeVar
 import apsw
 
 from eoflow.errors import JournalError
-from eoflow.journal import operator
+from eoflow.journal import operator, retention
 from eoflow.journal.connection import connect, translate
+from eoflow.journal.retention import PruneReport
 from eoflow.journal.schema import require_journal
 
 T = TypeVar("T")
@@ -27,23 +28,66 @@ def _now() -> int:
 
 
 def _change(path: str, apply: Callable[[apsw.Connection], T]) -> T:
-    if not os.path.exists(path):  # a typo must not leave a new, empty file behind
-        raise JournalError(path, "does not exist; check --journal (or EOFLOW_JOURNAL)")
-    conn = connect(path)
+    conn = _open(path)
     try:
         require_journal(conn, path)
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            result = apply(conn)
-            conn.execute("COMMIT")
-            return result
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+        return _transaction(path, conn, apply, keep=True)
     except apsw.Error as error:
         raise translate(path, error) from error
     finally:
         conn.close()
+
+
+def _open(path: str) -> apsw.Connection:
+    if not os.path.exists(path):  # a typo must not leave a new, empty file behind
+        raise JournalError(path, "does not exist; check --journal (or EOFLOW_JOURNAL)")
+    return connect(path)
+
+
+def _transaction(path: str, conn: apsw.Connection, apply: Callable[[apsw.Connection], T],
+                 keep: bool) -> T:
+    """`apply(conn)` in one IMMEDIATE transaction, committed if `keep`, else rolled back."""
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = apply(conn)
+            conn.execute("COMMIT" if keep else "ROLLBACK")
+            return result
+        except BaseException:
+            if not conn.getautocommit():
+                conn.execute("ROLLBACK")
+            raise
+    except apsw.Error as error:
+        raise translate(path, error) from error
+
+
+def prune(path: str, older_than: float, *, app_db: str | None = None,
+          dry_run: bool = False) -> PruneReport:
+    """What retention removes (retention.py), for what finished over `older_than` seconds
+    ago, one short transaction per batch so that a running engine waits milliseconds at
+    most. `dry_run` counts the same things and removes nothing."""
+    conn = _open(path)
+    app = None
+    try:
+        require_journal(conn, path)
+        app = None if app_db is None else _open(app_db)
+
+        def journal(work: Callable[[apsw.Connection], T]) -> T:
+            return _transaction(path, conn, work, keep=not dry_run)
+
+        def application(work: Callable[[apsw.Connection], T]) -> T:
+            assert app is not None and app_db is not None
+            return _transaction(app_db, app, work, keep=not dry_run)
+
+        total = PruneReport()
+        for report in retention.prune(journal, None if app is None else application,
+                                      _now() - int(older_than * 1000)):
+            total.add(report)
+        return total
+    finally:
+        conn.close()
+        if app is not None:
+            app.close()
 
 
 def cancel(path: str, workflow_id: str) -> None:

@@ -6,7 +6,7 @@ import apsw
 
 from eoflow.journal.batching import GroupCommitter
 from eoflow.journal.connection import connect, translate
-from eoflow.journal.sql import Q
+from eoflow.journal.schema import ensure_tx_schema
 from eoflow.journal.txstore import SQLiteTxStore
 
 
@@ -22,7 +22,7 @@ class AppDatabase:
     def open(cls, path: str, durability: str = "full") -> AppDatabase:
         conn = connect(path, durability=durability)
         try:
-            conn.execute(Q["tx_schema_1"])
+            ensure_tx_schema(conn)
         except apsw.Error as error:
             conn.close()
             raise translate(path, error) from error

@@ -7,7 +7,7 @@ is what lets another store (PostgreSQL, say) arrive later.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol, TypeVar
 
 from eoflow.journal.records import (
@@ -19,6 +19,7 @@ from eoflow.journal.records import (
     StepRecord,
     WorkflowRecord,
 )
+from eoflow.journal.retention import PruneReport
 from eoflow.journal.txstore import KeyedResult, TxOutcome
 
 T = TypeVar("T")
@@ -105,6 +106,10 @@ class Journal(Protocol):
     def get_quarantined(self, key: str) -> QuarantinedMessage | None: ...
     def set_quarantine_status(self, key: str, status: str, error: str | None = None,
                               attempts: int = 0) -> None: ...
+
+    # retention (see retention.py): each item is one batch, already durable
+    def prune(self, cutoff_ms: int, txstore: TxStore) -> Iterator[PruneReport]: ...
+    def set_retention(self, retention_ms: int | None) -> None: ...
 
     # operator requests
     def has_requests(self) -> bool: ...

@@ -384,3 +384,64 @@ SELECT EXISTS (SELECT 1 FROM eoflow_requests);
 
 -- name: take_requests
 DELETE FROM eoflow_requests RETURNING id, workflow_id, action;
+
+-- name: tx_schema_2
+-- Retention forgets Kafka keys oldest first.
+CREATE INDEX IF NOT EXISTS eoflow_kafka_keys_applied ON eoflow_kafka_keys (applied_ms);
+
+-- name: prune_marks
+-- Per partition, the highest offset recorded (every message below it is recorded or was never
+-- in Kafka), and the incarnation its keys are under.
+SELECT o.group_id, o.topic, o.partition, o.offset, coalesce(t.incarnation, 0)
+FROM eoflow_kafka_offsets AS o
+LEFT JOIN eoflow_kafka_topics AS t ON t.group_id = o.group_id AND t.topic = o.topic;
+
+-- name: prune_incarnations
+SELECT group_id, topic, incarnation FROM eoflow_kafka_topics;
+
+-- name: prune_runs_page
+-- Finished runs last changed before ?1, after the cursor (?2 updated_ms, ?3 rowid), oldest
+-- first; never a child whose parent is still live (it may replay and ask for the child).
+SELECT w.rowid, w.workflow_id, w.updated_ms FROM eoflow_workflows AS w
+WHERE w.updated_ms < ?1 AND w.updated_ms >= ?2
+  AND (w.updated_ms > ?2 OR w.rowid > ?3)
+  AND w.status IN ('SUCCESS', 'ERROR', 'CANCELLED')
+  AND (w.parent_id IS NULL OR NOT EXISTS (
+        SELECT 1 FROM eoflow_workflows AS p
+        WHERE p.workflow_id = w.parent_id AND p.status IN ('PENDING', 'ENQUEUED', 'PARKED')))
+ORDER BY w.updated_ms, w.rowid LIMIT ?4;
+
+-- name: prune_steps
+DELETE FROM eoflow_steps WHERE workflow_id = ?;
+
+-- name: prune_events
+DELETE FROM eoflow_events WHERE workflow_id = ?;
+
+-- name: prune_messages
+DELETE FROM eoflow_messages WHERE destination = ?;
+
+-- name: prune_tx_outputs
+DELETE FROM eoflow_tx_outputs WHERE workflow_id = ?;
+
+-- name: prune_workflow
+DELETE FROM eoflow_workflows
+WHERE workflow_id = ? AND status IN ('SUCCESS', 'ERROR', 'CANCELLED');
+
+-- name: prune_keys_page
+SELECT key, applied_ms FROM eoflow_kafka_keys
+WHERE applied_ms < ?1 AND applied_ms >= ?2 AND (applied_ms > ?2 OR key > ?3)
+ORDER BY applied_ms, key LIMIT ?4;
+
+-- name: prune_key
+DELETE FROM eoflow_kafka_keys WHERE key = ?;
+
+-- name: prune_quarantine_page
+-- Quarantined messages stay until an operator retried or dropped them.
+SELECT key FROM eoflow_quarantine
+WHERE status <> 'QUARANTINED' AND quarantined_ms < ?1 AND key > ?2 ORDER BY key LIMIT ?3;
+
+-- name: prune_quarantined
+DELETE FROM eoflow_quarantine WHERE key = ? AND status <> 'QUARANTINED';
+
+-- name: delete_meta
+DELETE FROM eoflow_meta WHERE key = ?;

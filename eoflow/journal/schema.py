@@ -38,6 +38,12 @@ def schema_version(conn: apsw.Connection, path: str) -> int:
     return version
 
 
+def ensure_tx_schema(conn: apsw.Connection) -> None:
+    """The tables of whichever database runs @transaction functions (idempotent)."""
+    conn.execute(Q["tx_schema_1"])
+    conn.execute(Q["tx_schema_2"])
+
+
 def migrate(conn: apsw.Connection, path: str) -> None:
     """Bring the journal at `path` to SCHEMA_VERSION in one IMMEDIATE transaction."""
     conn.execute("BEGIN IMMEDIATE")
@@ -47,7 +53,7 @@ def migrate(conn: apsw.Connection, path: str) -> None:
             conn.execute(MIGRATIONS[number])
         if version != SCHEMA_VERSION:
             conn.execute(Q["set_meta"], ("schema_version", str(SCHEMA_VERSION)))
-        conn.execute(Q["tx_schema_1"])
+        ensure_tx_schema(conn)
         conn.execute("COMMIT")
     except BaseException:
         if not conn.getautocommit():

@@ -7,22 +7,27 @@ engine was given a separate application database.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import cast
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, TypeVar, cast
 
 import apsw
 
 from eoflow.errors import DedupError
-from eoflow.journal import operator, primitive_ops
+from eoflow.journal import operator, primitive_ops, retention
 from eoflow.journal.batching import GroupCommitter
 from eoflow.journal.connection import OwnerLock, connect, translate
 from eoflow.journal.primitive_ops import insert_step
 from eoflow.journal.reader import SQLiteReader
 from eoflow.journal.records import Action, KafkaKey, NewWorkflow, Status, StepRecord, WorkflowRecord
+from eoflow.journal.retention import PruneReport
 from eoflow.journal.schema import migrate
 from eoflow.journal.sql import Q
 from eoflow.journal.txstore import SQLiteTxStore
 
+if TYPE_CHECKING:
+    from eoflow.journal.interface import TxStore
+
+T = TypeVar("T")
 Created = tuple[bool, str, Status]  # (created now?, name of the run, its status)
 
 
@@ -243,6 +248,23 @@ class SQLiteJournal(SQLiteReader):
         self.committer.write(
             lambda conn: conn.execute(Q["set_quarantine_status"], (status, error, attempts, key))
         )
+
+    # -- retention ----------------------------------------------------------------------------
+
+    def prune(self, cutoff_ms: int, txstore: TxStore) -> Iterator[PruneReport]:
+        """Forget what retention allows (retention.py), one short write per batch, on this
+        journal's writer; `txstore` is where @transaction records and Kafka keys live."""
+        def journal(work: Callable[[apsw.Connection], T]) -> T:
+            return self.committer.write(work, wait=True, savepoint=True)
+
+        app_db = None
+        if isinstance(txstore, SQLiteTxStore) and txstore.committer is not self.committer:
+            app_db = txstore.write
+        return retention.prune(journal, app_db, cutoff_ms)
+
+    def set_retention(self, retention_ms: int | None) -> None:
+        """Note the retention in force, for `eoflow journal info` and `eoflow status`."""
+        self.committer.write(lambda conn: retention.note_retention(conn, retention_ms))
 
     # -- operator requests (from the CLI while an engine runs) --------------------------------
 

@@ -88,6 +88,10 @@ class SQLiteTxStore:
 
         return self.committer.turn(attempt, savepoint=False)
 
+    def write(self, work: Callable[[apsw.Connection], T]) -> T:
+        """`work(conn)` in the store's next write transaction (bookkeeping such as retention)."""
+        return self.committer.write(work, wait=True, savepoint=True)
+
     def run_plain(self, work: Callable[[apsw.Connection], T]) -> T:
         """`work(conn)` in a transaction of its own, recording nothing (a @transaction called
         outside any workflow)."""

@@ -665,3 +665,56 @@ def test_the_watchdog_reports_a_consumer_stuck_inside_the_client(
     reports = [r for r in caplog.records if "no progress" in r.getMessage()]
     assert len(reports) == 1 and reports[0].levelno == logging.ERROR
     assert TX_GROUP in reports[0].getMessage()
+
+
+# -- the journal's marks: never below them again --------------------------------------------
+
+
+def test_messages_at_or_below_the_mark_are_never_handled_again_even_without_keys(
+        kengine: Engine, journal_path: str) -> None:
+    """Retention forgets keys below a partition's mark; a redelivery (Kafka expired the
+    group's offsets, say) must then apply nothing again: the loop seeks past the mark."""
+    p0, p1 = (TX_TOPIC, 0), (TX_TOPIC, 1)
+    fake = FakeSource({p0: messages(TX_TOPIC, 0, [b"a"] * 9),
+                       p1: messages(TX_TOPIC, 1, [b"b"] * 5)}, batch=4)
+    with running(kengine, cl_apply, fake):
+        fake.wait_committed({p0: 9, p1: 5})
+        wait_until(lambda: committed_rows(
+            journal_path, "SELECT partition, offset FROM eoflow_kafka_offsets "
+                          "ORDER BY partition") == [(0, 8), (1, 4)])
+        committer(kengine).write(lambda conn: conn.execute("DELETE FROM eoflow_kafka_keys"))
+        since = len(fake.commits)
+        fake.redeliver()
+        fake.wait_committed({p0: 9, p1: 5}, since)
+        fake.logs[p0].extend(messages(TX_TOPIC, 0, [b"c"] * 12)[9:])  # new messages go on
+        fake.wait_committed({p0: 12, p1: 5}, since)
+    assert sorted(ledger(kengine)) == sorted([(0, o) for o in range(12)] +
+                                             [(1, o) for o in range(5)])
+    assert set(CALLS.values()) == {1}
+    seeks: dict[Partition, int] = {}
+    for kind, value in fake.events:
+        if kind == "rewind":
+            seeks.update(value)
+    assert seeks == {p0: 9, p1: 5}  # straight past the marks
+    assert all(o <= 12 for c in fake.commits[since:] for o in c.values())
+    assert all(c.get(p0, 9) >= 9 and c.get(p1, 5) >= 5 for c in fake.commits[since:]), \
+        "Kafka's committed offset went back below the mark"
+
+
+def test_keys_still_deduplicate_above_a_lagging_mark(kengine: Engine,
+                                                     journal_path: str) -> None:
+    """A crash between recording a batch and noting its mark: the keys cover the gap."""
+    p0 = (TX_TOPIC, 0)
+    fake = FakeSource({p0: messages(TX_TOPIC, 0, [b"a"] * 6)}, batch=3)
+    with running(kengine, cl_apply, fake) as loop:
+        fake.wait_committed({p0: 6})
+        wait_until(lambda: committed_rows(
+            journal_path, "SELECT offset FROM eoflow_kafka_offsets") == [(5,)])
+        committer(kengine).write(lambda conn: conn.execute(
+            "UPDATE eoflow_kafka_offsets SET offset = 2"))
+        loop._recheck = True  # as after an assignment: the marks are read again
+        since = len(fake.commits)
+        fake.redeliver()
+        fake.wait_committed({p0: 6}, since)
+    assert sorted(ledger(kengine)) == [(0, o) for o in range(6)]
+    assert set(CALLS.values()) == {1} and len(CALLS) == 6

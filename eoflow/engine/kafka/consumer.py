@@ -32,6 +32,7 @@ from eoflow.engine.kafka.defs import (
     encode_handler_inputs,
     message_key,
 )
+from eoflow.engine.kafka.marks import Marks
 from eoflow.engine.runtime import Runtime
 from eoflow.errors import (
     AbortedError,
@@ -101,7 +102,8 @@ class ConsumerLoop:
         # The incarnation of each topic this session has checked against the journal; cleared
         # (from kafka-python's thread, hence a flag) when partitions are assigned again.
         self._incarnations: dict[str, int] = {}
-        self._recheck = False
+        self._marks = Marks(spec.group_id)
+        self._recheck = True
         self.last_beat = time.monotonic()
 
     @property
@@ -215,9 +217,16 @@ class ConsumerLoop:
             ends[(m.topic, m.partition)] = m.offset + 1
         try:
             self._check_topics(batch)
-            if self.spec.is_workflow:
+            batch, seeks = self._marks.unrecorded(batch)
+            if seeks:
+                log.info("kafka %s: skipping to the journal's marks, past messages it recorded "
+                         "already: %s", self.spec.name,
+                         ", ".join(f"{t}/{p}@{o}" for (t, p), o in sorted(seeks.items())))
+                self._connected().rewind(seeks)
+                ends.update(seeks)  # Kafka's committed offset moves up to the mark too
+            if batch and self.spec.is_workflow:
                 self._record_workflows(batch)
-            else:
+            elif batch:
                 self._apply_transactions(batch)
         except BaseException:  # whatever it was, the batch comes back; its keys make that safe
             self._connected().rewind(starts)
@@ -249,6 +258,7 @@ class ConsumerLoop:
         if self._recheck:
             self._recheck = False
             self._incarnations.clear()
+            self._marks.load(self._rt.journal)
         group, journal = self.spec.group_id, self._rt.journal
         for topic in {m.topic for m in batch} - self._incarnations.keys():
             recorded, incarnation = journal.kafka_topic(group, topic)
@@ -278,8 +288,8 @@ class ConsumerLoop:
                         lane=None if queued else workflow_lane(spec, m))
             for k, m in zip(keys, batch, strict=True)
         ]
-        rt.journal.note_offsets(keys, now)
         results = rt.journal.create_workflows(news, now)
+        self._note(keys)
         if queued:
             rt.queue_wakeup.set()
             return
@@ -312,7 +322,6 @@ class ConsumerLoop:
     def _apply_transactions(self, batch: list[KafkaMessage]) -> None:
         rt, spec = self._rt, self.spec
         keys = self._keys(batch)
-        rt.journal.note_offsets(keys, rt.clock.now_ms())
         pending = list(zip(keys, batch, strict=True))
         attempts: dict[str, int] = {}
         while pending:
@@ -341,6 +350,12 @@ class ConsumerLoop:
                     backoff.delay(spec.retry_interval, 2.0, 30.0, min(failed))):
                 raise KafkaConsumeError(spec.name, "stopping with messages left to retry; "
                                         "they come back on the next start")
+        self._note(keys)
+
+    def _note(self, keys: list[KafkaKey]) -> None:
+        """Move the marks past messages now durably recorded (applied, run or quarantined)."""
+        self._rt.journal.note_offsets(keys, self._rt.clock.now_ms())
+        self._marks.advance(keys)
 
     def _quarantine_undecodable(self, error: UndecodableRecordError) -> None:
         """A record the client cannot decode: quarantine what is known of it (its position and
@@ -354,6 +369,7 @@ class ConsumerLoop:
                        partition, offset)
         self._rt.journal.quarantine(key, self.spec.name, None, None, "[]", None,
                                     codec.encode_error(error), 0, self._rt.clock.now_ms())
+        self._note([key])
         log.error("kafka %s: %s; quarantined as %s, going on past it", self.spec.name, error,
                   key.key)
         self._connected().skip(topic, partition, offset + 1)

@@ -16,6 +16,9 @@ from eoflow.engine.registry import Definition, DictStore, Kind
 from eoflow.errors import ConfigError, DefinitionError
 from eoflow.journal import codec
 from eoflow.journal.codec import ENCODER, TAG
+from eoflow.journal.kafka_keys import message_key as message_key  # re-exported; read back by
+
+# the journal's retention, so its home is the journal
 
 F = TypeVar("F", bound=Callable[..., Any])
 C = TypeVar("C", bound=type)
@@ -52,22 +55,6 @@ def check_topic_name(topic: str) -> str:
         raise ConfigError("topic", f"{topic!r} is not a Kafka topic name: it {why}; use 1-249 "
                                    "letters, digits, '.', '_' or '-'")
     return topic
-
-
-def message_key(group_id: str, topic: str, partition: int, offset: int,
-                incarnation: int = 0) -> str:
-    """The idempotency key of a Kafka message, and the workflow id of the run it starts.
-
-    Format: `kafka:{topic}:{partition}:{offset}:{group_id}`. Topic names cannot contain ':',
-    partition and offset are integers, and the group id comes last, so the key is unambiguous.
-    This format is the dedup key for redelivered messages: never change it. A topic recreated
-    under the same name (a new incarnation, see `eoflow kafka restart-topic`) starts its
-    offsets again: its keys carry `@{incarnation}` after the offset, so they never collide
-    with the old ones (incarnation 0 keeps the original format).
-    """
-    if incarnation:
-        return f"kafka:{topic}:{partition}:{offset}@{incarnation}:{group_id}"
-    return f"kafka:{topic}:{partition}:{offset}:{group_id}"
 
 
 @dataclass(frozen=True)
