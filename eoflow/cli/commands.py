@@ -40,9 +40,12 @@ T = TypeVar("T")
 @brokers_option
 @click.option("--workers", type=click.IntRange(min=1), envvar="EOFLOW_WORKERS",
               show_envvar=True, help="Worker threads for workflows [default: 64].")
+@click.option("--retention", envvar="EOFLOW_RETENTION", show_envvar=True, metavar="DURATION",
+              help="Forget finished runs (and applied Kafka keys) this long after they "
+                   "finished, e.g. 90s, 12h, 7d [default: keep everything].")
 @click.pass_context
 def run(ctx: click.Context, app: str, journal: str, app_db: str | None, brokers: str | None,
-        workers: int | None) -> None:
+        workers: int | None, retention: str | None) -> None:
     """Run APP (a .py file or a module name) until SIGINT or SIGTERM.
 
     Opens the journal, resumes pending workflows, starts the Kafka consumers the app declares,
@@ -65,7 +68,8 @@ def run(ctx: click.Context, app: str, journal: str, app_db: str | None, brokers:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    serve(loaded, stop, journal=journal, app_db=app_db, workers=workers, brokers=brokers)
+    serve(loaded, stop, journal=journal, app_db=app_db, workers=workers, brokers=brokers,
+          retention=retention)
 
 
 def _reader(journal: str) -> SQLiteReader:

@@ -19,16 +19,17 @@ log = logging.getLogger("eoflow.engine")
 
 def serve(app: LoadedApp, stop: threading.Event, *, journal: str | None = None,
           app_db: str | None = None, workers: int | None = None, brokers: str | None = None,
-          grace_period: float | None = None,
+          grace_period: float | None = None, retention: str | None = None,
           ready: Callable[[Engine], None] | None = None) -> None:
     """Open the journal, resume pending runs, start the app's consumers, and run until `stop`
     is set; then shut down gracefully (unfinished runs stay PENDING for the next start)."""
-    path = EngineConfig.resolve(journal, app_db, workers, None, grace_period, brokers).journal
+    path = EngineConfig.resolve(journal, app_db, workers, None, grace_period, brokers,
+                                retention).journal
     created = not os.path.exists(path)
     consuming = False
     try:
         with Engine(journal=journal, app_db=app_db, workers=workers, brokers=brokers,
-                    grace_period=grace_period) as engine:
+                    grace_period=grace_period, retention=retention) as engine:
             for hook in REGISTRY.start_hooks:
                 hook()
             consumers = CONSUMERS.all()
@@ -37,9 +38,12 @@ def serve(app: LoadedApp, stop: threading.Event, *, journal: str | None = None,
             consuming = True
             scheduler = engine.schedule()
             schedules = len(scheduler.schedules) if scheduler is not None else 0
+            window = engine.config.retention
             log.info("eoflow: app %s running: %d workflow(s), %d Kafka consumer(s), "
-                     "%d schedule(s); journal %s", app.name, len(app.workflows), len(consumers),
-                     schedules, engine.path)
+                     "%d schedule(s); journal %s (%s)", app.name, len(app.workflows),
+                     len(consumers), schedules, engine.path,
+                     "keeping every run" if window is None else
+                     f"forgetting finished runs after {window:g}s")
             if ready is not None:
                 ready(engine)
             stop.wait()
