@@ -13,6 +13,7 @@ from eoflow import KafkaMessage, kafka_consume, step, transaction, workflow
 
 WF_TOPIC = os.environ["CHAOS_WF_TOPIC"]
 TX_TOPIC = os.environ["CHAOS_TX_TOPIC"]
+PATHS = os.environ.get("CHAOS_PATHS", "wf,tx").split(",")  # the consumers to run
 
 
 @eoflow.on_start
@@ -34,7 +35,6 @@ def count_wf(message_id: int) -> None:
                         "ON CONFLICT (id) DO UPDATE SET n = n + 1", (message_id,))
 
 
-@kafka_consume(WF_TOPIC, group_id=f"chaos-wf-{WF_TOPIC}")
 @workflow()
 def on_event(topic: str, partition: int, message: KafkaMessage) -> int:
     message_id = parse(message.value)
@@ -42,9 +42,14 @@ def on_event(topic: str, partition: int, message: KafkaMessage) -> int:
     return message_id
 
 
-@kafka_consume(TX_TOPIC, group_id=f"chaos-tx-{TX_TOPIC}")
 @transaction()
 def on_payment(topic: str, partition: int, message: KafkaMessage) -> None:
     message_id = int(json.loads(message.value or b"")["id"])
     eoflow.db().execute("INSERT INTO tx_counts VALUES (?, 1) "
                         "ON CONFLICT (id) DO UPDATE SET n = n + 1", (message_id,))
+
+
+if "wf" in PATHS:
+    kafka_consume(WF_TOPIC, group_id=f"chaos-wf-{WF_TOPIC}")(on_event)
+if "tx" in PATHS:
+    kafka_consume(TX_TOPIC, group_id=f"chaos-tx-{TX_TOPIC}")(on_payment)
