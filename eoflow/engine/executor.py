@@ -42,7 +42,7 @@ def encode_inputs(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> s
     return encode_value(name, "an input", {"args": list(args), "kwargs": kwargs})
 
 
-def decode_inputs(inputs: str) -> tuple[tuple[Any, ...], dict[str, Any]]:
+def decode_inputs(inputs: str | bytes) -> tuple[tuple[Any, ...], dict[str, Any]]:
     data = codec.decode(inputs)
     return tuple(data["args"]), dict(data["kwargs"])
 

@@ -78,7 +78,7 @@ def resume_claimed(rt: Runtime, run: ActiveRun, definition: Definition,
     execute(rt, run, definition, record.inputs, steps, record.deadline_ms, waited)
 
 
-def execute(rt: Runtime, run: ActiveRun, definition: Definition, inputs: str,
+def execute(rt: Runtime, run: ActiveRun, definition: Definition, inputs: str | bytes,
             recorded: dict[int, StepRecord], deadline_ms: int | None,
             waited: bool = False) -> None:
     """Run a claimed workflow in this thread to its end (or to an interruption).

@@ -17,6 +17,11 @@ stored as their type name, message, traceback text and (when storable) their arg
 and rebuilt the same way; an error whose type is not loaded comes back as `RecordedError`. A
 malformed record raises `UndecodableValueError`, whatever is wrong with it.
 
+A value carrying large bytes (a Kafka message's inputs: value, key and headers) is stored
+packed instead, as a BLOB: a JSON head as above whose bytes are references into raw bytes
+after it (`pack`), so no base64 and no escaping; `decode` reads both forms, and `as_text`
+turns a packed value back into the tagged JSON text above (for display and export).
+
 Values that could be stored but not rebuilt are refused when they are produced: a dataclass
 with `init=False` fields, a dataclass or enum defined inside a function, an int over 4,300
 digits (Python's own limit on converting ints to text). A timedelta keeps its microseconds; a
@@ -36,7 +41,7 @@ import sys
 import traceback
 import uuid
 import zoneinfo
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -146,13 +151,17 @@ def _tagged(value: Any) -> Any:
     raise Unserializable(type(value).__qualname__)
 
 
-def _from_tagged(obj: dict[str, Any]) -> Any:
+def _from_tagged(obj: dict[str, Any],
+                 blob: Callable[[int, int], bytes] | None = None) -> Any:
     tag = obj.get(TAG)
     if tag is None:
         return obj
     v: Any = obj["v"]
     if tag == "bytes":
         return base64.b64decode(v, validate=True)
+    if tag == "blob" and blob is not None:
+        start, size = v
+        return blob(int(start), int(size))
     if tag == "tuple":
         return tuple(v)
     if tag == "set":
@@ -217,13 +226,70 @@ _MALFORMED = (ValueError, KeyError, TypeError, AttributeError, OverflowError, In
               InvalidOperation, RecursionError, binascii.Error, zoneinfo.ZoneInfoNotFoundError)
 
 
-def decode(text: str | None) -> Any:
-    """The value stored by `encode` (None for a NULL column); a malformed record raises
-    UndecodableValueError."""
+def decode(text: str | bytes | None) -> Any:
+    """The value stored by `encode` or `pack` (None for a NULL column); a malformed record
+    raises UndecodableValueError."""
     if text is None:
         return None
     try:
+        if isinstance(text, bytes):
+            head, area = _unpack(text)
+            return json.JSONDecoder(object_hook=lambda obj: _from_tagged(
+                obj, lambda start, size: bytes(_slice(area, start, size)))).decode(head)
         return _DECODER.decode(text)
+    except _MALFORMED as error:
+        raise UndecodableValueError(f"{type(error).__name__}: {describe(error)}") from None
+
+
+# -- packed values: JSON with raw bytes beside it ---------------------------------------------
+# A value holding large bytes (a Kafka message) is stored as a BLOB: MAGIC, the length of a
+# JSON head (4 bytes, big-endian), the head, then the raw bytes. In the head, each bytes value
+# is {"$eoflow": "blob", "v": [start, length]} into the raw part: no base64 (a third larger),
+# no escaping. Text values never start with MAGIC's NUL, so the column's type tells them apart.
+MAGIC = b"\x00eo1"
+
+
+def pack(head: Any, blobs: list[bytes]) -> bytes:
+    """A packed value: `head` (JSON-ready, with blob references made by `blob_ref`)."""
+    text = ENCODER.encode(head).encode()
+    return b"".join((MAGIC, len(text).to_bytes(4, "big"), text, *blobs))
+
+
+def blob_ref(blobs: list[bytes], value: bytes, start: int) -> dict[str, Any]:
+    """Add `value` to `blobs` (whose bytes so far end at `start`); return its reference."""
+    blobs.append(value)
+    return {TAG: "blob", "v": [start, len(value)]}
+
+
+def _unpack(stored: bytes) -> tuple[str, memoryview]:
+    if stored[:4] != MAGIC:
+        raise ValueError("a BLOB that is not a packed eoflow value")
+    size = int.from_bytes(stored[4:8], "big")
+    return stored[8:8 + size].decode(), memoryview(stored)[8 + size:]
+
+
+def _slice(area: memoryview, start: int, size: int) -> memoryview:
+    if not (isinstance(start, int) and isinstance(size, int)) or start < 0 or size < 0 or \
+            start + size > len(area):
+        raise ValueError(f"a blob reference [{start}, {size}] outside the packed value")
+    return area[start:start + size]
+
+
+def as_text(stored: str | bytes | None) -> str | None:
+    """The stored value as tagged JSON text, whatever its form (for display and export: a
+    packed value's bytes become base64, as `encode` writes them)."""
+    if not isinstance(stored, bytes):
+        return stored
+    try:
+        head, area = _unpack(stored)
+
+        def as_base64(obj: dict[str, Any]) -> Any:
+            if obj.get(TAG) != "blob":
+                return obj
+            start, size = obj["v"]
+            return {TAG: "bytes", "v": base64.b64encode(_slice(area, start, size)).decode()}
+
+        return ENCODER.encode(json.JSONDecoder(object_hook=as_base64).decode(head))
     except _MALFORMED as error:
         raise UndecodableValueError(f"{type(error).__name__}: {describe(error)}") from None
 

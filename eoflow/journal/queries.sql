@@ -117,6 +117,29 @@ CREATE TABLE eoflow_kafka_topics (
     PRIMARY KEY (group_id, topic)
 ) WITHOUT ROWID;
 
+-- name: migration_5
+-- Steps move to a rowid table. In a WITHOUT ROWID table a row over about 1 KB spills into an
+-- overflow page of its own: a step returning a 1 KB Kafka payload took 4.7 KB (measured with
+-- benchmarks/journal_bytes.py); here it takes 1.5 KB. Small steps pay about 47 bytes more for
+-- the (workflow_id, step) index. A large journal copies its steps once, when first opened.
+CREATE TABLE eoflow_steps_v5 (
+    workflow_id TEXT NOT NULL,
+    step        INTEGER NOT NULL,
+    name        TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    output      TEXT,
+    error       TEXT,
+    attempts    INTEGER NOT NULL,
+    started_ms  INTEGER NOT NULL,
+    ended_ms    INTEGER NOT NULL,
+    PRIMARY KEY (workflow_id, step)
+);
+INSERT INTO eoflow_steps_v5
+SELECT workflow_id, step, name, kind, output, error, attempts, started_ms, ended_ms
+FROM eoflow_steps ORDER BY workflow_id, step;
+DROP TABLE eoflow_steps;
+ALTER TABLE eoflow_steps_v5 RENAME TO eoflow_steps;
+
 -- name: tx_schema_1
 -- Kept by whichever database runs @transaction functions (the journal, or --app-db).
 CREATE TABLE IF NOT EXISTS eoflow_tx_outputs (

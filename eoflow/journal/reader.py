@@ -30,7 +30,7 @@ T = TypeVar("T")
 # The rows of the queries that return whole records, with the types queries.sql gives their
 # columns. SQLite hands back untyped values (apsw.SQLiteValues); the casts below are where the
 # schema's types are taken on trust, once per query, checking nothing at run time.
-WorkflowRow = tuple[str, str, str, str, str | None, str | None, int, int, int, str | None,
+WorkflowRow = tuple[str, str, str, str | bytes, str | None, str | None, int, int, int, str | None,
                     str | None, str | None, int | None, int | None]
 StepRow = tuple[str, int, str, str, str | None, str | None, int, int, int]
 QuarantineRow = tuple[str, str, str, int, int, str, bytes | None, bytes | None, str, int | None,

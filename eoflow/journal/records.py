@@ -46,7 +46,7 @@ class NewWorkflow:
 
     workflow_id: str
     name: str
-    inputs: str
+    inputs: str | bytes  # JSON text (codec.encode), or packed with raw bytes (codec.pack)
     created_ms: int
     status: Status = Status.PENDING
     parent_id: str | None = None
@@ -64,7 +64,7 @@ class WorkflowRecord:
     workflow_id: str
     name: str
     status: Status
-    inputs: str
+    inputs: str | bytes  # JSON text (codec.encode), or packed with raw bytes (codec.pack)
     output: str | None
     error: str | None
     created_ms: int

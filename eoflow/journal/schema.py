@@ -12,18 +12,19 @@ import apsw
 from eoflow.errors import JournalFormatError
 from eoflow.journal.sql import Q
 
-MIGRATIONS = [Q["migration_1"], Q["migration_2"], Q["migration_3"], Q["migration_4"]]
+MIGRATIONS = [Q["migration_1"], Q["migration_2"], Q["migration_3"], Q["migration_4"],
+              Q["migration_5"]]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def _has_table(conn: apsw.Connection, name: str) -> bool:
+def has_table(conn: apsw.Connection, name: str) -> bool:
     row = conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,))
     return row.fetchone() is not None
 
 
 def schema_version(conn: apsw.Connection, path: str) -> int:
     """The journal's schema version (0 when no journal has been created in this file yet)."""
-    if not _has_table(conn, "eoflow_meta"):
+    if not has_table(conn, "eoflow_meta"):
         return 0
     row = conn.execute(Q["get_meta"], ("schema_version",)).fetchone()
     if row is None:

@@ -15,6 +15,7 @@ from typing import Any
 
 import apsw
 
+from eoflow.errors import UndecodableValueError
 from eoflow.journal import codec
 from eoflow.journal.reader import SQLiteReader
 from eoflow.journal.records import QuarantinedMessage, Status, StepKind
@@ -69,8 +70,8 @@ def _json(text: Any) -> Any:
     if text is None:
         return None
     try:
-        return _readable(_loads(text), 0)
-    except (ValueError, TypeError, RecursionError, _TooDeep):
+        return _readable(_loads(codec.as_text(text)), 0)
+    except (ValueError, TypeError, RecursionError, _TooDeep, UndecodableValueError):
         stored = text if isinstance(text, str) else repr(text)
         return {codec.TAG: "unreadable", "v": stored[:200]}
 

@@ -9,6 +9,7 @@ import json
 import sys
 import uuid
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -112,25 +113,52 @@ def test_error_with_unstorable_args_still_records_message() -> None:
     assert isinstance(back, RecordedError) and "RuntimeError" in str(back)
 
 
-def test_kafka_inputs_fast_path_matches_the_codec() -> None:
+def test_kafka_inputs_are_packed_and_decode_like_the_codec() -> None:
     from eoflow.engine.kafka.defs import KafkaMessage, encode_handler_inputs
 
-    for message in (KafkaMessage("t.x-1", 2, 99, b"k", b'{"a": "\\u00e9"}', (("h", b"\x00"),), 5),
-                    KafkaMessage("t", 0, 0, None, None)):
+    value = bytes(range(256)) * 4  # 1 KB, every byte value: stored as it is
+    for message in (KafkaMessage("t.x-1", 2, 99, b"k", b'{"a": "\\u00e9"}',
+                                 (("h", b"\x00"), ("n", None)), 5),  # type: ignore[arg-type]
+                    KafkaMessage("t", 0, 0, None, None),
+                    KafkaMessage("t", 1, 3, b"key", value, (("trace", b"abc"),), 7)):
         fast = encode_handler_inputs(message)
-        assert fast == codec.encode({"args": [message.topic, message.partition, message],
-                                     "kwargs": {}})
+        assert isinstance(fast, bytes) and fast.startswith(codec.MAGIC)
+        generic = codec.encode({"args": [message.topic, message.partition, message],
+                                "kwargs": {}})
+        assert codec.decode(fast) == codec.decode(generic)
         assert codec.decode(fast)["args"][2] == message
+        assert codec.as_text(fast) == generic  # shown and exported as the codec writes it
+        if message.value == value:
+            assert value in fast and len(fast) < len(value) + 400  # raw, not base64
+
+
+@pytest.mark.parametrize("damage", [
+    lambda b: b[:-1],  # the raw part cut short
+    lambda b: b[:6],  # the head's length cut
+    lambda b: b"\x00eo2" + b[4:],  # an unknown format
+    lambda b: b[:8] + b"]" + b[9:],  # a broken head
+    lambda b: b.replace(b'"v":[1,3]', b'"v":[-1,3]'),  # a reference out of bounds
+])
+def test_a_damaged_packed_value_is_undecodable(damage: Any) -> None:
+    from eoflow.engine.kafka.defs import KafkaMessage, encode_handler_inputs
+
+    packed = encode_handler_inputs(KafkaMessage("t", 1, 3, b"k", b"val", (), 7))
+    assert b'"v":[1,3]' in packed
+    with pytest.raises(UndecodableValueError):
+        codec.decode(damage(packed))
+    with pytest.raises(UndecodableValueError):
+        codec.as_text(damage(packed))
 
 
 def test_runs_journaled_before_the_kafka_modules_moved_still_decode() -> None:
     # Runs recorded by an eoflow whose KafkaMessage lived in eoflow.engine.kafka_defs must
-    # replay after an upgrade: the journaled type path is part of the journal's format.
-    from eoflow.engine.kafka.defs import KafkaMessage, encode_handler_inputs
+    # replay after an upgrade: the journaled type path is part of the journal's format. So
+    # must runs whose inputs were JSON text (before they were packed).
+    from eoflow.engine.kafka.defs import KafkaMessage
 
     message = KafkaMessage("t", 1, 7, b"k", b"v", (("h", b"x"),), 3)
-    old = encode_handler_inputs(message).replace("eoflow.engine.kafka.defs:",
-                                                 "eoflow.engine.kafka_defs:")
+    old = codec.encode({"args": ["t", 1, message], "kwargs": {}}).replace(
+        "eoflow.engine.kafka.defs:", "eoflow.engine.kafka_defs:")
     assert "eoflow.engine.kafka_defs:KafkaMessage" in old
     assert codec.decode(old)["args"][2] == message
 

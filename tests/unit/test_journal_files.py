@@ -161,3 +161,42 @@ def test_full_disk_inside_a_transaction_records_nothing(journal_path: str) -> No
             big_insert()
         assert engine.journal.committer.read(
             lambda c: c.execute("SELECT count(*) FROM blobs").fetchall()) == [(0,)]
+
+
+def test_a_journal_of_schema_4_is_migrated_with_its_steps(journal_path: str) -> None:
+    """Schema 5 rebuilt eoflow_steps as a rowid table: an older journal's steps survive, and
+    its pending run resumes from them."""
+    from eoflow.journal import codec
+    from eoflow.journal.schema import MIGRATIONS
+    from eoflow.journal.sql import Q
+
+    conn = apsw.Connection(journal_path)
+    conn.execute("PRAGMA journal_mode=WAL")
+    for migration in MIGRATIONS[:4]:
+        conn.execute(migration)
+    conn.execute(Q["set_meta"], ("schema_version", "4"))
+    conn.execute(Q["tx_schema_1"])
+    assert "WITHOUT ROWID" in str(conn.execute(
+        "SELECT sql FROM sqlite_master WHERE name = 'eoflow_steps'").fetchone())
+    inputs = codec.encode({"args": [41], "kwargs": {}})
+    conn.execute("INSERT INTO eoflow_workflows (workflow_id, name, status, inputs, created_ms, "
+                 "updated_ms) VALUES ('old', ?, 'PENDING', ?, 1, 1)", (_name(jf_flow), inputs))
+    conn.execute("INSERT INTO eoflow_steps VALUES ('old', 1, ?, 'step', ?, NULL, 1, 1, 2)",
+                 (_name(jf_step), codec.encode(1000)))
+    conn.close()
+    with Engine(journal=journal_path) as engine:
+        assert engine.retrieve("old").result(timeout=10) == 1000  # replayed, not run again
+        assert [s.step for s in engine.journal.steps_of("old")] == [1]
+    conn = apsw.Connection(journal_path, flags=apsw.SQLITE_OPEN_READONLY)
+    sql = str(conn.execute("SELECT sql FROM sqlite_master WHERE name = 'eoflow_steps'")
+              .fetchone())
+    version = conn.execute(Q["get_meta"], ("schema_version",)).fetchone()
+    conn.close()
+    assert "WITHOUT ROWID" not in sql and "PRIMARY KEY (workflow_id, step)" in sql
+    assert version == (str(SCHEMA_VERSION),) and SCHEMA_VERSION == 5
+
+
+def _name(fn: object) -> str:
+    from eoflow.engine.registry import definition_of
+
+    return definition_of(fn).name

@@ -45,6 +45,7 @@ def r_sender(destination: str) -> None:
 
 def rows(path: str, sql: str) -> list[tuple[object, ...]]:
     conn = apsw.Connection(path, flags=apsw.SQLITE_OPEN_READONLY)
+    conn.setbusytimeout(5000)
     try:
         return list(conn.execute(sql))
     finally:
@@ -57,6 +58,7 @@ def count(path: str, table: str, where: str = "1") -> int:
 
 def set_status(path: str, workflow_id: str, status: str, parent: str | None = None) -> None:
     conn = apsw.Connection(path)
+    conn.setbusytimeout(5000)  # the engine may be writing
     conn.execute("UPDATE eoflow_workflows SET status = ?, parent_id = coalesce(?, parent_id) "
                  "WHERE workflow_id = ?", (status, parent, workflow_id))
     conn.close()

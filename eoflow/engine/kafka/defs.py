@@ -5,7 +5,6 @@ Nothing here talks to Kafka (that is source.py); these only register what to con
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
@@ -15,7 +14,7 @@ from eoflow.engine.config import parse_brokers
 from eoflow.engine.registry import Definition, DictStore, Kind
 from eoflow.errors import ConfigError, DefinitionError
 from eoflow.journal import codec
-from eoflow.journal.codec import ENCODER, TAG
+from eoflow.journal.codec import TAG
 from eoflow.journal.kafka_keys import message_key as message_key  # re-exported; read back by
 
 # the journal's retention, so its home is the journal
@@ -75,26 +74,34 @@ _MESSAGE_TYPE = f"{KafkaMessage.__module__}:{KafkaMessage.__qualname__}"
 codec.known_as("eoflow.engine.kafka_defs:KafkaMessage", KafkaMessage)
 
 
-def _bytes(value: bytes | None) -> Any:
-    return None if value is None else {TAG: "bytes", "v": base64.b64encode(value).decode()}
-
-
-def encode_handler_inputs(message: KafkaMessage) -> str:
+def encode_handler_inputs(message: KafkaMessage) -> bytes:
     """The journaled inputs `(topic, partition, message)` of a Kafka workflow run.
 
-    Exactly what codec.encode produces for {"args": [...], "kwargs": {}}, built directly: this
-    runs once per consumed message and was the consumer's largest cost through the generic
-    codec (a test keeps the two identical)."""
+    Packed (codec.pack): the message's key, value and header values are stored as raw bytes
+    beside a small JSON head, not as base64 inside JSON. Built directly: this runs once per
+    consumed message. codec.decode gives back exactly {"args": [...], "kwargs": {}}, as for
+    any other run (a test keeps the two identical)."""
+    blobs: list[bytes] = []
+    size = 0
+
+    def ref(value: bytes | None) -> Any:
+        nonlocal size
+        if value is None:
+            return None
+        reference = codec.blob_ref(blobs, value, size)
+        size += len(value)
+        return reference
+
     fields = {
         "topic": message.topic, "partition": message.partition, "offset": message.offset,
-        "key": _bytes(message.key), "value": _bytes(message.value),
-        "headers": {TAG: "tuple", "v": [{TAG: "tuple", "v": [k, _bytes(v)]}
+        "key": ref(message.key), "value": ref(message.value),
+        "headers": {TAG: "tuple", "v": [{TAG: "tuple", "v": [k, ref(v)]}
                                         for k, v in message.headers]},
         "timestamp": message.timestamp,
     }
-    return ENCODER.encode({"args": [message.topic, message.partition,
-                                    {TAG: "dataclass", "type": _MESSAGE_TYPE, "v": fields}],
-                           "kwargs": {}})
+    return codec.pack({"args": [message.topic, message.partition,
+                                {TAG: "dataclass", "type": _MESSAGE_TYPE, "v": fields}],
+                       "kwargs": {}}, blobs)
 
 
 @dataclass(frozen=True)
