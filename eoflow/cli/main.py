@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from eoflow.cli import commands
+from eoflow.cli import commands, journal_cmds
 from eoflow.cli.options import add_verbose, is_verbose
 from eoflow.cli.render import error_line
 from eoflow.errors import EoflowError
@@ -50,6 +50,7 @@ def cli() -> None:
 
 
 commands.register(cli)
+cli.add_command(journal_cmds.journal)
 add_verbose(cli)
 
 

@@ -311,3 +311,54 @@ def watch(view: Callable[[], Any], line: Callable[[], str], every: float,
                 live.update(stamped())
     except KeyboardInterrupt:
         pass
+
+
+def _bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+def _when(ms: Any) -> str:
+    return "-" if ms is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ms / 1000))
+
+
+def info_view(info: dict[str, Any]) -> Group | str:
+    retention = info["retention_ms"]
+    facts = listing([Column("about", id=True), Column("value")], [
+        ("journal", info["journal"]), ("schema", info["schema_version"]),
+        ("file", f"{_bytes(info['file_bytes'])} ({info['pages']} pages of "
+                 f"{info['page_size']} B, {info['free_pages']} free for reuse)"),
+        ("WAL", _bytes(info["wal_bytes"])),
+        ("runs", f"{info['runs']} (oldest created {_when(info['oldest_run_ms'])}, newest "
+                 f"{_when(info['newest_run_ms'])})"),
+        ("retention", "keep everything" if retention is None else
+         f"{retention / 1000:g}s (set by the last `eoflow run`)")])
+    rows = listing([Column("table", id=True), Column("rows", right=True)],
+                   sorted(info["rows"].items()))
+    return _page([facts, rows])
+
+
+def check_view(report: dict[str, Any]) -> Group | str:
+    rows = []
+    for c in report["checks"]:
+        state = "ok" if not c["problems"] else f"{c['problems']} problem(s)"
+        if c["skipped"] and not c["problems"]:
+            state += f" ({c['skipped']})"
+        rows.append((c["check"], state, "; ".join(c["examples"]) or c["description"]))
+    verdict = "every check holds" if report["ok"] else "PROBLEMS FOUND"
+    return _page([listing([Column("check", id=True), Column("result"),
+                           Column("detail", shrink=True)], rows, wrap=True),
+                  f"{report['journal']}: {verdict}"])
+
+
+def progress(copied: int, total: int) -> None:
+    """A progress line on stderr (a terminal only), rewritten in place."""
+    if err.is_terminal:
+        err.file.write(f"\r{copied}/{total} pages ({100 * copied // max(total, 1)}%)")
+        err.file.flush()
+        if copied >= total:
+            err.file.write("\n")

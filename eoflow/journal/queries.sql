@@ -468,3 +468,41 @@ DELETE FROM eoflow_quarantine WHERE key = ? AND status <> 'QUARANTINED';
 
 -- name: delete_meta
 DELETE FROM eoflow_meta WHERE key = ?;
+
+-- name: check_orphan_steps
+-- Steps whose run is not in the journal.
+SELECT s.workflow_id, count(*) FROM eoflow_steps AS s
+WHERE NOT EXISTS (SELECT 1 FROM eoflow_workflows AS w WHERE w.workflow_id = s.workflow_id)
+GROUP BY s.workflow_id;
+
+-- name: check_step_gaps
+-- Finished runs whose steps are not numbered 1..n (every step of a run is recorded in order).
+SELECT s.workflow_id, count(*), min(s.step), max(s.step) FROM eoflow_steps AS s
+JOIN eoflow_workflows AS w ON w.workflow_id = s.workflow_id
+WHERE w.status IN ('SUCCESS', 'ERROR', 'CANCELLED')
+GROUP BY s.workflow_id HAVING count(*) <> max(s.step) OR min(s.step) <> 1;
+
+-- name: check_statuses
+SELECT workflow_id, status FROM eoflow_workflows
+WHERE status NOT IN ('PENDING', 'ENQUEUED', 'PARKED', 'SUCCESS', 'ERROR', 'CANCELLED');
+
+-- name: check_quarantine
+SELECT key, handler, status FROM eoflow_quarantine;
+
+-- name: check_run_exists
+SELECT 1 FROM eoflow_workflows WHERE workflow_id = ?;
+
+-- name: check_quarantined_exists
+SELECT 1 FROM eoflow_quarantine WHERE key = ?;
+
+-- name: info_runs
+SELECT count(*), min(created_ms), max(created_ms) FROM eoflow_workflows;
+
+-- name: export_runs
+-- One page of runs after a rowid, oldest first, with the filters of `eoflow journal export`.
+SELECT rowid, workflow_id, name, status, inputs, output, error, created_ms, updated_ms,
+       recovery_attempts, parent_id, queue
+FROM eoflow_workflows
+WHERE rowid > ?1 AND (?2 IS NULL OR updated_ms >= ?2) AND (?3 IS NULL OR status = ?3)
+  AND (?4 IS NULL OR workflow_id = ?4)
+ORDER BY rowid LIMIT ?5;
