@@ -9,8 +9,9 @@ block's, else the one open engine's of the process.
 from __future__ import annotations
 
 import contextlib
+import secrets
 import threading
-import uuid
+import time
 from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import Any
@@ -150,7 +151,11 @@ def set_workflow_id(workflow_id: str) -> Iterator[None]:
 
 
 def new_workflow_id() -> str:
-    return uuid.uuid4().hex
+    """32 hex digits: the time in ms (12), then 80 random bits (20), as in a UUIDv7. New ids
+    sort after older ones, so a journal of millions of runs takes each new one at the end of
+    its id indexes (a few hot pages) instead of at a random place (a page read and written
+    per run): measured with benchmarks/journal_scale.py."""
+    return f"{time.time_ns() // 1_000_000:012x}{secrets.token_hex(10)}"
 
 
 def take_workflow_id() -> str | None:

@@ -19,6 +19,9 @@ BUSY_TIMEOUT_MS = 10_000
 # After a checkpoint, a WAL larger than this is truncated back to it: a burst (or a reader that
 # held a snapshot through several checkpoints) does not leave a large file behind for good.
 WAL_SIZE_LIMIT = 64 * 1024 * 1024
+# Page cache of a writer, in KiB (SQLite's default is 2 MiB). A journal of millions of runs has
+# indexes far larger than that, and every new run lands at a random place in the id index.
+CACHE_KIB = 64 * 1024
 DURABILITY_PRAGMAS = {"full": "FULL", "normal": "NORMAL"}
 
 
@@ -66,6 +69,7 @@ def connect(path: str, *, readonly: bool = False, durability: str = "full") -> a
                 raise JournalError(path, f"cannot switch to WAL mode (got {mode})")
             conn.execute(f"PRAGMA synchronous={DURABILITY_PRAGMAS[durability]}")
             conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
+            conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
             conn.execute("PRAGMA foreign_keys=ON")
     except apsw.Error as error:
         raise translate(path, error) from error

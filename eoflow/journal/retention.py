@@ -17,6 +17,7 @@ restart-topic`) are never read again either.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
@@ -28,7 +29,7 @@ import apsw
 from eoflow.journal.kafka_keys import parse_message_key
 from eoflow.journal.sql import Q
 
-BATCH = 500  # runs (or keys) per transaction: each batch holds the writer a few milliseconds
+BATCH = 100  # runs (or keys) per transaction: each holds the writer ~20 ms at most (soak.py)
 
 
 @dataclass
@@ -130,24 +131,22 @@ def _runs_batch(conn: apsw.Connection, *, cutoff_ms: int, cursor: tuple[int, int
     marks = Marks(conn)
     rows = cast(list[tuple[int, str, int]], conn.execute(
         Q["prune_runs_page"], (cutoff_ms, cursor[0], cursor[1], batch)).fetchall())
-    for _, workflow_id, _ in rows:
-        if not marks.forgettable(workflow_id):
-            continue
-        report.steps += _delete(conn, "prune_steps", workflow_id)
-        report.events += _delete(conn, "prune_events", workflow_id)
-        report.messages += _delete(conn, "prune_messages", workflow_id)
+    ids = [workflow_id for _, workflow_id, _ in rows if marks.forgettable(workflow_id)]
+    if ids:
+        report.steps += _delete(conn, "prune_steps", ids)
+        report.events += _delete(conn, "prune_events", ids)
+        report.messages += _delete(conn, "prune_messages", ids)
         if tx_outputs_here:
-            report.tx_outputs += _delete(conn, "prune_tx_outputs", workflow_id)
-        if _delete(conn, "prune_workflow", workflow_id):
-            report.runs += 1
-            removed.append(workflow_id)
+            report.tx_outputs += _delete(conn, "prune_tx_outputs", ids)
+        removed = [str(w) for (w,) in conn.execute(Q["prune_workflows"], (json.dumps(ids),))]
+        report.runs += len(removed)
     report.batches = 1 if rows else 0
     return report, ((int(rows[-1][2]), int(rows[-1][0])) if rows else cursor), removed
 
 
 def forget_tx_outputs(conn: apsw.Connection, workflow_ids: list[str]) -> int:
     """Remove the transaction records of finished runs from an application database."""
-    return sum(_delete(conn, "prune_tx_outputs", w) for w in workflow_ids)
+    return _delete(conn, "prune_tx_outputs", workflow_ids)
 
 
 def prune_keys(transact: Transact, marks: Callable[[], Marks], cutoff_ms: int, *,
@@ -168,9 +167,7 @@ def _keys_batch(conn: apsw.Connection, *, cutoff_ms: int, cursor: tuple[int, str
     report = PruneReport()
     rows = cast(list[tuple[str, int]], conn.execute(
         Q["prune_keys_page"], (cutoff_ms, cursor[0], cursor[1], batch)).fetchall())
-    for key, _ in rows:
-        if marks.forgettable(key):
-            report.kafka_keys += _delete(conn, "prune_key", key)
+    report.kafka_keys += _delete(conn, "prune_keys", [k for k, _ in rows if marks.forgettable(k)])
     report.batches = 1 if rows else 0
     return report, ((int(rows[-1][1]), str(rows[-1][0])) if rows else cursor), []
 
@@ -193,15 +190,17 @@ def _quarantine_batch(conn: apsw.Connection, *, cutoff_ms: int, cursor: str, bat
     marks = Marks(conn)
     rows = cast(list[tuple[str]], conn.execute(
         Q["prune_quarantine_page"], (cutoff_ms, cursor, batch)).fetchall())
-    for (key,) in rows:
-        if marks.forgettable(key):
-            report.quarantine += _delete(conn, "prune_quarantined", key)
+    report.quarantine += _delete(conn, "prune_quarantined",
+                                 [key for (key,) in rows if marks.forgettable(key)])
     report.batches = 1 if rows else 0
     return report, (str(rows[-1][0]) if rows else cursor), []
 
 
-def _delete(conn: apsw.Connection, query: str, key: str) -> int:
-    conn.execute(Q[query], (key,))
+def _delete(conn: apsw.Connection, query: str, keys: list[str]) -> int:
+    """Run a delete of queries.sql on `keys` (as one JSON array); how many rows went."""
+    if not keys:
+        return 0
+    conn.execute(Q[query], (json.dumps(keys),))
     return conn.changes()
 
 
