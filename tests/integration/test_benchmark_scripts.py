@@ -27,3 +27,15 @@ def test_workflow_benchmark_runs() -> None:
 def test_queue_benchmark_runs() -> None:
     out = run("queue_throughput.py", "--count", "50")
     assert "no concurrency limit" in out and "concurrency 10" in out
+
+
+def test_soak_benchmark_runs_and_applies_every_message_once() -> None:
+    out = run("soak.py", "--minutes", "0.25", "--every", "5", "--retention", "3s",
+              "--backlog", "2000")
+    assert "exactly once: True" in out and "prune passes" in out
+
+
+def test_journal_scale_benchmark_runs() -> None:
+    out = run("journal_scale.py", "--runs", "20000", "--workflows", "100")
+    for row in ("status (process)", "list --name rare_flow", "engine open", "workflows/s"):
+        assert row in out
