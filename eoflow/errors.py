@@ -245,10 +245,16 @@ class UndecodableRecordError(KafkaConsumeError):
     consumer quarantines it and goes on past it."""
 
     def __init__(self, where: str, topic: str, partition: int, offset: int,
-                 problem: str) -> None:
+                 problem: str, raw: bytes | None = None) -> None:
         self.topic, self.partition, self.offset = topic, partition, offset
+        self._raw = raw  # kept apart from the stored error's attributes: it goes in `raw`
         super().__init__(where, f"cannot decode the record at {topic}/{partition} offset "
                                 f"{offset}: {problem}")
+
+    @property
+    def raw(self) -> bytes | None:
+        """The record batch holding the record, in Kafka's format, when it could be fetched."""
+        return self._raw
 
 
 class BrokerUnavailableError(KafkaConsumeError):

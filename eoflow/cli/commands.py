@@ -186,7 +186,7 @@ def fork(workflow_id: str, from_step: int, new_id: str | None, journal: str) -> 
 
 @click.group()
 def quarantine() -> None:
-    """Kafka messages whose transaction kept failing."""
+    """Kafka messages whose handler kept failing, or that the client could not decode."""
 
 
 @quarantine.command("list")
@@ -218,6 +218,16 @@ def retry_quarantined(key: str | None, every: bool, handler: str | None, topic: 
         keys = admin.request_quarantine_retries(journal, handler, topic)
     render.line(f"retry of {len(keys)} message(s) requested: the running app (or the next "
                 "`eoflow run`) applies them" + ("" if keys else " (none matched)"))
+
+
+@quarantine.command("drop")
+@click.argument("key")
+@journal_option
+def drop_quarantined(key: str, journal: str) -> None:
+    """Give up on a quarantined message: it is never applied (its partition went on past it
+    when it was quarantined). Retention forgets it after its window, like a retried one."""
+    admin.drop_quarantined(journal, key)
+    render.line(f"dropped {key}")
 
 
 @click.command()

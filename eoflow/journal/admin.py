@@ -107,6 +107,10 @@ def request_quarantine_retry(path: str, key: str) -> None:
     _change(path, lambda conn: operator.request_quarantine_retry(conn, key, _now()))
 
 
+def drop_quarantined(path: str, key: str) -> None:
+    _change(path, lambda conn: operator.drop_quarantined(conn, key))
+
+
 def request_quarantine_retries(path: str, handler: str | None, topic: str | None) -> list[str]:
     return _change(path, lambda conn: operator.request_quarantine_retries(conn, handler, topic,
                                                                          _now()))

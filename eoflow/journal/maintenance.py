@@ -173,7 +173,7 @@ class CheckReport:
                 "checks": [asdict(f) for f in self.findings]}
 
 
-QUARANTINE_STATUSES = ("QUARANTINED", "RETRIED")
+QUARANTINE_STATUSES = ("QUARANTINED", "RETRIED", "DROPPED")
 
 
 def check(path: str, *, app_db: str | None = None, handlers: Iterable[str] | None = None,

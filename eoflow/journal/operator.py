@@ -112,9 +112,36 @@ def _republish_events(conn: apsw.Connection, source: str, target: str, before_st
 
 def request_quarantine_retry(conn: apsw.Connection, key: str, now_ms: int) -> None:
     """Ask the running engine (or the next one) to apply a quarantined message again."""
-    if conn.execute(Q["get_quarantine"], (key,)).fetchone() is None:
+    row = conn.execute(Q["get_quarantine"], (key,)).fetchone()
+    if row is None:
         raise QuarantineError(key, "no quarantined message has this key")
+    refusal = retry_refusal(key, status=str(row[13]), attempts=int(row[11]))
+    if refusal is not None:
+        raise refusal
     _request(conn, key, Action.RETRY_QUARANTINED, now_ms)
+
+
+def retry_refusal(key: str, *, status: str, attempts: int) -> QuarantineError | None:
+    """Why a quarantined message cannot be applied again, if it cannot."""
+    if status == "DROPPED":
+        return QuarantineError(key, "was dropped by an operator; it is never applied")
+    if attempts == 0:  # the consumer could not even decode it
+        return QuarantineError(key, "the Kafka client could not decode this record, so it "
+                                    "cannot be applied (its raw bytes are kept: `eoflow "
+                                    "quarantine list --json`); drop it with `eoflow quarantine "
+                                    "drop KEY`")
+    return None
+
+
+def drop_quarantined(conn: apsw.Connection, key: str) -> None:
+    """An operator gives up on a quarantined message: it is never applied, and retention
+    forgets it after its window like a retried one."""
+    row = conn.execute(Q["get_quarantine"], (key,)).fetchone()
+    if row is None:
+        raise QuarantineError(key, "no quarantined message has this key")
+    conn.execute(Q["drop_quarantined"], (key,))
+    if not conn.changes():
+        raise QuarantineError(key, f"is {row[13]}, not QUARANTINED: nothing to drop")
 
 
 def request_quarantine_retries(conn: apsw.Connection, handler: str | None, topic: str | None,

@@ -140,6 +140,12 @@ FROM eoflow_steps ORDER BY workflow_id, step;
 DROP TABLE eoflow_steps;
 ALTER TABLE eoflow_steps_v5 RENAME TO eoflow_steps;
 
+-- name: migration_6
+-- A record the Kafka client could not decode (a header key that is not UTF-8) is quarantined
+-- with the raw bytes of the record batch that holds it (Kafka's record format), since the
+-- client gives none of its fields. NULL for every other entry.
+ALTER TABLE eoflow_quarantine ADD COLUMN raw BLOB;
+
 -- name: tx_schema_1
 -- Kept by whichever database runs @transaction functions (the journal, or --app-db).
 CREATE TABLE IF NOT EXISTS eoflow_tx_outputs (
@@ -325,24 +331,28 @@ ORDER BY group_id, topic, partition;
 -- name: insert_quarantine
 INSERT INTO eoflow_quarantine
     (key, group_id, topic, partition, offset, handler, message_key, value, headers,
-     timestamp_ms, error, attempts, quarantined_ms, status)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'QUARANTINED')
+     timestamp_ms, error, attempts, quarantined_ms, status, raw)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'QUARANTINED', ?)
 ON CONFLICT (key) DO NOTHING;
 
 -- name: list_quarantine
 SELECT key, group_id, topic, partition, offset, handler, message_key, value, headers,
-       timestamp_ms, error, attempts, quarantined_ms, status
+       timestamp_ms, error, attempts, quarantined_ms, status, raw
 FROM eoflow_quarantine WHERE (?1 IS NULL OR status = ?1) ORDER BY quarantined_ms DESC LIMIT ?2;
 
 -- name: quarantined_keys
+-- Never a record the client could not decode (attempts = 0): it cannot be applied, only dropped.
 SELECT key FROM eoflow_quarantine
-WHERE status = 'QUARANTINED' AND (?1 IS NULL OR handler = ?1) AND (?2 IS NULL OR topic = ?2)
+WHERE status = 'QUARANTINED' AND attempts > 0 AND (?1 IS NULL OR handler = ?1) AND (?2 IS NULL OR topic = ?2)
 ORDER BY group_id, topic, partition, offset;
 
 -- name: get_quarantine
 SELECT key, group_id, topic, partition, offset, handler, message_key, value, headers,
-       timestamp_ms, error, attempts, quarantined_ms, status
+       timestamp_ms, error, attempts, quarantined_ms, status, raw
 FROM eoflow_quarantine WHERE key = ?;
+
+-- name: drop_quarantined
+UPDATE eoflow_quarantine SET status = 'DROPPED' WHERE key = ? AND status = 'QUARANTINED';
 
 -- name: set_quarantine_status
 UPDATE eoflow_quarantine SET status = ?, error = coalesce(?, error), attempts = attempts + ?

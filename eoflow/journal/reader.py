@@ -34,7 +34,7 @@ WorkflowRow = tuple[str, str, str, str | bytes, str | None, str | None, int, int
                     str | None, str | None, int | None, int | None]
 StepRow = tuple[str, int, str, str, str | None, str | None, int, int, int]
 QuarantineRow = tuple[str, str, str, int, int, str, bytes | None, bytes | None, str, int | None,
-                      str, int, int, str]
+                      str, int, int, str, bytes | None]
 
 
 def workflow_from_row(row: apsw.SQLiteValues) -> WorkflowRecord:
@@ -60,7 +60,7 @@ def quarantined_from_row(row: apsw.SQLiteValues) -> QuarantinedMessage:
     return QuarantinedMessage(
         key=r[0], group_id=r[1], topic=r[2], partition=r[3], offset=r[4],
         handler=r[5], message_key=r[6], value=r[7], headers=r[8], timestamp_ms=r[9],
-        error=r[10], attempts=r[11], quarantined_ms=r[12], status=r[13],
+        error=r[10], attempts=r[11], quarantined_ms=r[12], status=r[13], raw=r[14],
     )
 
 

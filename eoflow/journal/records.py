@@ -118,4 +118,7 @@ class QuarantinedMessage:
     error: str
     attempts: int
     quarantined_ms: int
-    status: str  # QUARANTINED, or RETRIED once it has been applied by a retry
+    status: str  # QUARANTINED; RETRIED once a retry applied it; DROPPED by an operator
+    # attempts == 0: the client could not decode it; it was never applied and cannot be, and
+    # `raw` holds the record batch (Kafka's format) that holds it.
+    raw: bytes | None = None

@@ -235,11 +235,13 @@ class SQLiteJournal(SQLiteReader):
     def quarantine(
         self, key: KafkaKey, handler: str, message_key: bytes | None, value: bytes | None,
         headers: str, timestamp_ms: int | None, error: str, attempts: int, now_ms: int,
+        raw: bytes | None = None,
     ) -> None:
-        """Park a poison message with its payload and error, durably."""
+        """Park a poison message with its payload and error, durably (`raw`: the bytes of a
+        record the client could not decode, whose fields are then unknown)."""
         self.committer.write(lambda conn: conn.execute(Q["insert_quarantine"], (
             key.key, key.group_id, key.topic, key.partition, key.offset, handler, message_key,
-            value, headers, timestamp_ms, error, attempts, now_ms,
+            value, headers, timestamp_ms, error, attempts, now_ms, raw,
         )))
 
     def set_quarantine_status(

@@ -185,7 +185,10 @@ def quarantined_view(q: QuarantinedMessage) -> dict[str, Any]:
         "offset": q.offset, "handler": q.handler, "error": _error(q.error),
         "attempts": q.attempts, "status": q.status, "quarantined_at": iso(q.quarantined_ms),
     }
-    return view | _message_part("value", q.value) | _message_part("message_key", q.message_key)
+    raw = {"undecodable": q.attempts == 0,
+           "raw_base64": None if q.raw is None else base64.b64encode(q.raw).decode("ascii")}
+    return (view | _message_part("value", q.value) | _message_part("message_key", q.message_key)
+            | raw)
 
 
 def _workflow_fields(row: apsw.SQLiteValues) -> dict[str, apsw.SQLiteValue]:

@@ -177,9 +177,9 @@ def test_check_passes_a_healthy_journal_and_names_each_broken_invariant(
         f"UPDATE eoflow_workflows SET status = 'LOST' WHERE workflow_id = '{ids[1]}'",
         "INSERT INTO eoflow_kafka_offsets VALUES ('g', 'orders', 0, 41, 42, 0)",
         "INSERT INTO eoflow_quarantine VALUES ('q1', 'g', 'orders', 0, 3, 'gone_handler', NULL, "
-        "x'00', '[]', NULL, 'boom', 1, 0, 'QUARANTINED')",
+        "x'00', '[]', NULL, 'boom', 1, 0, 'QUARANTINED', NULL)",
         "INSERT INTO eoflow_quarantine VALUES ('q2', 'g', 'orders', 0, 4, 'h', NULL, x'00', "
-        "'[]', NULL, 'boom', 1, 0, 'WEIRD')")
+        "'[]', NULL, 'boom', 1, 0, 'WEIRD', NULL)")
     found = failing(maintenance.check(journal_path))
     assert found.keys() == {"orphan-steps", "step-gaps", "run-statuses", "kafka-marks",
                             "quarantine"}
@@ -312,3 +312,23 @@ def test_prune_by_hand_races_a_running_app_and_removes_only_finished_runs(
     assert data["runs"] + removed == started  # nothing else went, nothing stayed behind
     assert data["rows"]["eoflow_steps"] == 2 * data["runs"]
     assert maintenance.check(journal_path).ok
+
+
+def test_an_operator_drops_a_quarantined_message_and_retention_then_forgets_it(
+        journal_path: str) -> None:
+    fill(journal_path, 1)
+    row = ("'g', 'orders', 0, {offset}, 'h', NULL, x'00', '[]', NULL, 'boom', 1, 0, "
+           "'QUARANTINED', NULL")
+    sql(journal_path, f"INSERT INTO eoflow_quarantine VALUES ('q1', {row.format(offset=1)})",
+        f"INSERT INTO eoflow_quarantine VALUES ('q2', {row.format(offset=2)})")
+    code, out, _ = invoke("quarantine", "drop", "q1", "--journal", journal_path)
+    assert code == 0 and "dropped q1" in out
+    code, _, err = invoke("quarantine", "drop", "q1", "--journal", journal_path)
+    assert code == 1 and "is DROPPED, not QUARANTINED" in err
+    code, _, err = invoke("quarantine", "retry", "q1", "--journal", journal_path)
+    assert code == 1 and "dropped by an operator" in err
+    code, out, _ = invoke("journal", "prune", "--older-than", "1s", "--journal", journal_path,
+                          "--json")
+    assert code == 0 and json.loads(out)["quarantine"] == 1  # q1 went; q2 waits for a decision
+    code, out, _ = invoke("quarantine", "list", "--journal", journal_path, "--json")
+    assert [q["key"] for q in json.loads(out)] == ["q2"]

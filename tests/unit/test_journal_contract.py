@@ -183,6 +183,11 @@ def test_quarantine_and_requests(journal: Journal) -> None:
     journal.set_quarantine_status(key.key, "RETRIED")
     assert journal.get_quarantined(key.key).status == "RETRIED"  # type: ignore[union-attr]
     assert not journal.has_requests() and journal.take_requests() == []
+    undecodable = KafkaKey("kafka:t:0:6:g", "g", "t", 0, 6)
+    journal.quarantine(undecodable, "h", None, None, "[]", None, "{}", 0, 8, raw=b"\x00batch")
+    kept = journal.get_quarantined(undecodable.key)
+    assert kept is not None and kept.raw == b"\x00batch" and kept.attempts == 0
+    assert record.raw is None
 
 
 def test_kafka_messages_are_counted_once_however_often_delivered(journal: Journal) -> None:

@@ -358,8 +358,9 @@ class ConsumerLoop:
         self._marks.advance(keys)
 
     def _quarantine_undecodable(self, error: UndecodableRecordError) -> None:
-        """A record the client cannot decode: quarantine what is known of it (its position and
-        the client's error: the client gives no bytes), then go on past it."""
+        """A record the client cannot decode: quarantine what is known of it (its position, the
+        client's error, and the raw bytes of the record batch that holds it), then go on past
+        it."""
         group, topic, partition, offset = (self.spec.group_id, error.topic, error.partition,
                                            error.offset)
         incarnation = self._incarnations.get(topic)
@@ -368,7 +369,8 @@ class ConsumerLoop:
         key = KafkaKey(message_key(group, topic, partition, offset, incarnation), group, topic,
                        partition, offset)
         self._rt.journal.quarantine(key, self.spec.name, None, None, "[]", None,
-                                    codec.encode_error(error), 0, self._rt.clock.now_ms())
+                                    codec.encode_error(error), 0, self._rt.clock.now_ms(),
+                                    raw=error.raw)
         self._note([key])
         log.error("kafka %s: %s; quarantined as %s, going on past it", self.spec.name, error,
                   key.key)

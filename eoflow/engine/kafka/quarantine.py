@@ -10,6 +10,7 @@ from eoflow.engine.kafka.defs import CONSUMERS, KafkaMessage
 from eoflow.engine.runtime import Runtime
 from eoflow.errors import QuarantineError
 from eoflow.journal import codec
+from eoflow.journal.operator import retry_refusal
 from eoflow.journal.txstore import Applied
 
 log = logging.getLogger("eoflow.kafka")
@@ -23,6 +24,9 @@ def retry_quarantined(rt: Runtime, key: str) -> bool:
         raise QuarantineError(key, "no quarantined message has this key; see `eoflow status`")
     if record.status == "RETRIED":
         return True
+    refusal = retry_refusal(key, status=record.status, attempts=record.attempts)
+    if refusal is not None:
+        raise refusal
     spec = CONSUMERS.get(record.handler)
     if spec is None:
         raise QuarantineError(key, f"its handler {record.handler!r} is not defined in this app")

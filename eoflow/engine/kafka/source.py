@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -237,7 +238,8 @@ class KafkaSource:
                     probe.poll(timeout_ms=2000, max_records=1)
                 except CorruptRecordError:
                     return UndecodableRecordError(self.brokers, tp.topic, tp.partition,
-                                                  position, problem)
+                                                  position, problem,
+                                                  _raw_batch(args, tp, position))
         except KafkaError as error:
             log.warning("kafka %s: could not locate an undecodable record: %s", self.brokers,
                         error)
@@ -333,6 +335,56 @@ class Producer:
 
     def close(self) -> None:
         self._producer.close()
+
+
+def _raw_batch(args: dict[str, Any], tp: TopicPartition, offset: int) -> bytes | None:
+    """The bytes of the record batch (Kafka's record format v2) that holds `offset`, as the
+    broker sent them, for a record kafka-python cannot decode (it gives no bytes for one).
+
+    A fresh probe sends one fetch and reads the response's raw records before the client
+    parses them. That reaches into kafka-python 3's fetcher (`_fetcher`, `send_fetches`,
+    `_completed_fetches`): if those change, this returns None and the record is quarantined
+    without its bytes, as before, with a warning."""
+    probe = KafkaConsumer(**args, enable_auto_commit=False)
+    try:
+        probe.assign([tp])
+        probe.seek(tp, offset)
+        fetcher = probe._fetcher
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            futures = fetcher.send_fetches()  # none until the partition's leader is known
+            if futures:
+                break
+            time.sleep(0.05)
+        while time.monotonic() < deadline and not fetcher._completed_fetches:
+            time.sleep(0.02)
+        for completed in list(fetcher._completed_fetches):
+            if completed.topic_partition == tp:
+                return _batch_holding(bytes(completed.partition_data.records), offset)
+        return None
+    except Exception as error:  # best effort: the quarantine entry is written either way
+        log.warning("kafka: could not fetch the raw bytes of %s/%d offset %d: %s", tp.topic,
+                    tp.partition, offset, error)
+        return None
+    finally:
+        probe.close()
+
+
+def _batch_holding(records: bytes, offset: int) -> bytes | None:
+    """The batch of `records` (concatenated v2 record batches) whose offsets include `offset`:
+    each starts with its base offset (8 bytes) and length (4), and holds its last offset's
+    delta at byte 23."""
+    at = 0
+    while at + 27 <= len(records):
+        base = int.from_bytes(records[at:at + 8], "big", signed=True)
+        size = int.from_bytes(records[at + 8:at + 12], "big", signed=True)
+        last = base + int.from_bytes(records[at + 23:at + 27], "big", signed=True)
+        if size <= 0:
+            return None
+        if base <= offset <= last:
+            return records[at:at + 12 + size]
+        at += 12 + size
+    return None
 
 
 def produce_values(brokers: tuple[str, ...], topic: str, values: Iterable[bytes],
