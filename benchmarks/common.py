@@ -7,8 +7,11 @@ import os
 import platform
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
+
+import apsw
 
 HERE = Path(__file__).resolve().parent
 PEERS = HERE / "peers"
@@ -41,3 +44,20 @@ def report(title: str, rows: list[tuple[str, Any, Any]]) -> None:
 
 def dump(name: str, data: dict[str, Any]) -> None:
     print(f"\nJSON {name} " + json.dumps(data, sort_keys=True), file=sys.stderr)
+
+
+def fsync_ms(folder: str, rounds: int = 50) -> float:
+    """The median time of one durable SQLite commit in `folder` (WAL, synchronous=FULL)."""
+    conn = apsw.Connection(os.path.join(folder, "probe.db"))
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("CREATE TABLE t(v)")
+    times = []
+    for i in range(rounds):
+        started = time.perf_counter()
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("INSERT INTO t VALUES (?)", (i,))
+        conn.execute("COMMIT")
+        times.append((time.perf_counter() - started) * 1000)
+    conn.close()
+    return sorted(times)[len(times) // 2]

@@ -23,32 +23,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import apsw  # noqa: E402
-
 import eoflow  # noqa: E402
-from benchmarks.common import dump, machine  # noqa: E402
+from benchmarks.common import dump, fsync_ms, machine  # noqa: E402
 from benchmarks.kafka_throughput import fill  # noqa: E402
 from eoflow import Engine, KafkaMessage, kafka_consume, step, transaction, workflow  # noqa: E402
 from eoflow.devbroker import LocalBroker  # noqa: E402
 from eoflow.engine.kafka import consumer  # noqa: E402
 from eoflow.testing import isolated_definitions  # noqa: E402
-
-
-def fsync_ms(folder: str, rounds: int = 50) -> float:
-    """The median time of one durable SQLite commit in `folder` (WAL, synchronous=FULL)."""
-    conn = apsw.Connection(os.path.join(folder, "probe.db"))
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
-    conn.execute("CREATE TABLE t(v)")
-    times = []
-    for i in range(rounds):
-        started = time.perf_counter()
-        conn.execute("BEGIN IMMEDIATE")
-        conn.execute("INSERT INTO t VALUES (?)", (i,))
-        conn.execute("COMMIT")
-        times.append((time.perf_counter() - started) * 1000)
-    conn.close()
-    return sorted(times)[len(times) // 2]
 
 
 def together(brokers: str, slow: int, fast: int, handler_ms: float,

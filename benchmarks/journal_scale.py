@@ -28,8 +28,7 @@ import apsw
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import eoflow  # noqa: E402
-from benchmarks.common import dump, machine  # noqa: E402
-from benchmarks.fairness import fsync_ms  # noqa: E402
+from benchmarks.common import dump, fsync_ms, machine  # noqa: E402
 from eoflow import Engine, Status, step, transaction, workflow  # noqa: E402
 from eoflow.journal import views  # noqa: E402
 from eoflow.journal.reader import SQLiteReader  # noqa: E402

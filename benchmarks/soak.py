@@ -31,8 +31,7 @@ import apsw
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import dump, machine  # noqa: E402
-from benchmarks.fairness import fsync_ms  # noqa: E402
+from benchmarks.common import dump, fsync_ms, machine  # noqa: E402
 from benchmarks.peers.fill_topic import make_value  # noqa: E402
 from eoflow.devbroker import LocalBroker  # noqa: E402
 from eoflow.engine.kafka.source import Producer, create_topic  # noqa: E402

@@ -3,8 +3,9 @@
 The topic must already hold ``--count`` messages whose values are JSON with a
 unique "id" (see fill_topic.py). A ``@DBOS.kafka_consumer`` workflow (group
 ``--group``, auto.offset.reset earliest, session.timeout.ms 6000,
-heartbeat.interval.ms 1000) calls a DBOS transaction that inserts the id into
-an app table. DBOS 3.x has no application database: transactions run through
+heartbeat.interval.ms 1000) parses the message in a step, then calls a DBOS
+transaction that inserts the id into an app table: the same workflow as
+eoflow's in kafka_throughput.py. DBOS 3.x has no application database: transactions run through
 ``SQLAlchemyDatasource``, here on a separate SQLite file beside the SQLite
 system database, both in a temp dir removed at exit.
 
@@ -62,11 +63,15 @@ def register_consumer(
         "heartbeat.interval.ms": 1000,
     }
 
+    @DBOS.step()
+    def parse(value: bytes) -> str:
+        return str(json.loads(value)["id"])
+
     @DBOS.kafka_consumer(config, [topic], queue_name=queue)
     @DBOS.workflow()
     def consume(msg: KafkaMessage) -> None:
         assert msg.value is not None
-        apply_message(json.loads(msg.value)["id"])
+        apply_message(parse(msg.value))
 
 
 def table_stats(path: str) -> tuple[int, int, float | None, float | None]:
