@@ -51,6 +51,9 @@ class RunContext:
         self.definition = definition
         self.workflow_id = workflow_id
         self.recorded = recorded
+        # The record of the step just run, not yet written: the next journal write carries it
+        # (see executor.carry), so a step and the transaction after it share one commit.
+        self.carry: StepRecord | None = None
         self.deadline_ms = deadline_ms
         self.step = 0
         self.in_step = False

@@ -3,7 +3,14 @@
 Each call inside a workflow takes the next step number. If the journal holds a record for that
 number, the call returns the recorded output (or raises the recorded error) without running; a
 record with another name is a determinism error. Otherwise the function runs, and its outcome is
-recorded durably before the workflow goes on.
+recorded durably before the workflow does anything outside the journal.
+
+A step's record is carried, not written at once: if the workflow's next call is a @transaction
+in the journal's own file, the transaction's commit writes the step's record with it (one
+commit for both: nothing outside the file saw the step's output in between). Any other next
+call, and the end of the run, first writes the carried record and waits for it, as before.
+A crash before that commit loses both, and the step runs again on replay, as a step does when
+a crash comes before its record.
 """
 
 from __future__ import annotations
@@ -80,11 +87,27 @@ def outcome_of(record: StepRecord) -> Any:
     return codec.decode(record.output)
 
 
-def begin(run: RunContext, name: str, kind: StepKind) -> tuple[int, StepRecord | None]:
-    """Start a journaled call at a step boundary: its number, and its record if replaying."""
-    run.check_boundary()
+def begin(run: RunContext, name: str, kind: StepKind,
+          carries: bool = False) -> tuple[int, StepRecord | None]:
+    """Start a journaled call at a step boundary: its number, and its record if replaying.
+    Unless the call `carries` the previous step's record into its own commit, that record is
+    written first."""
+    if not carries:
+        flush(run)
+    try:
+        run.check_boundary()
+    except BaseException:
+        flush(run)  # stopping here: the step that ran stays recorded
+        raise
     number = run.next_step()
     return number, replayed(run, number, name, kind)
+
+
+def flush(run: RunContext) -> None:
+    """Write the carried step record, if any, and wait until it is durable."""
+    record, run.carry = run.carry, None
+    if record is not None:
+        journal_step(run, record)
 
 
 def call_step(run: RunContext, definition: Definition, args: tuple[Any, ...],
@@ -126,9 +149,8 @@ def call_step(run: RunContext, definition: Definition, args: tuple[Any, ...],
             run.check_boundary()
     ended = rt.clock.now_ms()
     if failure is None:
-        journal_step(run, StepRecord(
-            run.workflow_id, number, definition.name, StepKind.STEP, output, None, attempt,
-            started, ended))
+        run.carry = StepRecord(run.workflow_id, number, definition.name, StepKind.STEP, output,
+                               None, attempt, started, ended)
         crashpoints.hit("after_step")
         return value
     journal_step(run, StepRecord(
@@ -140,12 +162,15 @@ def call_step(run: RunContext, definition: Definition, args: tuple[Any, ...],
 
 def call_transaction(run: RunContext, definition: Definition, args: tuple[Any, ...],
                      kwargs: dict[str, Any]) -> Any:
-    number, record = begin(run, definition.name, StepKind.TRANSACTION)
+    rt = run.runtime
+    number, record = begin(run, definition.name, StepKind.TRANSACTION,
+                           carries=rt.txstore.in_journal)
     if record is not None:
+        flush(run)
         return outcome_of(record)
     crashpoints.hit("before_step")
-    rt = run.runtime
     fresh: dict[str, Any] = {}
+    carried, run.carry = run.carry, None
 
     def work(conn: Any) -> str:
         token = current_db.set(conn)
@@ -166,7 +191,8 @@ def call_transaction(run: RunContext, definition: Definition, args: tuple[Any, .
     started = rt.clock.now_ms()
     try:
         outcome = rt.txstore.run_transaction(
-            run.workflow_id, number, definition.name, work, started, rt.clock.now_ms)
+            run.workflow_id, number, definition.name, work, started, rt.clock.now_ms,
+            carried=carried)
     except JournalError as error:
         log.error("workflow %s: transaction %d (%s) could not commit: %s", run.workflow_id,
                   number, definition.name, error)

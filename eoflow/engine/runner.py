@@ -13,7 +13,7 @@ from collections.abc import Callable
 from eoflow.engine import backoff, crashpoints
 from eoflow.engine.active import ActiveRun, StopReason
 from eoflow.engine.context import Interrupted, RunContext, current_run
-from eoflow.engine.executor import decode_inputs, encode_value
+from eoflow.engine.executor import decode_inputs, encode_value, flush
 from eoflow.engine.handle import recorded_outcome
 from eoflow.engine.primitives import Suspended
 from eoflow.engine.registry import Definition
@@ -115,6 +115,11 @@ def execute(rt: Runtime, run: ActiveRun, definition: Definition, inputs: str | b
         current_run.reset(token)
         if run.context is context:  # (a run resumed at once already runs in another context)
             run.context = None
+    try:  # the last step's record: durable before the outcome, and before the lane goes on
+        flush(context)
+    except Interrupted as stop:
+        _interrupted(rt, run, definition, stop)
+        return
     if context.fatal is not None:  # a determinism error the workflow tried to swallow
         status, error, output, value = Status.ERROR, context.fatal, None, None
     crashpoints.hit("before_outcome")

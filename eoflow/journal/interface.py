@@ -36,7 +36,8 @@ class TxStore(Protocol):
 
     def run_transaction(self, workflow_id: str, step: int, name: str,
                         work: Callable[[Any], str], started_ms: int,
-                        clock_ms: Callable[[], int]) -> TxOutcome: ...
+                        clock_ms: Callable[[], int],
+                        carried: StepRecord | None = None) -> TxOutcome: ...
 
     def run_plain(self, work: Callable[[Any], T]) -> T: ...
 

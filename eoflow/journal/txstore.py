@@ -23,7 +23,8 @@ import apsw
 
 from eoflow.journal.batching import GroupCommitter
 from eoflow.journal.codec import encode_error
-from eoflow.journal.records import StepKind
+from eoflow.journal.primitive_ops import insert_step
+from eoflow.journal.records import StepKind, StepRecord
 from eoflow.journal.sql import Q
 
 T = TypeVar("T")
@@ -61,11 +62,16 @@ class SQLiteTxStore:
 
     def run_transaction(
         self, workflow_id: str, step: int, name: str, work: Work, started_ms: int,
-        clock_ms: Callable[[], int],
+        clock_ms: Callable[[], int], carried: StepRecord | None = None,
     ) -> TxOutcome:
-        """Run `work` and record its outcome atomically; return the winner's outcome on a race."""
+        """Run `work` and record its outcome atomically; return the winner's outcome on a race.
+        `carried`, the record of the workflow's step just before (only when this store is the
+        journal), is written in the same commit."""
+        assert carried is None or self.in_journal, "a step record belongs in the journal"
 
         def attempt(conn: apsw.Connection) -> TxOutcome:
+            if carried is not None:
+                insert_step(conn, carried)
             found = self._recorded(conn, workflow_id, step)
             if found is not None:
                 return found
