@@ -10,10 +10,10 @@ of the `RequestPoller`.
 from __future__ import annotations
 
 import logging
-import threading
 
 from eoflow.engine import runner
 from eoflow.engine.active import StopReason
+from eoflow.engine.background import Background
 from eoflow.engine.context import new_workflow_id
 from eoflow.engine.handle import WorkflowHandle
 from eoflow.engine.kafka.quarantine import retry_quarantined
@@ -117,26 +117,19 @@ def apply_request(rt: Runtime, target: str, action: Action) -> None:
                     codec.describe(error))
 
 
-class RequestPoller:
+class RequestPoller(Background):
     """Applies the requests the CLI leaves in the journal while this engine runs."""
 
+    join_timeout = 2.0
+
     def __init__(self, rt: Runtime) -> None:
+        super().__init__("eoflow-requests")
         self._rt = rt
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="eoflow-requests", daemon=True)
 
     def apply_pending(self) -> None:
         if self._rt.journal.has_requests():
             for _, target, action in self._rt.journal.take_requests():
                 apply_request(self._rt, target, action)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=2)
 
     def _run(self) -> None:
         while not self._stop.wait(self._rt.config.request_poll):

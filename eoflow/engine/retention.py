@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 
+from eoflow.engine.background import Background
 from eoflow.engine.backoff import Backoff
 from eoflow.engine.runtime import Runtime
 from eoflow.errors import JournalError
@@ -30,23 +31,14 @@ def prune(rt: Runtime, older_than: float, stop: threading.Event | None = None) -
     return total
 
 
-class Pruner:
+class Pruner(Background):
     def __init__(self, rt: Runtime, window: float) -> None:
+        super().__init__("eoflow-retention")
         self._rt = rt
         self.window = window
         self.interval = min(60.0, max(1.0, window / 10))
         self.longest_batch_ms = 0.0
         self.removed = PruneReport()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="eoflow-retention", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
 
     def _run(self) -> None:
         retries = Backoff()

@@ -4,9 +4,9 @@ on its own thread, and a watchdog reports a loop that stops coming back from the
 from __future__ import annotations
 
 import logging
-import threading
 import time
 
+from eoflow.engine.background import Background
 from eoflow.engine.config import DEFAULT_BROKERS, parse_brokers
 from eoflow.engine.kafka.consumer import ConsumerLoop
 from eoflow.engine.kafka.defs import CONSUMERS, ConsumerSpec
@@ -55,25 +55,15 @@ def start_consumers(rt: Runtime, handlers: list[Definition],
     return loops
 
 
-class Watchdog:
+class Watchdog(Background):
     """Reports, once per stall, a consumer loop stuck in one pass for over STALL seconds (a
     client that never returns from poll, a handler that never ends): the partition is not
     moving, and an operator must know."""
 
     def __init__(self, loops: list[ConsumerLoop], every: float = 5.0) -> None:
+        super().__init__("eoflow-kafka-watchdog")
         self._loops = loops
         self._every = every
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="eoflow-kafka-watchdog",
-                                        daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
 
     def _run(self) -> None:
         reported: set[int] = set()

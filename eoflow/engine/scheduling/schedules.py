@@ -16,12 +16,12 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from eoflow.engine import starts
+from eoflow.engine.background import Background
 from eoflow.engine.registry import Definition, DictStore, Kind
 from eoflow.engine.runtime import Runtime
 from eoflow.errors import ConfigError, DefinitionError
@@ -165,21 +165,13 @@ def run_id(schedule: Schedule, moment: dt.datetime) -> str:
     return f"sched:{schedule.definition.name}:{moment.strftime('%Y-%m-%dT%H:%M:%SZ')}"
 
 
-class Scheduler:
+class Scheduler(Background):
     """Starts each schedule's runs on time, on the engine's clock."""
 
     def __init__(self, runtime: Runtime, schedules: list[Schedule]) -> None:
+        super().__init__("eoflow-schedules")
         self.runtime = runtime
         self.schedules = schedules
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="eoflow-schedules", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
 
     def _now(self) -> dt.datetime:
         return dt.datetime.fromtimestamp(self.runtime.clock.now_ms() / 1000, tz=dt.timezone.utc)
