@@ -51,8 +51,8 @@ class RunContext:
         self.definition = definition
         self.workflow_id = workflow_id
         self.recorded = recorded
-        # The record of the step just run, not yet written: the next journal write carries it
-        # (see executor.carry), so a step and the transaction after it share one commit.
+        # The record of the step just run, not yet written: an in-journal transaction right
+        # after it commits it too; anything else writes it first (executor.begin and flush).
         self.carry: StepRecord | None = None
         self.deadline_ms = deadline_ms
         self.step = 0

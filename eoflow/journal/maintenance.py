@@ -183,7 +183,7 @@ def check(path: str, *, app_db: str | None = None, handlers: Iterable[str] | Non
     checked against them; `app_db` is where the app's Kafka keys are when it keeps its data
     elsewhere."""
     conn = _read(path)
-    app = None if app_db is None else _read_app(app_db)
+    app = None if app_db is None else connect(app_db, readonly=True)
     handler_set = None if handlers is None else set(handlers)
     checks: list[tuple[str, str, Callable[[Finding], None]]] = [
         (f"sqlite-integrity ({os.path.basename(path)})", "SQLite's own integrity check",
@@ -222,10 +222,6 @@ def _run_check(name: str, description: str, fill: Callable[[Finding], None]) -> 
     except apsw.Error as error:
         finding.add(f"could not be read: {type(error).__name__}: {error}")
     return finding
-
-
-def _read_app(path: str) -> apsw.Connection:
-    return connect(path, readonly=True)
 
 
 def _integrity(conn: apsw.Connection, quick: bool, finding: Finding) -> None:
