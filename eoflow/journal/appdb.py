@@ -5,9 +5,9 @@ from __future__ import annotations
 import apsw
 
 from eoflow.journal.batching import GroupCommitter
-from eoflow.journal.connection import connect, translate
+from eoflow.journal.connection import SQLITE, connect, translate
 from eoflow.journal.schema import ensure_tx_schema
-from eoflow.journal.txstore import SQLiteTxStore
+from eoflow.journal.txstore import SqlTxStore
 
 
 class AppDatabase:
@@ -15,8 +15,8 @@ class AppDatabase:
 
     def __init__(self, path: str, conn: apsw.Connection) -> None:
         self.path = path
-        self.committer = GroupCommitter(conn, path, translate)
-        self.tx = SQLiteTxStore(self.committer, in_journal=False)
+        self.committer = GroupCommitter(conn, path, SQLITE)
+        self.tx = SqlTxStore(self.committer, in_journal=False)
 
     @classmethod
     def open(cls, path: str, durability: str = "full") -> AppDatabase:

@@ -1,7 +1,7 @@
-"""Group commit: many writers share one SQLite transaction and one fsync.
+"""Group commit: many writers share one database transaction and one fsync.
 
 One writer thread owns the write connection. Callers submit *ops*; the writer takes every op
-queued since its last commit, runs them all inside one BEGIN IMMEDIATE transaction, commits once,
+queued since its last commit, runs them all inside one write transaction, commits once,
 and then releases the callers that asked to wait. While one batch is being committed (the fsync,
 during which the GIL is free), the next batch accumulates: N concurrent writers pay about one
 fsync between them, and a lone writer pays one fsync plus a thread hand-off (~10 µs).
@@ -20,9 +20,8 @@ import time
 from collections.abc import Callable
 from typing import Any, Generic, Literal, TypeVar, overload
 
-import apsw
-
 from eoflow.errors import EngineClosedError, JournalError
+from eoflow.journal.backend import Backend, Conn
 from eoflow.latch import Latch
 
 T = TypeVar("T")
@@ -45,7 +44,7 @@ class _Batch:
 class _Op(Generic[T]):
     __slots__ = ("work", "savepoint", "turn", "result", "error", "go", "finished")
 
-    def __init__(self, work: Callable[[apsw.Connection], T], savepoint: bool, turn: bool) -> None:
+    def __init__(self, work: Callable[[Conn], T], savepoint: bool, turn: bool) -> None:
         self.work = work
         self.savepoint = savepoint
         self.turn = turn
@@ -60,16 +59,16 @@ class GroupCommitter:
 
     def __init__(
         self,
-        conn: apsw.Connection,
+        conn: Conn,
         path: str,
-        translate: Callable[[str, BaseException], JournalError],
+        backend: Backend,
         *,
         linger: float = 0.002,
         gather: float = 0.0003,
     ) -> None:
         self.conn = conn
         self.path = path
-        self._translate = translate
+        self.backend = backend
         self._linger = linger  # how long a batch nobody waits for may wait for company
         self._gather = gather  # how long a waited-on batch may wait for the usual company
         self._last_waiters = 0
@@ -83,21 +82,21 @@ class GroupCommitter:
     # -- callers ------------------------------------------------------------------------------
 
     @overload
-    def write(self, work: Callable[[apsw.Connection], T], *, wait: Literal[True] = ...,
+    def write(self, work: Callable[[Conn], T], *, wait: Literal[True] = ...,
               savepoint: bool = ..., on_durable: Durable | None = ...,
               urgent: bool = ...) -> T: ...
 
     @overload
-    def write(self, work: Callable[[apsw.Connection], object], *, wait: Literal[False],
+    def write(self, work: Callable[[Conn], object], *, wait: Literal[False],
               savepoint: bool = ..., on_durable: Durable | None = ...,
               urgent: bool = ...) -> None: ...
 
     @overload
-    def write(self, work: Callable[[apsw.Connection], T], *, wait: bool,
+    def write(self, work: Callable[[Conn], T], *, wait: bool,
               savepoint: bool = ..., on_durable: Durable | None = ...,
               urgent: bool = ...) -> T | None: ...
 
-    def write(self, work: Callable[[apsw.Connection], T], *, wait: bool = True,
+    def write(self, work: Callable[[Conn], T], *, wait: bool = True,
               savepoint: bool = False, on_durable: Durable | None = None,
               urgent: bool = False) -> T | None:
         """Run our own SQL `work(connection)` in the next batch; with `wait`, return its result
@@ -109,7 +108,7 @@ class GroupCommitter:
             return None
         return self._outcome(op, batch)
 
-    def turn(self, work: Callable[[apsw.Connection], T], *, savepoint: bool = True) -> T:
+    def turn(self, work: Callable[[Conn], T], *, savepoint: bool = True) -> T:
         """Run `work(connection)` in *this* thread inside the next batch (user code goes here);
         return its result once the batch is durable."""
         op: _Op[T] = _Op(work, savepoint, turn=True)
@@ -121,7 +120,7 @@ class GroupCommitter:
         op.finished.set()
         return self._outcome(op, batch)
 
-    def read(self, query: Callable[[apsw.Connection], T]) -> T:
+    def read(self, query: Callable[[Conn], T]) -> T:
         """Run a query on the write connection (it sees the open batch); waits for that batch."""
         return self.write(query)
 
@@ -166,11 +165,11 @@ class GroupCommitter:
         return op.result
 
     def _perform(self, op: _Op[Any]) -> None:
-        """Run an op, keeping its result or its error (as a JournalError if SQLite's)."""
+        """Run an op, keeping its result or its error (as a JournalError if the database's)."""
         try:
             op.result = self._execute(op)
-        except apsw.Error as error:
-            op.error = self._translate(self.path, error)
+        except self.backend.errors as error:
+            op.error = self.backend.translate(self.path, error)
         except BaseException as error:
             op.error = error
 
@@ -181,7 +180,7 @@ class GroupCommitter:
         try:
             result = op.work(self.conn)
         except BaseException:
-            if not self.conn.getautocommit():  # else SQLite already rolled everything back
+            if not self.conn.getautocommit():  # else the database rolled everything back
                 self.conn.execute("ROLLBACK TO eoflow_op")
                 self.conn.execute("RELEASE eoflow_op")
             raise
@@ -222,13 +221,13 @@ class GroupCommitter:
                 return
             ops, batch = taken
             try:
-                self.conn.execute("BEGIN IMMEDIATE")
-            except apsw.Error as error:
-                self._fail(ops, batch, self._translate(self.path, error))
+                self.backend.begin(self.conn)
+            except self.backend.errors as error:
+                self._fail(ops, batch, self.backend.translate(self.path, error))
                 continue
             lost: BaseException | None = None
             for op in ops:
-                if lost is not None:  # SQLite rolled the whole batch back: run nothing more
+                if lost is not None:  # the whole batch is rolled back: run nothing more
                     op.error = lost
                     if op.go is not None:  # a turn: let its caller see the error
                         op.go.set()
@@ -239,13 +238,16 @@ class GroupCommitter:
                     op.finished.wait()
                 else:
                     self._perform(op)
-                if op.error is not None and self.conn.getautocommit():
-                    lost = op.error  # e.g. SQLITE_FULL or an I/O error ends the transaction
+                if op.error is not None and self.backend.aborted(self.conn):
+                    lost = op.error  # e.g. a full disk, an I/O error, a lost connection
             if lost is None:
                 try:
-                    self.conn.execute("COMMIT")
-                except apsw.Error as error:
-                    lost = self._translate(self.path, error)
+                    self.backend.commit(self.conn)
+                except JournalError as error:
+                    lost = error
+                    self._rollback()
+                except self.backend.errors as error:
+                    lost = self.backend.translate(self.path, error)
                     self._rollback()
             if lost is not None:
                 log.error("journal %s: a batch of %d writes was rolled back: %s",
@@ -266,7 +268,7 @@ class GroupCommitter:
         try:
             if not self.conn.getautocommit():
                 self.conn.execute("ROLLBACK")
-        except apsw.Error:
+        except self.backend.errors:
             pass
 
     def _release(self, batch: _Batch) -> None:

@@ -14,6 +14,7 @@ from eoflow.errors import (
     JournalLockedError,
     JournalWriteError,
 )
+from eoflow.journal.backend import Conn
 
 BUSY_TIMEOUT_MS = 10_000
 # After a checkpoint, a WAL larger than this is truncated back to it: a burst (or a reader that
@@ -45,6 +46,34 @@ def translate(path: str, error: BaseException) -> JournalError:
     if isinstance(error, apsw.IOError):
         return JournalWriteError(path, f"I/O error ({error}); check the disk")
     return JournalError(path, f"{type(error).__name__}: {error}")
+
+
+class SQLiteBackend:
+    """SQLite's side of backend.Backend: apsw raises, BEGIN IMMEDIATE takes the write lock."""
+
+    name = "sqlite"
+    errors: tuple[type[BaseException], ...] = (apsw.Error,)
+
+    def begin(self, conn: Conn) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+
+    def commit(self, conn: Conn) -> None:
+        conn.execute("COMMIT")
+
+    def aborted(self, conn: Conn) -> bool:
+        return conn.getautocommit()  # SQLite rolls the whole transaction back, or nothing
+
+    def translate(self, where: str, error: BaseException) -> JournalError:
+        return translate(where, error)
+
+    def unique_violation(self, error: BaseException) -> bool:
+        return isinstance(error, apsw.ConstraintError)
+
+    def user_connection(self, conn: Conn) -> Conn:
+        return conn  # apsw's connection is the journal's and the user's alike
+
+
+SQLITE = SQLiteBackend()
 
 
 def connect(path: str, *, readonly: bool = False, durability: str = "full") -> apsw.Connection:

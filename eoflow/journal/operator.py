@@ -9,8 +9,6 @@ holds in memory (stop a cancelled one, start a resumed one).
 
 from __future__ import annotations
 
-import apsw
-
 from eoflow.errors import (
     QuarantineError,
     WorkflowConflictError,
@@ -18,6 +16,7 @@ from eoflow.errors import (
     WorkflowStateError,
 )
 from eoflow.journal import codec
+from eoflow.journal.backend import Conn
 from eoflow.journal.reader import workflow_from_row
 from eoflow.journal.records import Action, Status, WorkflowRecord
 from eoflow.journal.sql import Q
@@ -26,18 +25,18 @@ CANCELLABLE = (Status.PENDING, Status.ENQUEUED)
 RESUMABLE = (Status.CANCELLED, Status.PARKED, Status.ENQUEUED, Status.PENDING, Status.ERROR)
 
 
-def _get(conn: apsw.Connection, workflow_id: str) -> WorkflowRecord:
+def _get(conn: Conn, workflow_id: str) -> WorkflowRecord:
     row = conn.execute(Q["get_workflow"], (workflow_id,)).fetchone()
     if row is None:
         raise WorkflowNotFoundError(workflow_id)
     return workflow_from_row(row)
 
 
-def _request(conn: apsw.Connection, workflow_id: str, action: Action, now_ms: int) -> None:
+def _request(conn: Conn, workflow_id: str, action: Action, now_ms: int) -> None:
     conn.execute(Q["insert_request"], (workflow_id, action.value, now_ms))
 
 
-def cancel(conn: apsw.Connection, workflow_id: str, now_ms: int, notify: bool) -> list[str]:
+def cancel(conn: Conn, workflow_id: str, now_ms: int, notify: bool) -> list[str]:
     """Mark a live run and its live descendants CANCELLED; returns their ids, the run first."""
     status = _get(conn, workflow_id).status
     if status not in CANCELLABLE:
@@ -54,7 +53,7 @@ def cancel(conn: apsw.Connection, workflow_id: str, now_ms: int, notify: bool) -
     return cancelled
 
 
-def resume(conn: apsw.Connection, workflow_id: str, now_ms: int, notify: bool
+def resume(conn: Conn, workflow_id: str, now_ms: int, notify: bool
            ) -> WorkflowRecord:
     """Make a cancelled, parked, failed or queued run PENDING again, its timeout starting
     anew. A failed (ERROR) run's failed step is forgotten, so that it runs again."""
@@ -72,7 +71,7 @@ def resume(conn: apsw.Connection, workflow_id: str, now_ms: int, notify: bool
     return _get(conn, workflow_id)
 
 
-def fork(conn: apsw.Connection, workflow_id: str, from_step: int, new_id: str, now_ms: int,
+def fork(conn: Conn, workflow_id: str, from_step: int, new_id: str, now_ms: int,
          notify: bool) -> WorkflowRecord:
     """Create run `new_id` of the same workflow and inputs, with copies of the recorded steps
     before `from_step`; it runs from there when an engine picks it up."""
@@ -94,7 +93,7 @@ def fork(conn: apsw.Connection, workflow_id: str, from_step: int, new_id: str, n
     return _get(conn, new_id)
 
 
-def _republish_events(conn: apsw.Connection, source: str, target: str, before_step: int,
+def _republish_events(conn: Conn, source: str, target: str, before_step: int,
                       now_ms: int) -> None:
     """Give a fork the events its reused steps published, the last value of each key."""
     for (output,) in conn.execute(Q["event_steps_before"], (source, before_step)):
@@ -110,7 +109,7 @@ def _republish_events(conn: apsw.Connection, source: str, target: str, before_st
         conn.execute(Q["upsert_event"], (target, key, value, now_ms))
 
 
-def request_quarantine_retry(conn: apsw.Connection, key: str, now_ms: int) -> None:
+def request_quarantine_retry(conn: Conn, key: str, now_ms: int) -> None:
     """Ask the running engine (or the next one) to apply a quarantined message again."""
     row = conn.execute(Q["get_quarantine"], (key,)).fetchone()
     if row is None:
@@ -133,7 +132,7 @@ def retry_refusal(key: str, *, status: str, attempts: int) -> QuarantineError | 
     return None
 
 
-def drop_quarantined(conn: apsw.Connection, key: str) -> None:
+def drop_quarantined(conn: Conn, key: str) -> None:
     """An operator gives up on a quarantined message: it is never applied, and retention
     forgets it after its window like a retried one."""
     row = conn.execute(Q["get_quarantine"], (key,)).fetchone()
@@ -144,7 +143,7 @@ def drop_quarantined(conn: apsw.Connection, key: str) -> None:
         raise QuarantineError(key, f"is {row[13]}, not QUARANTINED: nothing to drop")
 
 
-def request_quarantine_retries(conn: apsw.Connection, handler: str | None, topic: str | None,
+def request_quarantine_retries(conn: Conn, handler: str | None, topic: str | None,
                                now_ms: int) -> list[str]:
     """Ask for every quarantined message (of `handler`, of `topic`) to be applied again, in
     partition and offset order; returns their keys."""
@@ -154,7 +153,7 @@ def request_quarantine_retries(conn: apsw.Connection, handler: str | None, topic
     return keys
 
 
-def restart_topic(conn: apsw.Connection, group_id: str, topic: str, now_ms: int) -> int:
+def restart_topic(conn: Conn, group_id: str, topic: str, now_ms: int) -> int:
     """Start a new incarnation of `topic` for `group_id`, after the topic was recreated (its
     offsets start again from 0): its messages get keys that cannot collide with the old
     incarnation's, and the next batch records the topic's new id. Returns the incarnation."""

@@ -11,14 +11,13 @@ recv is recorded; an event is published exactly when its set_event is recorded).
 
 from __future__ import annotations
 
-import apsw
-
 from eoflow.errors import WorkflowNotFoundError
+from eoflow.journal.backend import Conn
 from eoflow.journal.records import StepRecord
 from eoflow.journal.sql import Q
 
 
-def insert_step(conn: apsw.Connection, record: StepRecord) -> None:
+def insert_step(conn: Conn, record: StepRecord) -> None:
     conn.execute(Q["insert_step"], (
         record.workflow_id, record.step, record.name, record.kind.value, record.output,
         record.error, record.attempts, record.started_ms, record.ended_ms,
@@ -27,7 +26,7 @@ def insert_step(conn: apsw.Connection, record: StepRecord) -> None:
 
 # -- messages ---------------------------------------------------------------------------------
 
-def send_message(conn: apsw.Connection, destination: str, topic: str, message: str,
+def send_message(conn: Conn, destination: str, topic: str, message: str,
                  now_ms: int, step: StepRecord | None) -> None:
     """Queue `message` for `destination` (which must exist), with the sender's step."""
     if conn.execute(Q["workflow_name_status"], (destination,)).fetchone() is None:
@@ -37,7 +36,7 @@ def send_message(conn: apsw.Connection, destination: str, topic: str, message: s
         insert_step(conn, step)
 
 
-def take_message(conn: apsw.Connection, destination: str, topic: str,
+def take_message(conn: Conn, destination: str, topic: str,
                  step: StepRecord) -> str | None:
     """Consume the oldest message for (destination, topic) and record `step` with it as
     output; None (and nothing recorded) when there is none."""
@@ -53,7 +52,7 @@ def take_message(conn: apsw.Connection, destination: str, topic: str,
 
 # -- events -----------------------------------------------------------------------------------
 
-def set_event(conn: apsw.Connection, workflow_id: str, key: str, value: str, now_ms: int,
+def set_event(conn: Conn, workflow_id: str, key: str, value: str, now_ms: int,
               step: StepRecord | None) -> None:
     """Publish an event, with the step that did it (none from inside a step: the step's own
     record is the one replay uses)."""
@@ -64,14 +63,14 @@ def set_event(conn: apsw.Connection, workflow_id: str, key: str, value: str, now
 
 # -- sleeping ---------------------------------------------------------------------------------
 
-def set_not_before(conn: apsw.Connection, workflow_id: str, not_before_ms: int | None) -> None:
+def set_not_before(conn: Conn, workflow_id: str, not_before_ms: int | None) -> None:
     """A hint for recovery: the run sleeps until then (its SLEEP step is the truth)."""
     conn.execute(Q["set_not_before"], (not_before_ms, workflow_id))
 
 
 # -- queues -----------------------------------------------------------------------------------
 
-def dequeue(conn: apsw.Connection, queue: str, now_ms: int, by_priority: bool,
+def dequeue(conn: Conn, queue: str, now_ms: int, by_priority: bool,
             limit: int) -> list[tuple[str, str, str]]:
     """Move up to `limit` ready runs of `queue` from ENQUEUED to PENDING, in queue order;
     returns (workflow id, name, inputs) of each."""

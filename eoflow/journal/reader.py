@@ -1,6 +1,7 @@
 """Read-only queries on a journal: what `eoflow status` and the engine's lookups use.
 
-A reader sees only committed (durable) records and never blocks the engine (WAL mode).
+A reader sees only committed (durable) records and never blocks the engine (SQLite's WAL mode,
+PostgreSQL's snapshots).
 """
 
 from __future__ import annotations
@@ -9,12 +10,13 @@ import os
 import threading
 import urllib.parse
 from collections.abc import Callable
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import apsw
 
 from eoflow.errors import JournalError
-from eoflow.journal.connection import connect, translate
+from eoflow.journal.backend import Backend, Conn
+from eoflow.journal.connection import SQLITE, connect, translate
 from eoflow.journal.records import (
     QuarantinedMessage,
     Status,
@@ -28,8 +30,8 @@ from eoflow.journal.sql import Q
 T = TypeVar("T")
 
 # The rows of the queries that return whole records, with the types queries.sql gives their
-# columns. SQLite hands back untyped values (apsw.SQLiteValues); the casts below are where the
-# schema's types are taken on trust, once per query, checking nothing at run time.
+# columns. The drivers hand back untyped values; the casts below are where the schema's types
+# are taken on trust, once per query, checking nothing at run time.
 WorkflowRow = tuple[str, str, str, str | bytes, str | None, str | None, int, int, int, str | None,
                     str | None, str | None, int | None, int | None]
 StepRow = tuple[str, int, str, str, str | None, str | None, int, int, int]
@@ -37,7 +39,7 @@ QuarantineRow = tuple[str, str, str, int, int, str, bytes | None, bytes | None, 
                       str, int, int, str, bytes | None]
 
 
-def workflow_from_row(row: apsw.SQLiteValues) -> WorkflowRecord:
+def workflow_from_row(row: Any) -> WorkflowRecord:
     r = cast(WorkflowRow, row)
     return WorkflowRecord(
         workflow_id=r[0], name=r[1], status=Status(r[2]), inputs=r[3], output=r[4],
@@ -47,7 +49,7 @@ def workflow_from_row(row: apsw.SQLiteValues) -> WorkflowRecord:
     )
 
 
-def step_from_row(row: apsw.SQLiteValues) -> StepRecord:
+def step_from_row(row: Any) -> StepRecord:
     r = cast(StepRow, row)
     return StepRecord(
         workflow_id=r[0], step=r[1], name=r[2], kind=StepKind(r[3]), output=r[4],
@@ -55,7 +57,7 @@ def step_from_row(row: apsw.SQLiteValues) -> StepRecord:
     )
 
 
-def quarantined_from_row(row: apsw.SQLiteValues) -> QuarantinedMessage:
+def quarantined_from_row(row: Any) -> QuarantinedMessage:
     r = cast(QuarantineRow, row)
     return QuarantinedMessage(
         key=r[0], group_id=r[1], topic=r[2], partition=r[3], offset=r[4],
@@ -96,31 +98,30 @@ def _checked(conn: apsw.Connection, path: str) -> apsw.Connection:
     return conn
 
 
-class SQLiteReader:
-    """Queries over one connection (its own, or a read-only one opened on `path`)."""
+class Reader:
+    """Queries over one connection that sees committed records only, on either backend."""
 
-    def __init__(self, path: str, conn: apsw.Connection | None = None) -> None:
-        self.path = path
+    def __init__(self, path: str, conn: Conn, backend: Backend) -> None:
+        self.path = path  # a file's path, or a URL without its password
+        self.backend = backend
         self._lock = threading.Lock()
-        if conn is None:
-            conn = _open_for_reading(path)
         self._conn = conn
 
     def close(self) -> None:
         with self._lock:
             self._conn.close()
 
-    def _run(self, query: Callable[[apsw.Connection], T]) -> T:
+    def _run(self, query: Callable[[Conn], T]) -> T:
         with self._lock:
             try:
                 return query(self._conn)
-            except apsw.Error as error:
-                raise translate(self.path, error) from error
+            except self.backend.errors as error:
+                raise self.backend.translate(self.path, error) from error
 
-    def _all(self, name: str, params: apsw.Bindings = ()) -> list[apsw.SQLiteValues]:
+    def _all(self, name: str, params: tuple[Any, ...] = ()) -> list[Any]:
         return self._run(lambda conn: conn.execute(Q[name], params).fetchall())
 
-    def _count(self, name: str, params: apsw.Bindings = ()) -> int:
+    def _count(self, name: str, params: tuple[Any, ...] = ()) -> int:
         """The one value of a query that counts (`SELECT count(*) ...`: never NULL)."""
         return int(cast(int, self._all(name, params)[0][0]))
 
@@ -197,3 +198,10 @@ class SQLiteReader:
     def queue_next_due(self, queue: str, now_ms: int) -> int | None:
         value = self._all("queue_next_due", (queue, now_ms))[0][0]
         return None if value is None else int(value)
+
+
+class SQLiteReader(Reader):
+    """A reader of the SQLite journal at `path`, on a read-only connection of its own."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path, _open_for_reading(path), SQLITE)

@@ -24,8 +24,7 @@ from dataclasses import dataclass, fields
 from functools import partial
 from typing import Protocol, TypeVar, cast
 
-import apsw
-
+from eoflow.journal.backend import Conn
 from eoflow.journal.kafka_keys import parse_message_key
 from eoflow.journal.sql import Q
 
@@ -65,7 +64,7 @@ class PruneReport:
 class Marks:
     """What the consumer will never read again, per group, topic and partition."""
 
-    def __init__(self, conn: apsw.Connection) -> None:
+    def __init__(self, conn: Conn) -> None:
         self.highest: dict[tuple[str, str, int], tuple[int, int]] = {
             (g, t, int(p)): (int(o), int(i))
             for g, t, p, o, i in conn.execute(Q["prune_marks"])}
@@ -90,7 +89,7 @@ T = TypeVar("T")
 class Transact(Protocol):
     """Runs a function in one write transaction of a database and returns its result."""
 
-    def __call__(self, work: Callable[[apsw.Connection], T], /) -> T: ...
+    def __call__(self, work: Callable[[Conn], T], /) -> T: ...
 
 
 def prune(journal: Transact, app_db: Transact | None, cutoff_ms: int, *,
@@ -125,7 +124,7 @@ def prune_runs(transact: Transact, cutoff_ms: int, *, tx_outputs_here: bool,
         yield report
 
 
-def _runs_batch(conn: apsw.Connection, *, cutoff_ms: int, cursor: tuple[int, int], batch: int,
+def _runs_batch(conn: Conn, *, cutoff_ms: int, cursor: tuple[int, int], batch: int,
                 tx_outputs_here: bool) -> tuple[PruneReport, tuple[int, int], list[str]]:
     report, removed = PruneReport(), []
     marks = Marks(conn)
@@ -144,7 +143,7 @@ def _runs_batch(conn: apsw.Connection, *, cutoff_ms: int, cursor: tuple[int, int
     return report, ((int(rows[-1][2]), int(rows[-1][0])) if rows else cursor), removed
 
 
-def forget_tx_outputs(conn: apsw.Connection, workflow_ids: list[str]) -> int:
+def forget_tx_outputs(conn: Conn, workflow_ids: list[str]) -> int:
     """Remove the transaction records of finished runs from an application database."""
     return _delete(conn, "prune_tx_outputs", workflow_ids)
 
@@ -162,7 +161,7 @@ def prune_keys(transact: Transact, marks: Callable[[], Marks], cutoff_ms: int, *
         yield report
 
 
-def _keys_batch(conn: apsw.Connection, *, cutoff_ms: int, cursor: tuple[int, str], batch: int,
+def _keys_batch(conn: Conn, *, cutoff_ms: int, cursor: tuple[int, str], batch: int,
                 marks: Marks) -> tuple[PruneReport, tuple[int, str], list[str]]:
     report = PruneReport()
     rows = cast(list[tuple[str, int]], conn.execute(
@@ -184,7 +183,7 @@ def prune_quarantine(transact: Transact, cutoff_ms: int, *,
         yield report
 
 
-def _quarantine_batch(conn: apsw.Connection, *, cutoff_ms: int, cursor: str, batch: int
+def _quarantine_batch(conn: Conn, *, cutoff_ms: int, cursor: str, batch: int
                       ) -> tuple[PruneReport, str, list[str]]:
     report = PruneReport()
     marks = Marks(conn)
@@ -196,7 +195,7 @@ def _quarantine_batch(conn: apsw.Connection, *, cutoff_ms: int, cursor: str, bat
     return report, (str(rows[-1][0]) if rows else cursor), []
 
 
-def _delete(conn: apsw.Connection, query: str, keys: list[str]) -> int:
+def _delete(conn: Conn, query: str, keys: list[str]) -> int:
     """Run a delete of queries.sql on `keys` (as one JSON array); how many rows went."""
     if not keys:
         return 0
@@ -208,8 +207,8 @@ C = TypeVar("C")
 Batch = tuple[PruneReport, C, list[str]]
 
 
-def _timed(transact: Transact, work: Callable[[apsw.Connection], Batch[C]]) -> Batch[C]:
-    def timed(conn: apsw.Connection) -> Batch[C]:
+def _timed(transact: Transact, work: Callable[[Conn], Batch[C]]) -> Batch[C]:
+    def timed(conn: Conn) -> Batch[C]:
         started = time.perf_counter()
         result = work(conn)
         result[0].longest_batch_ms = (time.perf_counter() - started) * 1000
@@ -221,13 +220,13 @@ def _timed(transact: Transact, work: Callable[[apsw.Connection], Batch[C]]) -> B
 RETENTION_KEY = "retention_ms"  # in eoflow_meta: the window of the engine that runs (or ran) last
 
 
-def note_retention(conn: apsw.Connection, retention_ms: int | None) -> None:
+def note_retention(conn: Conn, retention_ms: int | None) -> None:
     if retention_ms is None:
         conn.execute(Q["delete_meta"], (RETENTION_KEY,))
     else:
         conn.execute(Q["set_meta"], (RETENTION_KEY, str(retention_ms)))
 
 
-def retention_in_force(conn: apsw.Connection) -> int | None:
+def retention_in_force(conn: Conn) -> int | None:
     row = conn.execute(Q["get_meta"], (RETENTION_KEY,)).fetchone()
     return None if row is None else int(str(row[0]))

@@ -1,47 +1,25 @@
-"""The SQLite journal (apsw): the engine's only store, one file, owned by one engine at a time.
+"""The SQLite journal (apsw): the engine's default store, one file, owned by one engine at a time.
 
-Writes go through one GroupCommitter (one write connection); reads through a second connection
-that sees only committed records. `tx` runs @transaction functions in this same file unless the
-engine was given a separate application database.
+The logic is SqlJournal's; this module opens the file's two connections (a writer and a reader
+that sees only committed records) under the owner lock, and releases the lock on close.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, TypeVar, cast
-
 import apsw
 
-from eoflow.errors import DedupError
-from eoflow.journal import operator, primitive_ops, retention
-from eoflow.journal.batching import GroupCommitter
-from eoflow.journal.connection import OwnerLock, connect, translate
-from eoflow.journal.primitive_ops import insert_step
-from eoflow.journal.reader import SQLiteReader
-from eoflow.journal.records import Action, KafkaKey, NewWorkflow, Status, StepRecord, WorkflowRecord
-from eoflow.journal.retention import PruneReport
+from eoflow.journal.connection import SQLITE, OwnerLock, connect, translate
 from eoflow.journal.schema import migrate
-from eoflow.journal.sql import Q
-from eoflow.journal.txstore import SQLiteTxStore
-
-if TYPE_CHECKING:
-    from eoflow.journal.interface import TxStore
-
-T = TypeVar("T")
-Created = tuple[bool, str, Status]  # (created now?, name of the run, its status)
+from eoflow.journal.sqljournal import SqlJournal
 
 
-class SQLiteJournal(SQLiteReader):
-    """The engine's journal. Open with `SQLiteJournal.open(path)`; close exactly once.
-
-    Reads are SQLiteReader's, on the reader connection; writes go through `committer`."""
+class SQLiteJournal(SqlJournal):
+    """Open with `SQLiteJournal.open(path)`; close exactly once."""
 
     def __init__(self, path: str, lock: OwnerLock, writer: apsw.Connection,
                  reader: apsw.Connection) -> None:
-        super().__init__(path, reader)
-        self.committer = GroupCommitter(writer, path, translate)
+        super().__init__(path, writer, reader, SQLITE)
         self._owner = lock
-        self.tx = SQLiteTxStore(self.committer, in_journal=True)
 
     @classmethod
     def open(cls, path: str, durability: str = "full") -> SQLiteJournal:
@@ -64,215 +42,7 @@ class SQLiteJournal(SQLiteReader):
             raise
 
     def close(self) -> None:
-        self.committer.close()
-        self.committer.conn.close()
-        super().close()
-        self._owner.release()
-
-    # -- workflows ----------------------------------------------------------------------------
-
-    def create_workflows(
-        self, runs: Sequence[NewWorkflow], now_ms: int, step: StepRecord | None = None
-    ) -> list[Created]:
-        """Insert the runs that do not exist yet, durably; report each run's name and status.
-
-        `step` (a parent's CHILD step) is recorded in the same transaction."""
-
-        def insert(conn: apsw.Connection) -> list[Created]:
-            results: list[Created] = []
-            if step is not None:
-                insert_step(conn, step)
-            for run in runs:
-                if self._insert_workflow(conn, run, now_ms):
-                    results.append((True, run.name, run.status))
-                else:
-                    row = conn.execute(Q["workflow_name_status"], (run.workflow_id,)).fetchone()
-                    assert row is not None, "the insert found this id taken"
-                    results.append((False, str(row[0]), Status(row[1])))
-            return results
-
-        return self.committer.write(insert, wait=True, savepoint=True)
-
-    @staticmethod
-    def _insert_workflow(conn: apsw.Connection, run: NewWorkflow, now_ms: int) -> bool:
         try:
-            conn.execute(Q["insert_workflow"], (
-                run.workflow_id, run.name, run.status.value, run.inputs, run.created_ms,
-                now_ms, run.parent_id, run.queue, run.lane, run.deadline_ms, run.priority,
-                run.dedup_id, run.not_before_ms, run.timeout_ms,
-            ))
-        except apsw.ConstraintError:
-            if run.dedup_id is None:
-                raise
-            existing = conn.execute(Q["live_dedup"], (run.queue, run.dedup_id)).fetchone()
-            raise DedupError(str(run.queue), run.dedup_id,
-                             existing[0] if existing else "?") from None
-        return bool(conn.changes())
-
-    def finish_workflow(
-        self, workflow_id: str, status: Status, output: str | None, error: str | None,
-        now_ms: int, on_durable: Callable[[BaseException | None, bool], None] | None = None,
-        urgent: bool = False,
-    ) -> None:
-        """Record a PENDING run's outcome without waiting; `on_durable(error, applied)` follows
-        the commit, `applied` False if the run was no longer PENDING (e.g. cancelled)."""
-        applied = [False]
-
-        def finish(conn: apsw.Connection) -> None:
-            conn.execute(Q["finish_workflow"], (status.value, output, error, now_ms, workflow_id))
-            applied[0] = bool(conn.changes())
-
-        def durable(failure: BaseException | None) -> None:
-            if on_durable is not None:
-                on_durable(failure, applied[0])
-
-        self.committer.write(finish, wait=False, on_durable=durable, urgent=urgent)
-
-    # -- operator actions: the same code as the CLI's (operator.py), on the writer ------------
-
-    def cancel_workflow(self, workflow_id: str, now_ms: int) -> list[str]:
-        """Mark a live run and its live descendants CANCELLED; returns their ids."""
-        return self.committer.write(
-            lambda conn: operator.cancel(conn, workflow_id, now_ms, notify=False), savepoint=True)
-
-    def resume_workflow(self, workflow_id: str, now_ms: int) -> WorkflowRecord:
-        """Make a cancelled, parked or queued run PENDING again; returns it as it now is."""
-        return self.committer.write(
-            lambda conn: operator.resume(conn, workflow_id, now_ms, notify=False),
-            savepoint=True)
-
-    def fork_workflow(self, workflow_id: str, from_step: int, new_id: str,
-                      now_ms: int) -> WorkflowRecord:
-        """Create run `new_id` reusing `workflow_id`'s recorded steps before `from_step`."""
-        return self.committer.write(
-            lambda conn: operator.fork(conn, workflow_id, from_step, new_id, now_ms,
-                                       notify=False), savepoint=True)
-
-    def note_recoveries(self, runs: Sequence[tuple[str, int]], now_ms: int) -> list[int]:
-        """For each (workflow id, steps recorded): count one more recovery, restarting the count
-        when the run recorded new steps since its last recovery. Returns the counts."""
-
-        def note(conn: apsw.Connection) -> list[int]:
-            counts = []
-            for wid, steps in runs:
-                row = conn.execute(Q["note_recovery"], (steps, now_ms, wid)).fetchone()
-                assert row is not None, "the run is PENDING, so the update returned it"
-                counts.append(int(row[0]))
-            return counts
-
-        return self.committer.write(note, savepoint=True)
-
-    def park_workflow(self, workflow_id: str, now_ms: int) -> None:
-        self.committer.write(lambda conn: conn.execute(Q["park_workflow"], (now_ms, workflow_id)))
-
-    # -- steps --------------------------------------------------------------------------------
-
-    def record_step(self, record: StepRecord) -> None:
-        """Record a step's outcome; returns once it is durable."""
-        self.committer.write(lambda conn: insert_step(conn, record))
-
-    # -- messages, events, sleeps, queues: the writes of primitive_ops.py ---------------------
-
-    def send_message(self, destination: str, topic: str, message: str, now_ms: int,
-                     step: StepRecord | None = None) -> None:
-        """Queue `message` for `destination` (which must exist), with the sender's step."""
-        self.committer.write(lambda conn: primitive_ops.send_message(
-            conn, destination, topic, message, now_ms, step), savepoint=True)
-
-    def take_message(self, destination: str, topic: str, step: StepRecord) -> str | None:
-        """Consume the oldest message for (destination, topic) and record `step` with it as
-        output, atomically; None (and nothing recorded) when there is none."""
-        return self.committer.write(lambda conn: primitive_ops.take_message(
-            conn, destination, topic, step), savepoint=True)
-
-    def set_event(self, workflow_id: str, key: str, value: str, now_ms: int,
-                  step: StepRecord | None) -> None:
-        """Publish an event, with the step that did it (none from inside a step)."""
-        self.committer.write(lambda conn: primitive_ops.set_event(
-            conn, workflow_id, key, value, now_ms, step), savepoint=True)
-
-    def set_not_before(self, workflow_id: str, not_before_ms: int | None) -> None:
-        """A hint for recovery: the run sleeps until then (its SLEEP step is the truth)."""
-        self.committer.write(lambda conn: primitive_ops.set_not_before(
-            conn, workflow_id, not_before_ms), wait=False)
-
-    def dequeue(self, queue: str, now_ms: int, by_priority: bool, limit: int
-                ) -> list[tuple[str, str, str]]:
-        """Move up to `limit` ready runs of `queue` from ENQUEUED to PENDING, in queue order;
-        returns (workflow id, name, inputs) of each, durably."""
-        return self.committer.write(lambda conn: primitive_ops.dequeue(
-            conn, queue, now_ms, by_priority, limit), savepoint=True)
-
-    # -- Kafka bookkeeping --------------------------------------------------------------------
-
-    def note_offsets(self, keys: Sequence[KafkaKey], now_ms: int) -> None:
-        """Remember the highest offset recorded per partition, and count the messages above
-        the one noted before (for `eoflow status`). A partition's offsets only grow, so a
-        redelivered message is never counted twice, whether or not it was recorded first."""
-        offsets: dict[tuple[str, str, int], list[int]] = {}
-        for k in keys:
-            offsets.setdefault((k.group_id, k.topic, k.partition), []).append(k.offset)
-
-        def note(conn: apsw.Connection) -> None:
-            for (group, topic, partition), seen in offsets.items():
-                row = conn.execute(Q["kafka_offset_of"], (group, topic, partition)).fetchone()
-                new = len({o for o in seen if row is None or o > row[0]})
-                conn.execute(Q["note_kafka_offset"],
-                             (group, topic, partition, max(seen), new, now_ms))
-
-        self.committer.write(note, wait=False)
-
-    def kafka_topic(self, group_id: str, topic: str) -> tuple[str | None, int]:
-        """(the topic's recorded id, or None; the incarnation its keys are under)."""
-        rows = cast(list[tuple[str | None, int]], self._all("get_kafka_topic", (group_id, topic)))
-        return (None, 0) if not rows else (rows[0][0], int(rows[0][1]))
-
-    def set_kafka_topic_id(self, group_id: str, topic: str, topic_id: str,
-                           now_ms: int) -> None:
-        self.committer.write(lambda conn: conn.execute(
-            Q["set_kafka_topic_id"], (group_id, topic, topic_id, now_ms)))
-
-    def quarantine(
-        self, key: KafkaKey, handler: str, message_key: bytes | None, value: bytes | None,
-        headers: str, timestamp_ms: int | None, error: str, attempts: int, now_ms: int,
-        raw: bytes | None = None,
-    ) -> None:
-        """Park a poison message with its payload and error, durably (`raw`: the bytes of a
-        record the client could not decode, whose fields are then unknown)."""
-        self.committer.write(lambda conn: conn.execute(Q["insert_quarantine"], (
-            key.key, key.group_id, key.topic, key.partition, key.offset, handler, message_key,
-            value, headers, timestamp_ms, error, attempts, now_ms, raw,
-        )))
-
-    def set_quarantine_status(
-        self, key: str, status: str, error: str | None = None, attempts: int = 0
-    ) -> None:
-        self.committer.write(
-            lambda conn: conn.execute(Q["set_quarantine_status"], (status, error, attempts, key))
-        )
-
-    # -- retention ----------------------------------------------------------------------------
-
-    def prune(self, cutoff_ms: int, txstore: TxStore) -> Iterator[PruneReport]:
-        """Forget what retention allows (retention.py), one short write per batch, on this
-        journal's writer; `txstore` is where @transaction records and Kafka keys live."""
-        def journal(work: Callable[[apsw.Connection], T]) -> T:
-            return self.committer.write(work, wait=True, savepoint=True)
-
-        app_db = None
-        if isinstance(txstore, SQLiteTxStore) and txstore.committer is not self.committer:
-            app_db = txstore.write
-        return retention.prune(journal, app_db, cutoff_ms)
-
-    def set_retention(self, retention_ms: int | None) -> None:
-        """Note the retention in force, for `eoflow journal info` and `eoflow status`."""
-        self.committer.write(lambda conn: retention.note_retention(conn, retention_ms))
-
-    # -- operator requests (from the CLI while an engine runs) --------------------------------
-
-    def take_requests(self) -> list[tuple[int, str, Action]]:
-        """Remove and return the requests the CLI left: (id, workflow id or key, action)."""
-        return self.committer.write(
-            lambda conn: [(int(row[0]), str(row[1]), Action(row[2]))
-                          for row in conn.execute(Q["take_requests"])]
-        )
+            super().close()
+        finally:
+            self._owner.release()

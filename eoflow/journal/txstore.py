@@ -17,10 +17,9 @@ import enum
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
-import apsw
-
+from eoflow.journal.backend import Conn
 from eoflow.journal.batching import GroupCommitter
 from eoflow.journal.codec import encode_error
 from eoflow.journal.primitive_ops import insert_step
@@ -29,7 +28,7 @@ from eoflow.journal.sql import Q
 
 T = TypeVar("T")
 
-Work = Callable[[apsw.Connection], str]  # runs the user's SQL, returns the output as JSON
+Work = Callable[[Any], str]  # runs the user's SQL on the driver's connection; output as JSON
 
 
 @dataclass(frozen=True)
@@ -52,13 +51,15 @@ class KeyedResult:
     error: Exception | None = None
 
 
-class SQLiteTxStore:
-    """Exactly-once transactions on one SQLite database, through its group committer."""
+class SqlTxStore:
+    """Exactly-once transactions on one database (SQLite or PostgreSQL), through its group
+    committer. User code gets the driver's own connection (Backend.user_connection)."""
 
     def __init__(self, committer: GroupCommitter, *, in_journal: bool) -> None:
         self.committer = committer
         self.path = committer.path
         self.in_journal = in_journal
+        self._user = committer.backend.user_connection
 
     def run_transaction(
         self, workflow_id: str, step: int, name: str, work: Work, started_ms: int,
@@ -69,7 +70,7 @@ class SQLiteTxStore:
         journal), is written in the same commit."""
         assert carried is None or self.in_journal, "a step record belongs in the journal"
 
-        def attempt(conn: apsw.Connection) -> TxOutcome:
+        def attempt(conn: Conn) -> TxOutcome:
             if carried is not None:
                 insert_step(conn, carried)
             found = self._recorded(conn, workflow_id, step)
@@ -77,7 +78,7 @@ class SQLiteTxStore:
                 return found
             conn.execute("SAVEPOINT eoflow_tx")
             try:
-                output, error = work(conn), None
+                output, error = work(self._user(conn)), None
             except Exception as failure:
                 if conn.getautocommit():  # SQLite ended the transaction (disk full, I/O error)
                     raise
@@ -94,17 +95,17 @@ class SQLiteTxStore:
 
         return self.committer.turn(attempt, savepoint=False)
 
-    def write(self, work: Callable[[apsw.Connection], T]) -> T:
+    def write(self, work: Callable[[Conn], T]) -> T:
         """`work(conn)` in the store's next write transaction (bookkeeping such as retention)."""
         return self.committer.write(work, wait=True, savepoint=True)
 
-    def run_plain(self, work: Callable[[apsw.Connection], T]) -> T:
+    def run_plain(self, work: Callable[[Any], T]) -> T:
         """`work(conn)` in a transaction of its own, recording nothing (a @transaction called
         outside any workflow)."""
-        return self.committer.turn(work, savepoint=True)
+        return self.committer.turn(lambda conn: work(self._user(conn)), savepoint=True)
 
     def apply_keyed(
-        self, items: Sequence[tuple[str, str, Callable[[apsw.Connection], object], str]],
+        self, items: Sequence[tuple[str, str, Callable[[Any], object], str]],
         now_ms: int, budget: float | None = None,
     ) -> list[KeyedResult]:
         """Apply (key, handler name, work, lane) items in one durable transaction, in order,
@@ -113,7 +114,7 @@ class SQLiteTxStore:
         left once it is spent are SKIPPED too (at least one item is tried): slow handlers then
         hold the single writer for about that long, and other writers get their turn."""
 
-        def batch(conn: apsw.Connection) -> list[KeyedResult]:
+        def batch(conn: Conn) -> list[KeyedResult]:
             results: list[KeyedResult] = []
             failed_lanes: set[str] = set()
             until = None if budget is None else time.monotonic() + budget
@@ -128,7 +129,7 @@ class SQLiteTxStore:
                     if conn.changes() == 0:
                         results.append(KeyedResult(Applied.DUPLICATE))
                     else:
-                        work(conn)
+                        work(self._user(conn))
                         results.append(KeyedResult(Applied.APPLIED))
                 except Exception as failure:
                     if conn.getautocommit():  # the whole batch is lost: nothing is applied
@@ -148,7 +149,7 @@ class SQLiteTxStore:
 
     # -- where the outcome lives --------------------------------------------------------------
 
-    def _recorded(self, conn: apsw.Connection, workflow_id: str, step: int) -> TxOutcome | None:
+    def _recorded(self, conn: Conn, workflow_id: str, step: int) -> TxOutcome | None:
         if self.in_journal:
             row = conn.execute(Q["get_step"], (workflow_id, step)).fetchone()
             return None if row is None else TxOutcome(row[4], row[5], fresh=False)
@@ -156,7 +157,7 @@ class SQLiteTxStore:
         return None if row is None else TxOutcome(row[1], row[2], fresh=False)
 
     def _record(
-        self, conn: apsw.Connection, workflow_id: str, step: int, name: str, output: str | None,
+        self, conn: Conn, workflow_id: str, step: int, name: str, output: str | None,
         error: str | None, started_ms: int, ended_ms: int,
     ) -> None:
         if self.in_journal:

@@ -17,7 +17,7 @@ import apsw
 
 from eoflow.errors import UndecodableValueError
 from eoflow.journal import codec
-from eoflow.journal.reader import SQLiteReader
+from eoflow.journal.reader import Reader
 from eoflow.journal.records import QuarantinedMessage, Status, StepKind
 
 THROUGHPUT_WINDOW_S = 60
@@ -143,7 +143,7 @@ def _message_part(name: str, stored: Any) -> dict[str, Any]:
     return part
 
 
-def status_report(reader: SQLiteReader, recent: int = 5) -> dict[str, Any]:
+def status_report(reader: Reader, recent: int = 5) -> dict[str, Any]:
     now_ms = int(time.time() * 1000)
     by_name = reader.count_by_name()  # one scan of the status index serves both tables
     counts: dict[str, int] = {}
@@ -205,7 +205,7 @@ def workflow_summary(fields: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def list_workflows(reader: SQLiteReader, status: Status | None = None, name: str | None = None,
+def list_workflows(reader: Reader, status: Status | None = None, name: str | None = None,
                    limit: int = 50) -> list[dict[str, Any]]:
     """Recent runs, newest first. Read as rows, not records: a record refuses a status it does
     not know, a view shows it."""
@@ -238,7 +238,7 @@ def step_view(row: apsw.SQLiteValues) -> dict[str, Any]:
     }
 
 
-def workflow_detail(reader: SQLiteReader, workflow_id: str) -> dict[str, Any] | None:
+def workflow_detail(reader: Reader, workflow_id: str) -> dict[str, Any] | None:
     """One run with its steps, or None when the journal has no run with this id."""
     rows = reader._all("get_workflow", (workflow_id,))
     if not rows:

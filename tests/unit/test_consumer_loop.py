@@ -25,7 +25,7 @@ from eoflow.errors import JournalError, KafkaConsumeError, OffsetCommitError
 from eoflow.journal import codec
 from eoflow.journal.batching import GroupCommitter
 from eoflow.journal.connection import connect
-from eoflow.journal.txstore import SQLiteTxStore
+from eoflow.journal.txstore import SqlTxStore
 
 from .fakes import FakeSource, messages, wait_until
 
@@ -143,7 +143,7 @@ def committed_rows(path: str, sql: str) -> list[tuple[Any, ...]]:
 
 def committer(engine: Engine) -> GroupCommitter:
     store = engine.runtime.txstore
-    assert isinstance(store, SQLiteTxStore)
+    assert isinstance(store, SqlTxStore)
     return store.committer
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from eoflow.errors import EngineClosedError, JournalError, JournalWriteError
 from eoflow.journal.batching import GroupCommitter
-from eoflow.journal.connection import connect, translate
+from eoflow.journal.connection import SQLITE, connect
 
 
 @pytest.fixture
@@ -23,7 +23,7 @@ def committer(tmp_path: Path) -> Iterator[GroupCommitter]:
     path = str(tmp_path / "g.db")
     conn = connect(path)
     conn.execute("CREATE TABLE t(v INTEGER)")
-    writer = GroupCommitter(conn, path, translate)
+    writer = GroupCommitter(conn, path, SQLITE)
     yield writer
     writer.close()
     conn.close()
@@ -104,7 +104,7 @@ def test_on_durable_follows_the_commit_and_a_turn_runs_in_the_callers_thread(
 def test_a_write_after_close_is_refused_clearly(tmp_path: Path) -> None:
     path = str(tmp_path / "c.db")
     conn = connect(path)
-    writer = GroupCommitter(conn, path, translate)
+    writer = GroupCommitter(conn, path, SQLITE)
     writer.close()
     with pytest.raises(EngineClosedError):
         writer.write(lambda c: c.execute("SELECT 1"))
@@ -128,7 +128,7 @@ class Rig:
         self.commits = 0
         self.conn.set_commit_hook(self._count)
         before = set(threading.enumerate())
-        self.committer = GroupCommitter(self.conn, path, translate, linger=linger)
+        self.committer = GroupCommitter(self.conn, path, SQLITE, linger=linger)
         self.writer = next(t for t in threading.enumerate()
                            if t not in before and t.name == "eoflow-writer")
 

@@ -1,0 +1,71 @@
+"""What the journal's SQL code needs from a database, whichever it is (SQLite or PostgreSQL).
+
+The journal's write functions (operator.py, primitive_ops.py, retention.py, the journal's own
+methods) run on a `Conn`: apsw's connection as it is, or the PostgreSQL journal's thin wrapper
+around psycopg's (pg.py), which speaks the same three calls and turns queries.sql's SQL into
+PostgreSQL's. A `Backend` holds the few things that differ and are not SQL: how a write
+transaction begins and commits, which errors the driver raises, and what they mean.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+from eoflow.errors import JournalError
+
+
+class Rows(Protocol):
+    """The result of `Conn.execute`: a cursor over the rows, if any."""
+
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Conn(Protocol):
+    """A connection as the journal's SQL code uses it (apsw.Connection's names)."""
+
+    def execute(self, sql: str, params: Any = ..., /) -> Rows: ...
+
+    def changes(self) -> int:
+        """Rows changed by the last INSERT, UPDATE or DELETE."""
+        ...
+
+    def close(self) -> None: ...
+
+    def getautocommit(self) -> bool:
+        """True when no transaction is open any more: it ended (committed, or rolled back
+        whole by the database after an error such as a full disk or a lost connection), so
+        rolling back to a savepoint is impossible."""
+        ...
+
+
+class Backend(Protocol):
+    """The non-SQL differences between databases (one instance per kind of database)."""
+
+    name: str
+    errors: tuple[type[BaseException], ...]  # what the driver raises for database errors
+
+    def begin(self, conn: Conn) -> None:
+        """Open the write transaction of a batch."""
+        ...
+
+    def commit(self, conn: Conn) -> None:
+        """Commit it; raise a JournalError if the database did not (never return quietly
+        after a rollback)."""
+        ...
+
+    def aborted(self, conn: Conn) -> bool:
+        """True when the open transaction cannot go on (an error outside any savepoint)."""
+        ...
+
+    def translate(self, where: str, error: BaseException) -> JournalError:
+        """A one-line JournalError, naming `where` (a path or a URL) and the fix."""
+        ...
+
+    def unique_violation(self, error: BaseException) -> bool: ...
+
+    def user_connection(self, conn: Conn) -> Any:
+        """The connection a @transaction function gets (`eoflow.db()`): the driver's own."""
+        ...
