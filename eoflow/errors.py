@@ -229,6 +229,10 @@ class JournalWriteError(JournalError):
     """A write to the journal failed (read-only file, full disk, I/O error)."""
 
 
+class JournalUnavailableError(JournalError):
+    """The journal's database server cannot be reached, or the connection to it was lost."""
+
+
 # -- Kafka -----------------------------------------------------------------------------------
 
 

@@ -39,6 +39,7 @@ from eoflow.engine.scheduling.schedules import SCHEDULES, Scheduler
 from eoflow.errors import ContextError
 from eoflow.journal.interface import Journal
 from eoflow.journal.retention import PruneReport
+from eoflow.journal.urls import redact
 
 log = logging.getLogger("eoflow.engine")
 _FACADES: dict[int, Engine] = {}  # id(runtime) -> its engine, for Engine.current()
@@ -62,7 +63,7 @@ class Engine:
     ) -> None:
         self.config = EngineConfig.resolve(journal, app_db, workers, durability, grace_period,
                                            brokers, retention)
-        self.path = self.config.journal
+        self.path = redact(self.config.journal)
         self._entered: list[contextlib.AbstractContextManager[None]] = []
         # Start-up takes its resources under one ExitStack: if any step fails (recovery
         # included), everything taken so far is released and nothing stays registered.

@@ -23,7 +23,8 @@ from eoflow.engine.timers import Timers
 from eoflow.errors import EngineClosedError
 from eoflow.journal.appdb import AppDatabase
 from eoflow.journal.interface import Journal, TxStore
-from eoflow.journal.sqlite import SQLiteJournal
+from eoflow.journal.opening import open_journal
+from eoflow.journal.urls import redact
 
 log = logging.getLogger("eoflow.engine")
 
@@ -41,7 +42,7 @@ class Runtime:
     def __init__(self, config: EngineConfig, clock: Clock, journal: Journal, txstore: TxStore,
                  pool: WorkerPool, timers: Timers, resources: contextlib.ExitStack) -> None:
         self.config = config
-        self.path = config.journal
+        self.path = redact(config.journal)  # for messages: a URL's password is never shown
         self.clock = clock
         self.journal = journal
         self.txstore = txstore  # where @transaction functions run: the journal or the app db
@@ -58,7 +59,7 @@ class Runtime:
     @classmethod
     def open(cls, config: EngineConfig, clock: Clock) -> Runtime:
         with contextlib.ExitStack() as stack:
-            journal = SQLiteJournal.open(config.journal, config.durability)
+            journal = open_journal(config.journal, config.durability)
             stack.callback(journal.close)
             txstore = journal.tx
             if config.app_db:

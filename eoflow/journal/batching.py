@@ -250,6 +250,7 @@ class GroupCommitter:
                     lost = self.backend.translate(self.path, error)
                     self._rollback()
             if lost is not None:
+                self._rollback()  # SQLite did already; PostgreSQL keeps a failed one open
                 log.error("journal %s: a batch of %d writes was rolled back: %s",
                           self.path, len(ops), lost)
                 batch.error = lost

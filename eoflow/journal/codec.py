@@ -231,6 +231,8 @@ def decode(text: str | bytes | None) -> Any:
     raises UndecodableValueError."""
     if text is None:
         return None
+    if isinstance(text, bytes) and text[:1] != MAGIC[:1]:  # JSON text never starts with NUL
+        text = _text_of(text)
     try:
         if isinstance(text, bytes):
             head, area = _unpack(text)
@@ -261,6 +263,14 @@ def blob_ref(blobs: list[bytes], value: bytes, start: int) -> dict[str, Any]:
     return {TAG: "blob", "v": [start, len(value)]}
 
 
+def _text_of(stored: bytes) -> str:
+    """JSON text kept as bytes (PostgreSQL's inputs column is bytea, for packed values)."""
+    try:
+        return stored.decode()
+    except UnicodeDecodeError as error:
+        raise UndecodableValueError(f"UnicodeDecodeError: {error}") from None
+
+
 def _unpack(stored: bytes) -> tuple[str, memoryview]:
     if stored[:4] != MAGIC:
         raise ValueError("a BLOB that is not a packed eoflow value")
@@ -278,6 +288,8 @@ def _slice(area: memoryview, start: int, size: int) -> memoryview:
 def as_text(stored: str | bytes | None) -> str | None:
     """The stored value as tagged JSON text, whatever its form (for display and export: a
     packed value's bytes become base64, as `encode` writes them)."""
+    if isinstance(stored, bytes) and stored[:1] != MAGIC[:1]:
+        return _text_of(stored)
     if not isinstance(stored, bytes):
         return stored
     try:

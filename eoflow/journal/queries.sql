@@ -297,14 +297,14 @@ ON CONFLICT (key) DO NOTHING;
 SELECT 1 FROM eoflow_kafka_keys WHERE key = ?;
 
 -- name: note_kafka_offset
-INSERT INTO eoflow_kafka_offsets (group_id, topic, partition, offset, messages, updated_ms)
+INSERT INTO eoflow_kafka_offsets (group_id, topic, partition, "offset", messages, updated_ms)
 VALUES (?, ?, ?, ?, ?, ?)
 ON CONFLICT (group_id, topic, partition) DO UPDATE
-SET offset = max(offset, excluded.offset), messages = messages + excluded.messages,
+SET "offset" = max("offset", excluded."offset"), messages = messages + excluded.messages,
     updated_ms = excluded.updated_ms;
 
 -- name: kafka_offset_of
-SELECT offset FROM eoflow_kafka_offsets WHERE group_id = ? AND topic = ? AND partition = ?;
+SELECT "offset" FROM eoflow_kafka_offsets WHERE group_id = ? AND topic = ? AND partition = ?;
 
 -- name: get_kafka_topic
 SELECT topic_id, incarnation FROM eoflow_kafka_topics WHERE group_id = ? AND topic = ?;
@@ -325,18 +325,18 @@ RETURNING incarnation;
 DELETE FROM eoflow_kafka_offsets WHERE group_id = ? AND topic = ?;
 
 -- name: kafka_offsets
-SELECT group_id, topic, partition, offset, messages, updated_ms FROM eoflow_kafka_offsets
+SELECT group_id, topic, partition, "offset", messages, updated_ms FROM eoflow_kafka_offsets
 ORDER BY group_id, topic, partition;
 
 -- name: insert_quarantine
 INSERT INTO eoflow_quarantine
-    (key, group_id, topic, partition, offset, handler, message_key, value, headers,
+    (key, group_id, topic, partition, "offset", handler, message_key, value, headers,
      timestamp_ms, error, attempts, quarantined_ms, status, raw)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'QUARANTINED', ?)
 ON CONFLICT (key) DO NOTHING;
 
 -- name: list_quarantine
-SELECT key, group_id, topic, partition, offset, handler, message_key, value, headers,
+SELECT key, group_id, topic, partition, "offset", handler, message_key, value, headers,
        timestamp_ms, error, attempts, quarantined_ms, status, raw
 FROM eoflow_quarantine WHERE (?1 IS NULL OR status = ?1) ORDER BY quarantined_ms DESC LIMIT ?2;
 
@@ -344,10 +344,10 @@ FROM eoflow_quarantine WHERE (?1 IS NULL OR status = ?1) ORDER BY quarantined_ms
 -- Never a record the client could not decode (attempts = 0): it cannot be applied, only dropped.
 SELECT key FROM eoflow_quarantine
 WHERE status = 'QUARANTINED' AND attempts > 0 AND (?1 IS NULL OR handler = ?1) AND (?2 IS NULL OR topic = ?2)
-ORDER BY group_id, topic, partition, offset;
+ORDER BY group_id, topic, partition, "offset";
 
 -- name: get_quarantine
-SELECT key, group_id, topic, partition, offset, handler, message_key, value, headers,
+SELECT key, group_id, topic, partition, "offset", handler, message_key, value, headers,
        timestamp_ms, error, attempts, quarantined_ms, status, raw
 FROM eoflow_quarantine WHERE key = ?;
 
@@ -427,7 +427,7 @@ CREATE INDEX IF NOT EXISTS eoflow_kafka_keys_applied ON eoflow_kafka_keys (appli
 -- name: prune_marks
 -- Per partition, the highest offset recorded (every message below it is recorded or was never
 -- in Kafka), and the incarnation its keys are under.
-SELECT o.group_id, o.topic, o.partition, o.offset, coalesce(t.incarnation, 0)
+SELECT o.group_id, o.topic, o.partition, o."offset", coalesce(t.incarnation, 0)
 FROM eoflow_kafka_offsets AS o
 LEFT JOIN eoflow_kafka_topics AS t ON t.group_id = o.group_id AND t.topic = o.topic;
 

@@ -1,13 +1,12 @@
-"""The journal contract, run against every Journal implementation (today: SQLite).
+"""The journal contract, run against every Journal implementation: SQLite and PostgreSQL.
 
-A new store (PostgreSQL, say) joins by adding its factory to IMPLEMENTATIONS."""
+A new store joins by adding its factory to IMPLEMENTATIONS."""
 
 from __future__ import annotations
 
 import os
 import threading
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
@@ -23,14 +22,22 @@ from eoflow.journal.interface import Journal
 from eoflow.journal.records import KafkaKey, NewWorkflow, Status, StepKind, StepRecord
 from eoflow.journal.sqlite import SQLiteJournal
 
-IMPLEMENTATIONS: dict[str, Callable[[Path], Journal]] = {
-    "sqlite": lambda folder: SQLiteJournal.open(os.fspath(folder / "contract.db")),
+
+def _postgres(request: pytest.FixtureRequest) -> Journal:
+    from eoflow.journal.postgres import PostgresJournal
+    return PostgresJournal.open(request.getfixturevalue("pg_url"))
+
+
+IMPLEMENTATIONS: dict[str, Callable[[pytest.FixtureRequest], Journal]] = {
+    "sqlite": lambda request: SQLiteJournal.open(
+        os.fspath(request.getfixturevalue("tmp_path") / "contract.db")),
+    "postgres": _postgres,
 }
 
 
 @pytest.fixture(params=sorted(IMPLEMENTATIONS))
-def journal(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Journal]:
-    opened = IMPLEMENTATIONS[request.param](tmp_path)
+def journal(request: pytest.FixtureRequest) -> Iterator[Journal]:
+    opened = IMPLEMENTATIONS[request.param](request)
     yield opened
     opened.close()
 

@@ -1,0 +1,130 @@
+"""PostgreSQL through psycopg 3: the only module that imports the driver.
+
+`PgConn` gives the journal's SQL code (written for queries.sql) the three calls it uses on
+apsw's connection. Each query runs as queries_pg.sql has it, if that file names it, or else as
+queries.sql has it; either way its placeholders (`?`, `?N`) become psycopg's. The connections
+are in autocommit mode: the journal opens and commits its transactions itself (BEGIN, COMMIT),
+as on SQLite.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from typing import Any
+
+import psycopg
+from psycopg.pq import TransactionStatus
+
+from eoflow.errors import JournalError, JournalUnavailableError, JournalWriteError
+from eoflow.journal.sql import Q, load
+from eoflow.journal.urls import redact
+
+QPG = load("queries_pg.sql")
+_NAME_OF = {text: name for name, text in Q.items()}
+_NUMBERED = re.compile(r"\?(\d+)")
+
+
+def connect(url: str) -> PgConn:
+    """A connection in autocommit mode, named after this process (for the owner's message)."""
+    where = redact(url)
+    name = f"eoflow pid {os.getpid()} on {socket.gethostname()}"[:63]
+    try:
+        raw = psycopg.connect(url, autocommit=True, application_name=name, connect_timeout=10)
+    except psycopg.Error as error:
+        raise JournalUnavailableError(where, f"cannot connect ({_first_line(error)}); check the "
+                                             "URL and that the server is running") from error
+    return PgConn(raw, where)
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+def to_pg(sql: str) -> tuple[str, str, bool]:
+    """(the query with psycopg placeholders, the query as it is for a call without parameters,
+    whether its placeholders are numbered). queries_pg.sql's version wins over queries.sql's."""
+    name = _NAME_OF.get(sql)
+    if name is not None and name in QPG:
+        sql = QPG[name]
+    numbered = _NUMBERED.search(sql) is not None
+    text = sql.replace("%", "%%")
+    text = _NUMBERED.sub(r"%(p\1)s", text) if numbered else text.replace("?", "%s")
+    return text, sql, numbered
+
+
+class PgConn:
+    """A psycopg connection as the journal's SQL code uses it (see backend.Conn)."""
+
+    __slots__ = ("raw", "where", "_changes")
+    _cache: dict[str, tuple[str, str, bool]] = {}
+
+    def __init__(self, raw: Any, where: str) -> None:
+        self.raw = raw  # what @transaction functions get from eoflow.db()
+        self.where = where
+        self._changes = 0
+
+    def execute(self, sql: str, params: Any = (), /) -> Any:
+        found = self._cache.get(sql)
+        if found is None:
+            found = self._cache[sql] = to_pg(sql)
+        text, bare, numbered = found
+        if not params:
+            cursor = self.raw.execute(bare)
+        elif numbered:
+            cursor = self.raw.execute(text, {f"p{i}": v for i, v in enumerate(params, 1)})
+        else:
+            cursor = self.raw.execute(text, params)
+        self._changes = cursor.rowcount
+        return cursor
+
+    def changes(self) -> int:
+        return max(self._changes, 0)
+
+    def getautocommit(self) -> bool:
+        # In error (INERROR) the transaction is still there: a savepoint can be rolled back to.
+        status = self.raw.info.transaction_status
+        return status in (TransactionStatus.IDLE, TransactionStatus.UNKNOWN)
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+class PostgresBackend:
+    """PostgreSQL's side of backend.Backend."""
+
+    name = "postgresql"
+    errors: tuple[type[BaseException], ...] = (psycopg.Error,)
+
+    def begin(self, conn: Any) -> None:
+        conn.execute("BEGIN")
+
+    def commit(self, conn: Any) -> None:
+        # The server answers COMMIT in a failed transaction with a ROLLBACK, without an error.
+        if conn.execute("COMMIT").statusmessage != "COMMIT":
+            raise JournalWriteError(conn.where, "the server rolled the transaction back")
+
+    def aborted(self, conn: Any) -> bool:
+        return bool(conn.raw.info.transaction_status != TransactionStatus.INTRANS)
+
+    def translate(self, where: str, error: BaseException) -> JournalError:
+        if isinstance(error, JournalError):
+            return error
+        if isinstance(error, psycopg.errors.DiskFull):
+            return JournalWriteError(where, "the server's disk is full; free space (nothing "
+                                            "is lost)")
+        if isinstance(error, psycopg.errors.InsufficientPrivilege):
+            return JournalWriteError(where, f"{_first_line(error)}; grant the role access")
+        if isinstance(error, psycopg.OperationalError):
+            return JournalUnavailableError(where, f"lost the server ({_first_line(error)})")
+        return JournalError(where, f"{type(error).__name__}: {_first_line(error)}")
+
+    def unique_violation(self, error: BaseException) -> bool:
+        return isinstance(error, psycopg.errors.UniqueViolation)
+
+    def user_connection(self, conn: Any) -> Any:
+        return conn.raw  # psycopg's connection: `%s` placeholders, as psycopg documents
+
+
+POSTGRES = PostgresBackend()

@@ -1,0 +1,112 @@
+"""The PostgreSQL journal: the same SqlJournal on a server database (`--journal postgresql://...`).
+
+The journal's tables live in the first schema of the connection's search_path (`public`, unless
+the URL says otherwise: `?options=-csearch_path%3Dmyschema`), so that they never collide with
+the application's. One engine owns a journal at a time (a session advisory lock held by its
+writer), as the file lock does on SQLite. Schema migrations are numbered as on SQLite (their own
+numbers: PostgreSQL's schema started at SQLite's sixth) and applied under an advisory lock, so
+two processes starting at once migrate once.
+"""
+
+from __future__ import annotations
+
+from eoflow.errors import JournalError, JournalFormatError, JournalLockedError
+from eoflow.journal.pg import POSTGRES, QPG, PgConn, connect
+from eoflow.journal.sql import Q
+from eoflow.journal.sqljournal import SqlJournal
+
+MIGRATIONS = [QPG["pg_migration_1"]]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def schema_version(conn: PgConn) -> int:
+    """The journal's schema version (0 when this schema holds no journal yet)."""
+    if not conn.execute(QPG["has_table"], ("eoflow_meta",)).fetchone()[0]:
+        return 0
+    row = conn.execute(Q["get_meta"], ("schema_version",)).fetchone()
+    if row is None:
+        raise JournalFormatError(conn.where, "has an eoflow_meta table but no schema version")
+    version = int(row[0])
+    if version > SCHEMA_VERSION:
+        raise JournalFormatError(
+            conn.where, f"was written by a newer eoflow (schema {version}; this eoflow reads "
+                        f"up to {SCHEMA_VERSION}); upgrade eoflow")
+    return version
+
+
+def migrate(conn: PgConn) -> None:
+    """Bring the journal to SCHEMA_VERSION in one transaction, one process at a time."""
+    conn.execute("BEGIN")
+    try:
+        conn.execute(QPG["migration_lock"])
+        version = schema_version(conn)
+        for number in range(version, SCHEMA_VERSION):
+            conn.execute(MIGRATIONS[number])
+        if version != SCHEMA_VERSION:
+            conn.execute(Q["set_meta"], ("schema_version", str(SCHEMA_VERSION)))
+        conn.execute(QPG["tx_schema_1"])
+        conn.execute(Q["tx_schema_2"])
+        POSTGRES.commit(conn)
+    except BaseException:
+        if not conn.getautocommit():
+            conn.execute("ROLLBACK")
+        raise
+
+
+def require_journal(conn: PgConn) -> int:
+    """For readers: fail clearly unless the database holds an eoflow journal."""
+    version = schema_version(conn)
+    if version == 0:
+        raise JournalFormatError(conn.where, "holds no eoflow journal (no eoflow tables in its "
+                                             "schema); check --journal")
+    return version
+
+
+def _take_ownership(conn: PgConn) -> None:
+    if conn.execute(QPG["try_owner_lock"]).fetchone()[0]:
+        return
+    row = conn.execute(QPG["owner_of_lock"]).fetchone()
+    owner = "unknown process" if row is None else \
+        f"{row[0] or 'a session'} (server pid {row[2]}{', from ' + row[1] if row[1] else ''})"
+    raise JournalLockedError(conn.where, owner)
+
+
+class PostgresJournal(SqlJournal):
+    """Open with `PostgresJournal.open(url)`; close exactly once."""
+
+    @classmethod
+    def open(cls, url: str) -> PostgresJournal:
+        writer = reader = None
+        try:
+            writer = connect(url)
+            try:
+                migrate(writer)
+                _take_ownership(writer)
+            except POSTGRES.errors as error:
+                raise POSTGRES.translate(writer.where, error) from error
+            reader = connect(url)
+            return cls(writer.where, writer, reader, POSTGRES)
+        except BaseException:
+            for conn in (writer, reader):
+                if conn is not None:
+                    conn.close()
+            raise
+
+    @staticmethod
+    def _stored_inputs(inputs: str | bytes) -> bytes:
+        """PostgreSQL keeps a run's inputs as bytea: JSON text as UTF-8, or packed bytes."""
+        return inputs.encode() if isinstance(inputs, str) else inputs
+
+
+def open_reader_connection(url: str) -> PgConn:
+    """A connection for reading a journal (`eoflow status`), checked to hold one."""
+    conn = connect(url)
+    try:
+        require_journal(conn)
+    except POSTGRES.errors as error:
+        conn.close()
+        raise POSTGRES.translate(conn.where, error) from error
+    except JournalError:
+        conn.close()
+        raise
+    return conn

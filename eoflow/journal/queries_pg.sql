@@ -1,0 +1,232 @@
+-- The PostgreSQL journal's SQL where it differs from queries.sql ("-- name: NAME" sections).
+-- Every query of queries.sql not named here runs on PostgreSQL as it is: pg.py turns its
+-- placeholders (? and ?N, kept here too) into psycopg's. What differs, and why:
+--   * there is no rowid: eoflow_workflows.seq (an identity column) keeps the order of creation;
+--   * a parameter only compared with NULL has no type PostgreSQL can infer: it is cast;
+--   * lists of ids arrive as one JSON array (as on SQLite), read with jsonb_array_elements_text;
+--   * raw bytes are bytea, and so are a run's inputs (JSON text, or packed with raw bytes);
+--   * SQLite's `+column` (which keeps its planner off an index) does not exist.
+
+-- name: pg_migration_1
+-- The schema of SQLite's migrations 1 to 6, at once (see queries.sql for each column's story).
+CREATE TABLE IF NOT EXISTS eoflow_meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE eoflow_workflows (
+    seq               BIGINT GENERATED ALWAYS AS IDENTITY,  -- the order of creation
+    workflow_id       TEXT PRIMARY KEY,
+    name              TEXT NOT NULL,
+    status            TEXT NOT NULL,
+    inputs            BYTEA NOT NULL,
+    output            TEXT,
+    error             TEXT,
+    created_ms        BIGINT NOT NULL,
+    updated_ms        BIGINT NOT NULL,
+    recovery_attempts INTEGER NOT NULL DEFAULT 0,
+    progress_mark     INTEGER NOT NULL DEFAULT 0,
+    parent_id         TEXT,
+    queue             TEXT,
+    lane              TEXT,
+    deadline_ms       BIGINT,
+    priority          INTEGER NOT NULL DEFAULT 0,
+    dedup_id          TEXT,
+    not_before_ms     BIGINT,
+    timeout_ms        BIGINT
+);
+CREATE UNIQUE INDEX eoflow_workflows_seq ON eoflow_workflows (seq);
+CREATE INDEX eoflow_workflows_status ON eoflow_workflows (status, name);
+CREATE INDEX eoflow_workflows_updated ON eoflow_workflows (updated_ms);
+CREATE UNIQUE INDEX eoflow_workflows_dedup ON eoflow_workflows (queue, dedup_id)
+    WHERE dedup_id IS NOT NULL AND status IN ('ENQUEUED', 'PENDING');
+CREATE INDEX eoflow_workflows_queue ON eoflow_workflows (queue, status, priority)
+    WHERE queue IS NOT NULL;
+CREATE INDEX eoflow_workflows_parent ON eoflow_workflows (parent_id) WHERE parent_id IS NOT NULL;
+CREATE TABLE eoflow_steps (
+    workflow_id TEXT NOT NULL,
+    step        INTEGER NOT NULL,
+    name        TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    output      TEXT,
+    error       TEXT,
+    attempts    INTEGER NOT NULL,
+    started_ms  BIGINT NOT NULL,
+    ended_ms    BIGINT NOT NULL,
+    PRIMARY KEY (workflow_id, step)
+);
+CREATE TABLE eoflow_kafka_offsets (
+    group_id   TEXT NOT NULL,
+    topic      TEXT NOT NULL,
+    partition  INTEGER NOT NULL,
+    "offset"   BIGINT NOT NULL,
+    messages   BIGINT NOT NULL,
+    updated_ms BIGINT NOT NULL,
+    PRIMARY KEY (group_id, topic, partition)
+);
+CREATE TABLE eoflow_quarantine (
+    key            TEXT PRIMARY KEY,
+    group_id       TEXT NOT NULL,
+    topic          TEXT NOT NULL,
+    partition      INTEGER NOT NULL,
+    "offset"       BIGINT NOT NULL,
+    handler        TEXT NOT NULL,
+    message_key    BYTEA,
+    value          BYTEA,
+    headers        TEXT NOT NULL,
+    timestamp_ms   BIGINT,
+    error          TEXT NOT NULL,
+    attempts       INTEGER NOT NULL,
+    quarantined_ms BIGINT NOT NULL,
+    status         TEXT NOT NULL,
+    raw            BYTEA
+);
+CREATE TABLE eoflow_requests (
+    id          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    workflow_id TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    created_ms  BIGINT NOT NULL
+);
+CREATE TABLE eoflow_messages (
+    seq         BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    destination TEXT NOT NULL,
+    topic       TEXT NOT NULL,
+    message     TEXT NOT NULL,
+    created_ms  BIGINT NOT NULL
+);
+CREATE INDEX eoflow_messages_inbox ON eoflow_messages (destination, topic, seq);
+CREATE TABLE eoflow_events (
+    workflow_id TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    value       TEXT NOT NULL,
+    updated_ms  BIGINT NOT NULL,
+    PRIMARY KEY (workflow_id, key)
+);
+CREATE TABLE eoflow_kafka_topics (
+    group_id    TEXT NOT NULL,
+    topic       TEXT NOT NULL,
+    topic_id    TEXT,
+    incarnation INTEGER NOT NULL DEFAULT 0,
+    updated_ms  BIGINT NOT NULL,
+    PRIMARY KEY (group_id, topic)
+);
+
+-- name: tx_schema_1
+CREATE TABLE IF NOT EXISTS eoflow_tx_outputs (
+    workflow_id TEXT NOT NULL,
+    step        INTEGER NOT NULL,
+    name        TEXT NOT NULL,
+    output      TEXT,
+    error       TEXT,
+    ended_ms    BIGINT NOT NULL,
+    PRIMARY KEY (workflow_id, step)
+);
+CREATE TABLE IF NOT EXISTS eoflow_kafka_keys (
+    key        TEXT PRIMARY KEY,
+    handler    TEXT NOT NULL,
+    applied_ms BIGINT NOT NULL
+);
+
+-- name: has_table
+SELECT to_regclass(?) IS NOT NULL;
+
+-- name: migration_lock
+-- One migration at a time per schema, whichever process starts first (held to COMMIT).
+SELECT pg_advisory_xact_lock(hashtext('eoflow-migrate:' || current_schema()));
+
+-- name: try_owner_lock
+-- One engine owns a journal (a schema of a database) at a time: held by its writer's session.
+SELECT pg_try_advisory_lock(hashtext('eoflow-owner:' || current_schema()));
+
+-- name: owner_of_lock
+SELECT a.application_name, a.client_addr::text, a.pid FROM pg_locks AS l
+JOIN pg_stat_activity AS a ON a.pid = l.pid
+WHERE l.locktype = 'advisory' AND l.granted
+  AND l.objid = (hashtext('eoflow-owner:' || current_schema()))::oid
+LIMIT 1;
+
+-- name: note_kafka_offset
+INSERT INTO eoflow_kafka_offsets (group_id, topic, partition, "offset", messages, updated_ms)
+VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (group_id, topic, partition) DO UPDATE
+SET "offset" = greatest(eoflow_kafka_offsets."offset", excluded."offset"),
+    messages = eoflow_kafka_offsets.messages + excluded.messages, updated_ms = excluded.updated_ms;
+
+-- name: runnable_workflows
+SELECT workflow_id, name, status, inputs, output, error, created_ms, updated_ms,
+       recovery_attempts, parent_id, queue, lane, deadline_ms, not_before_ms
+FROM eoflow_workflows WHERE status = 'PENDING' ORDER BY seq;
+
+-- name: list_workflows
+SELECT workflow_id, name, status, inputs, output, error, created_ms, updated_ms,
+       recovery_attempts, parent_id, queue, lane, deadline_ms, not_before_ms
+FROM eoflow_workflows
+WHERE (?1::text IS NULL OR status = ?1)
+  AND (?2::text IS NULL OR name = ?2 OR name LIKE '%.' || ?2)
+ORDER BY seq DESC LIMIT ?3;
+
+-- name: finished_since
+SELECT count(*) FROM eoflow_workflows WHERE updated_ms >= ? AND status = 'SUCCESS';
+
+-- name: list_quarantine
+SELECT key, group_id, topic, partition, "offset", handler, message_key, value, headers,
+       timestamp_ms, error, attempts, quarantined_ms, status, raw
+FROM eoflow_quarantine WHERE (?1::text IS NULL OR status = ?1)
+ORDER BY quarantined_ms DESC LIMIT ?2;
+
+-- name: quarantined_keys
+SELECT key FROM eoflow_quarantine
+WHERE status = 'QUARANTINED' AND attempts > 0 AND (?1::text IS NULL OR handler = ?1)
+  AND (?2::text IS NULL OR topic = ?2)
+ORDER BY group_id, topic, partition, "offset";
+
+-- name: set_quarantine_status
+UPDATE eoflow_quarantine SET status = ?, error = coalesce(?::text, error), attempts = attempts + ?
+WHERE key = ?;
+
+-- name: queue_ready
+SELECT workflow_id, name, inputs FROM eoflow_workflows
+WHERE queue = ?1 AND status = 'ENQUEUED' AND (not_before_ms IS NULL OR not_before_ms <= ?2)
+ORDER BY CASE WHEN ?3 THEN priority ELSE 0 END, seq LIMIT ?4;
+
+-- name: prune_runs_page
+SELECT w.seq, w.workflow_id, w.updated_ms FROM eoflow_workflows AS w
+WHERE w.updated_ms < ?1 AND w.updated_ms >= ?2
+  AND (w.updated_ms > ?2 OR w.seq > ?3)
+  AND w.status IN ('SUCCESS', 'ERROR', 'CANCELLED')
+  AND (w.parent_id IS NULL OR NOT EXISTS (
+        SELECT 1 FROM eoflow_workflows AS p
+        WHERE p.workflow_id = w.parent_id AND p.status IN ('PENDING', 'ENQUEUED', 'PARKED')))
+ORDER BY w.updated_ms, w.seq LIMIT ?4;
+
+-- name: prune_steps
+DELETE FROM eoflow_steps WHERE workflow_id IN (SELECT jsonb_array_elements_text(?1::jsonb));
+
+-- name: prune_events
+DELETE FROM eoflow_events WHERE workflow_id IN (SELECT jsonb_array_elements_text(?1::jsonb));
+
+-- name: prune_messages
+DELETE FROM eoflow_messages WHERE destination IN (SELECT jsonb_array_elements_text(?1::jsonb));
+
+-- name: prune_tx_outputs
+DELETE FROM eoflow_tx_outputs WHERE workflow_id IN (SELECT jsonb_array_elements_text(?1::jsonb));
+
+-- name: prune_workflows
+DELETE FROM eoflow_workflows
+WHERE workflow_id IN (SELECT jsonb_array_elements_text(?1::jsonb))
+  AND status IN ('SUCCESS', 'ERROR', 'CANCELLED')
+RETURNING workflow_id;
+
+-- name: prune_keys
+DELETE FROM eoflow_kafka_keys WHERE key IN (SELECT jsonb_array_elements_text(?1::jsonb));
+
+-- name: prune_quarantined
+DELETE FROM eoflow_quarantine
+WHERE key IN (SELECT jsonb_array_elements_text(?1::jsonb)) AND status <> 'QUARANTINED';
+
+-- name: export_runs
+SELECT seq, workflow_id, name, status, inputs, output, error, created_ms, updated_ms,
+       recovery_attempts, parent_id, queue
+FROM eoflow_workflows
+WHERE seq > ?1 AND (?2::bigint IS NULL OR updated_ms >= ?2)
+  AND (?3::text IS NULL OR status = ?3) AND (?4::text IS NULL OR workflow_id = ?4)
+ORDER BY seq LIMIT ?5;
