@@ -20,11 +20,27 @@ def _isolated_definitions() -> Iterator[None]:
         yield
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test module with `BACKENDS = ("sqlite", "postgres")` runs each of its tests that take
+    a journal on both, unless the test is marked sqlite_only (it reads the file itself, or
+    runs SQLite's SQL in a @transaction)."""
+    backends = getattr(metafunc.module, "BACKENDS", None)
+    if backends and "backend" in metafunc.fixturenames and \
+            metafunc.definition.get_closest_marker("sqlite_only") is None:
+        metafunc.parametrize("backend", backends)
+
+
 @pytest.fixture
-def journal_path(tmp_path: Path, request: pytest.FixtureRequest) -> str:
-    """A fresh SQLite journal's path, or with EOFLOW_TEST_JOURNAL=postgres a fresh PostgreSQL
-    database's URL (to run the engine's tests on that backend by hand)."""
-    if os.environ.get("EOFLOW_TEST_JOURNAL") == "postgres":
+def backend() -> str:
+    """Where `journal_path` is: EOFLOW_TEST_JOURNAL=postgres runs every test that takes one
+    on PostgreSQL (by hand: the tests that read the file itself then fail)."""
+    return "postgres" if os.environ.get("EOFLOW_TEST_JOURNAL") == "postgres" else "sqlite"
+
+
+@pytest.fixture
+def journal_path(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> str:
+    """A fresh SQLite journal's path, or a fresh PostgreSQL database's URL."""
+    if backend == "postgres":
         return str(request.getfixturevalue("pg_url"))
     return os.fspath(tmp_path / "journal.db")
 

@@ -24,7 +24,8 @@ from eoflow.cli.options import (
 )
 from eoflow.errors import ConfigError, WorkflowNotFoundError
 from eoflow.journal import admin, views
-from eoflow.journal.reader import SQLiteReader
+from eoflow.journal.opening import open_reader
+from eoflow.journal.reader import Reader
 from eoflow.journal.records import Status
 
 T = TypeVar("T")
@@ -72,11 +73,11 @@ def run(ctx: click.Context, app: str, journal: str, app_db: str | None, brokers:
           retention=retention)
 
 
-def _reader(journal: str) -> SQLiteReader:
-    return SQLiteReader(journal)
+def _reader(journal: str) -> Reader:
+    return open_reader(journal)
 
 
-def _read(journal: str, query: Callable[[SQLiteReader], T]) -> T:
+def _read(journal: str, query: Callable[[Reader], T]) -> T:
     """Run one read-only query on the journal (never an engine, never a lock)."""
     reader = _reader(journal)
     try:
@@ -143,7 +144,7 @@ def list_workflows(journal: str, as_json: bool, status_: str | None, name: str |
 def show_workflow(workflow_id: str, journal: str, as_json: bool, full: bool) -> None:
     """Show one run: inputs, output or error, and every step. Kafka values and keys show as
     their text (or JSON) where they are UTF-8; --json keeps their base64 beside."""
-    def detail(reader: SQLiteReader) -> dict[str, Any]:
+    def detail(reader: Reader) -> dict[str, Any]:
         found = views.workflow_detail(reader, workflow_id)
         if found is None:
             raise WorkflowNotFoundError(workflow_id)

@@ -1,24 +1,20 @@
 """Operator changes to a journal from outside its engine (the CLI), safe while an engine runs.
 
-Each change is one short IMMEDIATE transaction on a connection of its own, running the same
+Each change is one short write transaction on a connection of its own, running the same
 code as the engine's own actions (operator.py) and leaving a request row that a running engine
 picks up within its poll interval.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from typing import TypeVar
 
-import apsw
-
-from eoflow.errors import JournalError
 from eoflow.journal import operator, retention
-from eoflow.journal.connection import connect, translate
+from eoflow.journal.backend import Conn
+from eoflow.journal.opening import Side, open_side
 from eoflow.journal.retention import PruneReport
-from eoflow.journal.schema import require_journal
 
 T = TypeVar("T")
 
@@ -27,38 +23,32 @@ def _now() -> int:
     return time.time_ns() // 1_000_000
 
 
-def _change(path: str, apply: Callable[[apsw.Connection], T]) -> T:
-    conn = _open(path)
+def _change(path: str, apply: Callable[[Conn], T]) -> T:
+    side = open_side(path)
     try:
-        require_journal(conn, path)
-        return _transaction(path, conn, apply, keep=True)
-    except apsw.Error as error:
-        raise translate(path, error) from error
+        return _transaction(side, apply, keep=True)
     finally:
-        conn.close()
+        side.conn.close()
 
 
-def _open(path: str) -> apsw.Connection:
-    if not os.path.exists(path):  # a typo must not leave a new, empty file behind
-        raise JournalError(path, "does not exist; check --journal (or EOFLOW_JOURNAL)")
-    return connect(path)
-
-
-def _transaction(path: str, conn: apsw.Connection, apply: Callable[[apsw.Connection], T],
-                 keep: bool) -> T:
-    """`apply(conn)` in one IMMEDIATE transaction, committed if `keep`, else rolled back."""
+def _transaction(side: Side, apply: Callable[[Conn], T], keep: bool) -> T:
+    """`apply(conn)` in one write transaction, committed if `keep`, else rolled back."""
+    conn, backend = side.conn, side.backend
     try:
-        conn.execute("BEGIN IMMEDIATE")
+        backend.begin(conn)
         try:
             result = apply(conn)
-            conn.execute("COMMIT" if keep else "ROLLBACK")
+            if keep:
+                backend.commit(conn)
+            else:
+                conn.execute("ROLLBACK")
             return result
         except BaseException:
             if not conn.getautocommit():
                 conn.execute("ROLLBACK")
             raise
-    except apsw.Error as error:
-        raise translate(path, error) from error
+    except backend.errors as error:
+        raise backend.translate(side.where, error) from error
 
 
 def prune(path: str, older_than: float, *, app_db: str | None = None,
@@ -66,18 +56,17 @@ def prune(path: str, older_than: float, *, app_db: str | None = None,
     """What retention removes (retention.py), for what finished over `older_than` seconds
     ago, one short transaction per batch so that a running engine waits milliseconds at
     most. `dry_run` counts the same things and removes nothing."""
-    conn = _open(path)
+    journal_side = open_side(path)
     app = None
     try:
-        require_journal(conn, path)
-        app = None if app_db is None else _open(app_db)
+        app = None if app_db is None else open_side(app_db, tx_only=True)
 
-        def journal(work: Callable[[apsw.Connection], T]) -> T:
-            return _transaction(path, conn, work, keep=not dry_run)
+        def journal(work: Callable[[Conn], T]) -> T:
+            return _transaction(journal_side, work, keep=not dry_run)
 
-        def application(work: Callable[[apsw.Connection], T]) -> T:
-            assert app is not None and app_db is not None
-            return _transaction(app_db, app, work, keep=not dry_run)
+        def application(work: Callable[[Conn], T]) -> T:
+            assert app is not None
+            return _transaction(app, work, keep=not dry_run)
 
         total = PruneReport()
         for report in retention.prune(journal, None if app is None else application,
@@ -85,9 +74,9 @@ def prune(path: str, older_than: float, *, app_db: str | None = None,
             total.add(report)
         return total
     finally:
-        conn.close()
+        journal_side.conn.close()
         if app is not None:
-            app.close()
+            app.conn.close()
 
 
 def cancel(path: str, workflow_id: str) -> None:

@@ -1,21 +1,76 @@
-"""Opening a journal by where it lives: a `postgresql://` URL, or else a SQLite file's path."""
+"""Opening a journal by where it lives: a `postgresql://` URL, or else a SQLite file's path.
+
+The engine opens the journal itself (`open_journal`); the CLI opens a reader (`open_reader`) or
+a short connection of its own for an operator's change (`open_side`), beside a running engine.
+"""
 
 from __future__ import annotations
 
+import os
+from types import ModuleType
+from typing import NamedTuple
+
 from eoflow.errors import JournalError
+from eoflow.journal.backend import Backend, Conn
+from eoflow.journal.connection import SQLITE, connect
 from eoflow.journal.interface import Journal
+from eoflow.journal.reader import Reader, SQLiteReader
+from eoflow.journal.schema import require_journal
 from eoflow.journal.sqlite import SQLiteJournal
 from eoflow.journal.urls import is_url, redact
+
+
+class Side(NamedTuple):
+    """A connection of the CLI's own on a journal that holds one."""
+
+    conn: Conn
+    backend: Backend
+    where: str  # the path, or the URL without its password
 
 
 def open_journal(target: str, durability: str = "full") -> Journal:
     """The engine's journal at `target`. `durability` is SQLite's: a PostgreSQL journal is as
     durable as its server's settings make a commit (synchronous_commit)."""
     if is_url(target):
-        try:
-            from eoflow.journal.postgres import PostgresJournal
-        except ImportError as error:  # the core install has no PostgreSQL driver
-            raise JournalError(redact(target), "needs the PostgreSQL driver; install it with "
-                                               "pip install 'eoflow[postgres]'") from error
-        return PostgresJournal.open(target)
+        journal: Journal = _postgres(target).PostgresJournal.open(target)
+        return journal
     return SQLiteJournal.open(target, durability)
+
+
+def open_reader(target: str) -> Reader:
+    """A reader of the journal at `target` that sees committed records only."""
+    if is_url(target):
+        postgres = _postgres(target)
+        return Reader(redact(target), postgres.open_reader_connection(target), postgres.POSTGRES)
+    return SQLiteReader(target)
+
+
+def open_side(target: str, *, tx_only: bool = False) -> Side:
+    """A writable connection on the journal at `target` (which must hold one), or with
+    `tx_only` on an application database (which holds transaction records only)."""
+    if is_url(target):
+        postgres = _postgres(target)
+        conn = postgres.connect(target) if tx_only else postgres.open_reader_connection(target)
+        return Side(conn, postgres.POSTGRES, redact(target))
+    if not os.path.exists(target):  # a typo must not leave a new, empty file behind
+        raise JournalError(target, "does not exist; check --journal (or EOFLOW_JOURNAL)")
+    conn = connect(target)
+    try:
+        if not tx_only:
+            require_journal(conn, target)
+    except BaseException as error:
+        conn.close()
+        if isinstance(error, SQLITE.errors):
+            raise SQLITE.translate(target, error) from error
+        raise
+    return Side(conn, SQLITE, target)
+
+
+def _postgres(target: str) -> ModuleType:
+    """The PostgreSQL journal's module, imported only when a URL asks for it."""
+    try:
+        from eoflow.journal import postgres
+    except ImportError as error:  # the core install has no PostgreSQL driver
+        raise JournalError(redact(target), "needs the PostgreSQL driver; install it with "
+                                           "pip install 'eoflow[postgres]'") from error
+    return postgres

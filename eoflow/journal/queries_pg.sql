@@ -230,3 +230,10 @@ FROM eoflow_workflows
 WHERE seq > ?1 AND (?2::bigint IS NULL OR updated_ms >= ?2)
   AND (?3::text IS NULL OR status = ?3) AND (?4::text IS NULL OR workflow_id = ?4)
 ORDER BY seq LIMIT ?5;
+
+-- name: next_kafka_incarnation
+INSERT INTO eoflow_kafka_topics (group_id, topic, topic_id, incarnation, updated_ms)
+VALUES (?1, ?2, NULL, 1, ?3)
+ON CONFLICT (group_id, topic) DO UPDATE
+SET topic_id = NULL, incarnation = eoflow_kafka_topics.incarnation + 1, updated_ms = ?3
+RETURNING incarnation;

@@ -14,6 +14,8 @@ from eoflow.engine.clock import FakeClock
 
 from .fakes import wait_until
 
+BACKENDS = ("sqlite", "postgres")  # each test that takes a journal runs on both
+
 LOCK = threading.Condition()
 STARTED: list[int] = []  # workflow bodies, in the order they began
 ACTIVE = {"now": 0, "max": 0}

@@ -17,6 +17,9 @@ from eoflow.errors import (
     WorkflowNotFoundError,
 )
 from eoflow.journal import codec
+from tests.portable import app_sql
+
+BACKENDS = ("sqlite", "postgres")  # each test that takes a journal runs on both
 
 CALLS: dict[str, int] = {}
 
@@ -38,9 +41,8 @@ def e_double(x: int) -> int:
 
 @transaction()
 def e_pay(order_id: str, amount: int) -> int:
-    conn = eoflow.db()
-    conn.execute("CREATE TABLE IF NOT EXISTS payments(order_id TEXT PRIMARY KEY, amount INT)")
-    conn.execute("INSERT INTO payments VALUES (?, ?)", (order_id, amount))
+    app_sql("CREATE TABLE IF NOT EXISTS payments(order_id TEXT PRIMARY KEY, amount INT)")
+    app_sql("INSERT INTO payments VALUES (?, ?)", (order_id, amount))
     return amount
 
 
@@ -147,7 +149,7 @@ def test_transaction_outside_workflow_runs_once_unjournaled(engine: Engine) -> N
 
 def test_transaction_rolls_back_on_error(engine: Engine) -> None:
     e_pay("dup", 1)
-    with pytest.raises(Exception, match="UNIQUE"):
+    with pytest.raises(Exception, match="UNIQUE|unique constraint"):
         e_pay("dup", 2)
     assert payments(engine) == [("dup", 1)]
 

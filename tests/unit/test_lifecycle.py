@@ -10,6 +10,8 @@ from eoflow import Engine, Status, step, workflow
 from eoflow.engine.clock import FakeClock
 from eoflow.errors import EngineClosedError, WorkflowCancelledError, WorkflowStateError
 
+BACKENDS = ("sqlite", "postgres")  # each test that takes a journal runs on both
+
 GATE = {"event": threading.Event(), "entered": threading.Event()}
 DONE: list[int] = []
 

@@ -10,6 +10,8 @@ from eoflow.cli.main import cli
 from eoflow.errors import ConfigError, DefinitionError, WorkflowConflictError
 from eoflow.journal import admin
 
+BACKENDS = ("sqlite", "postgres")  # each test that takes a journal runs on both
+
 
 def test_async_functions_are_refused_at_decoration() -> None:
     async def charge() -> int:

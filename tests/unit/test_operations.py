@@ -15,6 +15,8 @@ from eoflow.errors import ContextError
 from eoflow.journal import admin
 from eoflow.testing import isolated_definitions
 
+BACKENDS = ("sqlite", "postgres")  # each test that takes a journal runs on both
+
 
 @workflow(timeout=60)
 def o_timed_sleeper() -> int:

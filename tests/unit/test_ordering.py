@@ -11,6 +11,8 @@ from eoflow.engine import starts
 from eoflow.engine.clock import ManualClock
 from eoflow.engine.registry import definition_of
 
+BACKENDS = ("sqlite", "postgres")  # each test that takes a journal runs on both
+
 STARTED: list[str] = []
 FINISHED: list[str] = []
 

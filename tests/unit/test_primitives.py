@@ -19,6 +19,8 @@ from eoflow.errors import (
 from eoflow.journal import codec
 from eoflow.journal.records import NewWorkflow
 
+BACKENDS = ("sqlite", "postgres")  # each test that takes a journal runs on both
+
 SEEN: list[object] = []
 
 

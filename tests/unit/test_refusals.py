@@ -9,6 +9,8 @@ from eoflow import Engine, Status, step, workflow
 from eoflow.errors import DedupError
 from eoflow.journal import admin
 
+BACKENDS = ("sqlite", "postgres")  # each test that takes a journal runs on both
+
 RF_QUEUE = eoflow.Queue("rf-queue")
 GATE = threading.Event()
 ENTERED = threading.Event()

@@ -10,6 +10,8 @@ from eoflow.errors import DeterminismError, StepRetriesExhaustedError, WorkflowP
 from eoflow.journal import codec
 from eoflow.journal.records import NewWorkflow, StepKind, StepRecord
 
+BACKENDS = ("sqlite", "postgres")  # each test that takes a journal runs on both
+
 RAN: list[str] = []
 FLAKY = {"left": 0}
 

@@ -6,7 +6,6 @@ import os
 import threading
 from pathlib import Path
 
-import apsw
 import pytest
 
 import eoflow
@@ -16,6 +15,9 @@ from eoflow.engine.config import EngineConfig, parse_duration
 from eoflow.errors import ConfigError
 from eoflow.journal.kafka_keys import message_key, parse_message_key
 from eoflow.journal.records import KafkaKey
+from tests.portable import app_sql, journal_sql
+
+BACKENDS = ("sqlite", "postgres")  # each test that takes a journal runs on both
 
 DAY = 86400.0
 
@@ -27,8 +29,8 @@ def r_double(x: int) -> int:
 
 @transaction()
 def r_insert(x: int) -> int:
-    eoflow.db().execute("CREATE TABLE IF NOT EXISTS r_rows (x INTEGER)")
-    eoflow.db().execute("INSERT INTO r_rows VALUES (?)", (x,))
+    app_sql("CREATE TABLE IF NOT EXISTS r_rows (x INTEGER)")
+    app_sql("INSERT INTO r_rows VALUES (?)", (x,))
     return x
 
 
@@ -44,24 +46,16 @@ def r_sender(destination: str) -> None:
 
 
 def rows(path: str, sql: str) -> list[tuple[object, ...]]:
-    conn = apsw.Connection(path, flags=apsw.SQLITE_OPEN_READONLY)
-    conn.setbusytimeout(5000)
-    try:
-        return list(conn.execute(sql))
-    finally:
-        conn.close()
+    return journal_sql(path, sql)
 
 
-def count(path: str, table: str, where: str = "1") -> int:
+def count(path: str, table: str, where: str = "1=1") -> int:
     return int(rows(path, f"SELECT count(*) FROM {table} WHERE {where}")[0][0])  # type: ignore[call-overload]
 
 
 def set_status(path: str, workflow_id: str, status: str, parent: str | None = None) -> None:
-    conn = apsw.Connection(path)
-    conn.setbusytimeout(5000)  # the engine may be writing
-    conn.execute("UPDATE eoflow_workflows SET status = ?, parent_id = coalesce(?, parent_id) "
-                 "WHERE workflow_id = ?", (status, parent, workflow_id))
-    conn.close()
+    journal_sql(path, "UPDATE eoflow_workflows SET status = ?, parent_id = coalesce(?, parent_id) "
+                      "WHERE workflow_id = ?", (status, parent, workflow_id))
 
 
 # -- durations and configuration ------------------------------------------------------------
@@ -222,7 +216,7 @@ def test_quarantine_stays_until_retried(engine: Engine, clock: FakeClock,
     clock.advance(2 * DAY)
     assert engine.prune("1d").quarantine == 2
     # offset 2 is still quarantined; offset 3, retried, backs the mark
-    assert sorted(r[0] for r in rows(journal_path, "SELECT offset FROM eoflow_quarantine")) == \
+    assert sorted(r[0] for r in rows(journal_path, 'SELECT "offset" FROM eoflow_quarantine')) == \
         [2, 3]
 
 

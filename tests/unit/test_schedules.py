@@ -12,6 +12,8 @@ from eoflow.engine.clock import FakeClock
 from eoflow.engine.scheduling.schedules import SCHEDULES, Cron, Scheduler, run_id
 from eoflow.errors import ConfigError
 
+BACKENDS = ("sqlite", "postgres")  # each test that takes a journal runs on both
+
 UTC = dt.timezone.utc
 
 

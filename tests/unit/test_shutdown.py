@@ -8,6 +8,8 @@ from collections.abc import Callable
 import eoflow
 from eoflow import Engine, Status, step, workflow
 
+BACKENDS = ("sqlite", "postgres")  # each test that takes a journal runs on both
+
 GATE = threading.Event()
 ENTERED = threading.Event()
 CHILD_SLEEP = [0.0]
