@@ -11,15 +11,16 @@ import sys
 import time
 from pathlib import Path
 
-import apsw
 import pytest
 
 from eoflow.journal import codec
 from eoflow.testing import run_app
+from tests.portable import journal_sql
 
 APP = str(Path(__file__).parent / "apps" / "orders.py")
 ORDERS = 24
 pytestmark = pytest.mark.crash
+BACKENDS = ("sqlite", "postgres")  # the journal-boundary and random kills run on both
 
 
 def side_effects(path: Path) -> collections.Counter[str]:
@@ -29,11 +30,7 @@ def side_effects(path: Path) -> collections.Counter[str]:
 
 def recorded_steps(journal: str) -> set[str]:
     """'order-id stepname' for every step record in the journal."""
-    conn = apsw.Connection(journal, flags=apsw.SQLITE_OPEN_READONLY)
-    try:
-        rows = conn.execute("SELECT workflow_id, name FROM eoflow_steps").fetchall()
-    finally:
-        conn.close()
+    rows = journal_sql(journal, "SELECT workflow_id, name FROM eoflow_steps")
     names = {"reserve": "reserve", "charge": "charge", "ship": "ship"}
     return {f"o{wid.split('-')[1]} {names[name]}" for wid, name in rows if name in names}
 
@@ -43,13 +40,8 @@ Snapshot = tuple[collections.Counter[str], set[str]]
 
 def check_final_state(journal: str, snapshots: list[Snapshot],
                       effects_after: collections.Counter[str], orders: int = ORDERS) -> None:
-    conn = apsw.Connection(journal, flags=apsw.SQLITE_OPEN_READONLY)
-    try:
-        runs = conn.execute("SELECT workflow_id, status, output FROM eoflow_workflows").fetchall()
-        paid = dict(conn.execute(
-            "SELECT order_id, count(*) FROM payments GROUP BY order_id").fetchall())
-    finally:
-        conn.close()
+    runs = journal_sql(journal, "SELECT workflow_id, status, output FROM eoflow_workflows")
+    paid = dict(journal_sql(journal, "SELECT order_id, count(*) FROM payments GROUP BY order_id"))
     assert len(runs) == orders
     for workflow_id, status, output in runs:
         i = int(workflow_id.split("-")[1])
@@ -70,8 +62,9 @@ def check_final_state(journal: str, snapshots: list[Snapshot],
     ("in_transaction", 9), ("after_step", 1), ("after_step", 41), ("before_outcome", 1),
     ("before_outcome", 13), ("after_outcome", 1), ("after_outcome", 20),
 ])
-def test_kill_at_each_journal_boundary(tmp_path: Path, point: str, nth: int) -> None:
-    journal, log = str(tmp_path / "j.db"), tmp_path / "effects.log"
+def test_kill_at_each_journal_boundary(journal_path: str, tmp_path: Path, point: str,
+                                       nth: int) -> None:
+    journal, log = journal_path, tmp_path / "effects.log"
     env = {**os.environ, "SIDE_EFFECTS": str(log)}
     crashed = run_app([sys.executable, APP, journal, str(ORDERS)], crash_at=point, nth=nth,
                       env=env)
@@ -95,8 +88,8 @@ def test_normal_durability_survives_a_process_kill(tmp_path: Path) -> None:
     check_final_state(journal, [snapshot], side_effects(log))
 
 
-def test_kill_at_random_moments(tmp_path: Path) -> None:
-    journal, log = str(tmp_path / "j.db"), tmp_path / "effects.log"
+def test_kill_at_random_moments(journal_path: str, tmp_path: Path) -> None:
+    journal, log = journal_path, tmp_path / "effects.log"
     env = {**os.environ, "SIDE_EFFECTS": str(log)}
     rng, orders, kills = random.Random(7), 80, 0
     snapshots: list[Snapshot] = []

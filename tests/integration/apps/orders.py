@@ -40,7 +40,9 @@ def charge(order_id: str, amount: int) -> int:
 
 @transaction()
 def record_payment(order_id: str, cents: int) -> int:
-    eoflow.db().execute("INSERT INTO payments(order_id, cents) VALUES (?, ?)", (order_id, cents))
+    mark = "%s" if sys.argv[1].startswith("postgresql://") else "?"  # psycopg's, or apsw's
+    eoflow.db().execute(f"INSERT INTO payments(order_id, cents) VALUES ({mark}, {mark})",
+                        (order_id, cents))
     return cents
 
 
