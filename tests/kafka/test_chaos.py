@@ -11,10 +11,10 @@ import sys
 import time
 from pathlib import Path
 
-import apsw
 import pytest
 
 from eoflow.testing import crash_env
+from tests.portable import journal_sql
 
 from .conftest import new_topic, produce_ids
 
@@ -25,21 +25,18 @@ MESSAGES = (ROUNDS + 1) * CHUNK
 
 
 def counts(journal: str) -> tuple[dict[int, int], dict[int, int], dict[str, int]]:
-    if not os.path.exists(journal):
+    if journal.startswith("postgresql://"):
+        ready = journal_sql(journal, "SELECT to_regclass('tx_counts') IS NOT NULL")[0][0]
+    else:  # the app may be creating the file this very moment
+        ready = os.path.exists(journal) and bool(journal_sql(
+            journal, "SELECT 1 FROM sqlite_master WHERE name = 'tx_counts'"))
+    if not ready:
         return {}, {}, {}
-    conn = apsw.Connection(journal, flags=apsw.SQLITE_OPEN_READONLY)
-    conn.setbusytimeout(5000)  # the app may be creating the file this very moment
-    try:
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
-        if "wf_counts" not in tables:
-            return {}, {}, {}
-        wf = dict(conn.execute("SELECT id, n FROM wf_counts").fetchall())
-        tx = dict(conn.execute("SELECT id, n FROM tx_counts").fetchall())
-        runs = dict(conn.execute(
-            "SELECT status, count(*) FROM eoflow_workflows GROUP BY status").fetchall())
-        return wf, tx, runs
-    finally:
-        conn.close()
+    wf = dict(journal_sql(journal, "SELECT id, n FROM wf_counts"))
+    tx = dict(journal_sql(journal, "SELECT id, n FROM tx_counts"))
+    runs = dict(journal_sql(journal,
+                            "SELECT status, count(*) FROM eoflow_workflows GROUP BY status"))
+    return wf, tx, runs
 
 
 def start_app(journal: str, broker: str, env: dict[str, str], log: Path) -> subprocess.Popen:
@@ -50,16 +47,19 @@ def start_app(journal: str, broker: str, env: dict[str, str], log: Path) -> subp
             env=env, stdout=subprocess.DEVNULL, stderr=stderr)
 
 
-@pytest.mark.parametrize("retention", [None, "2s"])
+# On PostgreSQL without retention only: a minute each, and retention's rules are the same SQL
+# on both backends (tests/unit/test_retention.py runs on both).
+@pytest.mark.parametrize(("backend", "retention"),
+                         [("sqlite", None), ("sqlite", "2s"), ("postgres", None)])
 def test_exactly_once_while_eoflow_run_is_killed_again_and_again(
-        broker: str, tmp_path: Path, retention: str | None) -> None:
+        broker: str, journal_path: str, tmp_path: Path, retention: str | None) -> None:
     """With retention of 2 s too: runs and keys are forgotten between and during the kills,
     and still no message applies twice (the consumer never goes below its marks)."""
     wf_topic, tx_topic = new_topic(broker), new_topic(broker)
     env = {**os.environ, "CHAOS_WF_TOPIC": wf_topic, "CHAOS_TX_TOPIC": tx_topic}
     if retention is not None:
         env["EOFLOW_RETENTION"] = retention
-    journal, log = str(tmp_path / "journal.db"), tmp_path / "app.log"
+    journal, log = journal_path, tmp_path / "app.log"
     rng = random.Random(2026)
 
     def applied() -> int:
@@ -111,10 +111,8 @@ def test_exactly_once_while_eoflow_run_is_killed_again_and_again(
     else:  # forgotten as they went: what is left finished lately
         assert set(runs) <= {"SUCCESS"} and runs.get("SUCCESS", 0) < MESSAGES, runs
         assert "retention: removed" in log.read_text()
-        conn = apsw.Connection(journal, flags=apsw.SQLITE_OPEN_READONLY)
-        keys = conn.execute("SELECT count(*) FROM eoflow_kafka_keys").fetchone()
-        conn.close()
-        assert keys is not None and keys[0] < MESSAGES, keys
+        keys = journal_sql(journal, "SELECT count(*) FROM eoflow_kafka_keys")[0][0]
+        assert keys < MESSAGES, keys
 
 
 @pytest.mark.parametrize("path", ["wf", "tx"])

@@ -16,12 +16,18 @@ TX_TOPIC = os.environ["CHAOS_TX_TOPIC"]
 PATHS = os.environ.get("CHAOS_PATHS", "wf,tx").split(",")  # the consumers to run
 
 
+def sql(text: str, params: tuple[object, ...] = ()) -> None:
+    """Run `text` on eoflow.db(), written with SQLite's `?` (psycopg's is `%s`)."""
+    db = eoflow.db()
+    db.execute(text.replace("?", "%s") if type(db).__module__.startswith("psycopg") else text,
+               params)
+
+
 @eoflow.on_start
 @transaction()
 def create_tables() -> None:
-    db = eoflow.db()
-    db.execute("CREATE TABLE IF NOT EXISTS wf_counts (id INTEGER PRIMARY KEY, n INTEGER)")
-    db.execute("CREATE TABLE IF NOT EXISTS tx_counts (id INTEGER PRIMARY KEY, n INTEGER)")
+    sql("CREATE TABLE IF NOT EXISTS wf_counts (id INTEGER PRIMARY KEY, n INTEGER)")
+    sql("CREATE TABLE IF NOT EXISTS tx_counts (id INTEGER PRIMARY KEY, n INTEGER)")
 
 
 @step()
@@ -31,8 +37,8 @@ def parse(value: bytes) -> int:
 
 @transaction()
 def count_wf(message_id: int) -> None:
-    eoflow.db().execute("INSERT INTO wf_counts VALUES (?, 1) "
-                        "ON CONFLICT (id) DO UPDATE SET n = n + 1", (message_id,))
+    sql("INSERT INTO wf_counts VALUES (?, 1) ON CONFLICT (id) DO UPDATE SET n = wf_counts.n + 1",
+        (message_id,))
 
 
 @workflow()
@@ -45,8 +51,8 @@ def on_event(topic: str, partition: int, message: KafkaMessage) -> int:
 @transaction()
 def on_payment(topic: str, partition: int, message: KafkaMessage) -> None:
     message_id = int(json.loads(message.value or b"")["id"])
-    eoflow.db().execute("INSERT INTO tx_counts VALUES (?, 1) "
-                        "ON CONFLICT (id) DO UPDATE SET n = n + 1", (message_id,))
+    sql("INSERT INTO tx_counts VALUES (?, 1) ON CONFLICT (id) DO UPDATE SET n = tx_counts.n + 1",
+        (message_id,))
 
 
 if "wf" in PATHS:
