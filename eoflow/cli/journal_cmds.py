@@ -15,8 +15,9 @@ import click
 from eoflow.cli import render
 from eoflow.cli.options import journal_option, json_option
 from eoflow.errors import ConfigError
-from eoflow.journal import admin, export, maintenance
+from eoflow.journal import admin, copy, export, maintenance
 from eoflow.journal.records import Status
+from eoflow.journal.urls import redact
 
 app_db_option = click.option(
     "--app-db", envvar="EOFLOW_APP_DB", show_envvar=True, type=click.Path(dir_okay=False),
@@ -26,7 +27,8 @@ app_db_option = click.option(
 
 @click.group()
 def journal() -> None:
-    """Look after a journal: prune, backup, export, check, info. Safe while the app runs."""
+    """Look after a journal: prune, backup, export, check, info, copy. Safe while the app
+    runs."""
 
 
 @journal.command()
@@ -73,6 +75,24 @@ def backup(destination: str, journal: str, as_json: bool, force: bool) -> None:
     else:
         render.line(f"backed up {journal} to {destination}: {report.pages} pages, "
                     f"{report.bytes} bytes in {report.seconds:.2f}s")
+
+
+@journal.command("copy")
+@click.argument("source")
+@click.argument("destination")
+@json_option
+def copy_journal(source: str, destination: str, as_json: bool) -> None:
+    """Copy the journal at SOURCE to DESTINATION, each a SQLite file or a postgresql:// URL:
+    runs, steps, Kafka keys and offsets, messages, events, quarantine. DESTINATION must hold no
+    journal data yet (a new file, an empty database); SOURCE may be in use by its app."""
+    rows = copy.copy(source, destination)
+    if as_json:
+        render.print_json({"source": redact(source), "destination": redact(destination),
+                           "rows": rows})
+    else:
+        render.line(f"copied {redact(source)} to {redact(destination)}: "
+                    f"{rows['eoflow_workflows']} runs, {rows['eoflow_steps']} steps, "
+                    f"{sum(rows.values())} rows in all")
 
 
 def _since(raw: str | None) -> int | None:

@@ -330,9 +330,10 @@ def info_view(info: dict[str, Any]) -> Group | str:
     retention = info["retention_ms"]
     facts = listing([Column("about", id=True), Column("value")], [
         ("journal", info["journal"]), ("schema", info["schema_version"]),
-        ("file", f"{_bytes(info['file_bytes'])} ({info['pages']} pages of "
-                 f"{info['page_size']} B, {info['free_pages']} free for reuse)"),
-        ("WAL", _bytes(info["wal_bytes"])),
+        *([("file", f"{_bytes(info['file_bytes'])} ({info['pages']} pages of "
+                    f"{info['page_size']} B, {info['free_pages']} free for reuse)"),
+           ("WAL", _bytes(info["wal_bytes"]))] if "file_bytes" in info else
+          [("tables", f"{_bytes(info['table_bytes'])} with their indexes (on the server)")]),
         ("runs", f"{info['runs']} (oldest created {_when(info['oldest_run_ms'])}, newest "
                  f"{_when(info['newest_run_ms'])})"),
         ("retention", "keep everything" if retention is None else

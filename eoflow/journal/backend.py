@@ -46,6 +46,17 @@ class Backend(Protocol):
 
     name: str
     errors: tuple[type[BaseException], ...]  # what the driver raises for database errors
+    creation_order: str  # the column that orders eoflow_workflows by creation
+
+    def snapshot(self, conn: Conn) -> None:
+        """Open a read-only transaction in which every query sees the same moment."""
+        ...
+
+    def stream(self, conn: Conn, sql: str) -> Iterator[Any]:
+        """The rows of `sql` a few at a time (in the open transaction), not all at once."""
+        ...
+
+    def has_table(self, conn: Conn, name: str) -> bool: ...
 
     def begin(self, conn: Conn) -> None:
         """Open the write transaction of a batch."""

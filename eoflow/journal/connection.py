@@ -5,6 +5,8 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+from collections.abc import Iterator
+from typing import Any
 
 import apsw
 
@@ -53,6 +55,17 @@ class SQLiteBackend:
 
     name = "sqlite"
     errors: tuple[type[BaseException], ...] = (apsw.Error,)
+    creation_order = "rowid"
+
+    def snapshot(self, conn: Conn) -> None:
+        conn.execute("BEGIN")  # WAL: the first read fixes the snapshot
+
+    def stream(self, conn: Conn, sql: str) -> Iterator[Any]:
+        return iter(conn.execute(sql))  # apsw steps through the rows as they are read
+
+    def has_table(self, conn: Conn, name: str) -> bool:
+        return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                            (name,)).fetchone() is not None
 
     def begin(self, conn: Conn) -> None:
         conn.execute("BEGIN IMMEDIATE")

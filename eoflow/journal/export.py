@@ -1,6 +1,6 @@
 """`eoflow journal export`: the journal's runs as JSON Lines, one run per line with its steps.
 
-Streaming: runs are read a page at a time in rowid order (the order they were created) and
+Streaming: runs are read a page at a time in the order they were created and
 written as they are read, so a journal of any size exports in constant memory, while the app
 runs. Each page is its own read snapshot: a run finishing during a long export appears as it
 was when its page was read.
@@ -19,13 +19,10 @@ import json
 from collections.abc import Iterator
 from typing import Any, TextIO, cast
 
-import apsw
-
 from eoflow.errors import UndecodableValueError
 from eoflow.journal import codec
-from eoflow.journal.connection import connect, translate
+from eoflow.journal.opening import open_side
 from eoflow.journal.records import Status
-from eoflow.journal.schema import require_journal
 from eoflow.journal.sql import Q
 
 PAGE = 500  # runs per read
@@ -47,12 +44,12 @@ def runs(path: str, *, since_ms: int | None = None, status: Status | None = None
          workflow_id: str | None = None) -> Iterator[dict[str, Any]]:
     """Each run matching the filters (finished or changed at or after `since_ms`), oldest
     first, as a dict ready for JSON."""
-    conn = connect(path, readonly=True)
+    side = open_side(path, readonly=True)
+    conn = side.conn
     try:
-        require_journal(conn, path)
         after = 0
         while True:
-            conn.execute("BEGIN")
+            side.backend.snapshot(conn)
             try:
                 page = conn.execute(Q["export_runs"], (
                     after, since_ms, None if status is None else status.value, workflow_id,
@@ -60,14 +57,14 @@ def runs(path: str, *, since_ms: int | None = None, status: Status | None = None
                 steps = {str(r[1]): list(conn.execute(Q["steps_of"], (r[1],)))
                          for r in page}
             finally:
-                conn.execute("COMMIT")
+                conn.execute("ROLLBACK")  # read only
             if not page:
                 return
             for row in page:
                 yield _run(row, steps[str(row[1])])
             after = cast(int, page[-1][0])
-    except apsw.Error as error:
-        raise translate(path, error) from error
+    except side.backend.errors as error:
+        raise side.backend.translate(side.where, error) from error
     finally:
         conn.close()
 

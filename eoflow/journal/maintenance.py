@@ -17,10 +17,13 @@ import apsw
 
 from eoflow.errors import JournalError
 from eoflow.journal import retention
+from eoflow.journal.backend import Conn
 from eoflow.journal.connection import connect, translate
 from eoflow.journal.kafka_keys import message_key
-from eoflow.journal.schema import has_table, require_journal
+from eoflow.journal.opening import Side, open_side
+from eoflow.journal.schema import require_journal
 from eoflow.journal.sql import Q
+from eoflow.journal.urls import is_url, redact
 
 BACKUP_PAGES = 1024  # pages copied per step of a backup (4 MiB), between progress reports
 EXAMPLES = 5  # ids shown per failed check
@@ -53,6 +56,10 @@ def backup(path: str, destination: str, *, force: bool = False,
     destination and renamed into place only once complete, so a failed backup never leaves a
     half-written file under the destination's name. `progress(copied, total)` is called with
     page counts after each step."""
+    if is_url(path):
+        raise JournalError(redact(path), "is a PostgreSQL database: back it up with the "
+                                         "server's tools (pg_dump), or copy it to a file with "
+                                         "`eoflow journal copy`")
     if os.path.exists(destination) and not force:
         raise JournalError(destination, "already exists; choose another file, or pass --force "
                                         "to replace it")
@@ -101,7 +108,7 @@ def _size(path: str) -> int:
     return os.path.getsize(path) if os.path.exists(path) else 0
 
 
-def _integer(conn: apsw.Connection, query: str) -> int:
+def _integer(conn: Conn, query: str) -> int:
     return cast(int, conn.execute(query).fetchall()[0][0])
 
 
@@ -113,6 +120,8 @@ def _tables(conn: apsw.Connection) -> list[str]:
 
 def info(path: str) -> dict[str, Any]:
     """Sizes, storage settings, rows per eoflow table, oldest and newest run, retention."""
+    if is_url(path):
+        return _server_info(open_side(path, readonly=True))
     conn = _read(path)
     try:
         conn.execute("BEGIN")  # one snapshot for every figure
@@ -139,6 +148,30 @@ def info(path: str) -> dict[str, Any]:
         "rows": rows, "runs": runs, "oldest_run_ms": oldest, "newest_run_ms": newest,
         "retention_ms": retention_ms,
     }
+
+
+def _server_info(side: Side) -> dict[str, Any]:
+    """`info` for a PostgreSQL journal: the server keeps the files, so sizes are per table."""
+    conn = side.conn
+    try:
+        side.backend.snapshot(conn)
+        tables = [str(name) for (name,) in conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
+            "AND tablename LIKE 'eoflow%' ORDER BY tablename")]
+        rows = {table: _integer(conn, f'SELECT count(*) FROM "{table}"') for table in tables}
+        size = sum(_integer(conn, f"SELECT pg_total_relation_size('\"{table}\"')")
+                   for table in tables)
+        runs, oldest, newest = conn.execute(Q["info_runs"]).fetchall()[0]
+        retention_ms = retention.retention_in_force(conn)
+        version = int(conn.execute(Q["get_meta"], ("schema_version",)).fetchone()[0])
+        conn.execute("ROLLBACK")
+    except side.backend.errors as error:
+        raise side.backend.translate(side.where, error) from error
+    finally:
+        conn.close()
+    return {"journal": side.where, "backend": side.backend.name, "schema_version": version,
+            "table_bytes": size, "rows": rows, "runs": runs, "oldest_run_ms": oldest,
+            "newest_run_ms": newest, "retention_ms": retention_ms}
 
 
 # -- check -----------------------------------------------------------------------------------
@@ -178,19 +211,18 @@ QUARANTINE_STATUSES = ("QUARANTINED", "RETRIED", "DROPPED")
 
 def check(path: str, *, app_db: str | None = None, handlers: Iterable[str] | None = None,
           quick: bool = False) -> CheckReport:
-    """SQLite's integrity check (`quick`: its faster form) and eoflow's own invariants.
-    `handlers`, the Kafka handlers of the app (when it was given), lets quarantine entries be
-    checked against them; `app_db` is where the app's Kafka keys are when it keeps its data
-    elsewhere."""
-    conn = _read(path)
-    app = None if app_db is None else connect(app_db, readonly=True)
+    """The database's integrity check (SQLite's; `quick`: its faster form) and eoflow's own
+    invariants. `handlers`, the Kafka handlers of the app (when it was given), lets quarantine
+    entries be checked against them; `app_db` is where the app's Kafka keys are when it keeps
+    its data elsewhere."""
+    side = open_side(path, readonly=True)
+    app = None if app_db is None else open_side(app_db, tx_only=True, readonly=True)
+    conn = side.conn
     handler_set = None if handlers is None else set(handlers)
     checks: list[tuple[str, str, Callable[[Finding], None]]] = [
-        (f"sqlite-integrity ({os.path.basename(path)})", "SQLite's own integrity check",
-         partial(_integrity, conn, quick)),
-        *([] if app is None or app_db is None else [
-            (f"sqlite-integrity ({os.path.basename(app_db)})", "SQLite's own integrity check",
-             partial(_integrity, app, quick))]),
+        *[(f"{s.backend.name}-integrity ({_label(s)})",
+           "the database's own integrity check", partial(_integrity, s, quick))
+          for s in (side, app) if s is not None],
         ("orphan-steps", "every step belongs to a run in the journal",
          partial(_rows, conn, "check_orphan_steps", lambda r: f"{r[0]} ({r[1]} steps)")),
         ("step-gaps", "every finished run's steps are numbered 1..n",
@@ -199,50 +231,62 @@ def check(path: str, *, app_db: str | None = None, handlers: Iterable[str] | Non
         ("run-statuses", "every run has a known status",
          partial(_rows, conn, "check_statuses", lambda r: f"{r[0]} ({r[1]})")),
         ("kafka-marks", "every partition's mark is backed by its message's record",
-         partial(_marks, conn, app)),
+         partial(_marks, side, app)),
         ("quarantine", "every quarantine entry has a known status" + (
             "" if handler_set is None else " and a handler of the app"),
          partial(_quarantine, conn, handler_set)),
     ]
+    errors: tuple[type[BaseException], ...] = (
+        apsw.Error, *side.backend.errors, *(() if app is None else app.backend.errors))
     try:
-        findings = [_run_check(*c) for c in checks]
+        findings = [_run_check(*c, errors=errors) for c in checks]
     finally:
         conn.close()
         if app is not None:
-            app.close()
-    return CheckReport(path, findings)
+            app.conn.close()
+    return CheckReport(side.where, findings)
 
 
-def _run_check(name: str, description: str, fill: Callable[[Finding], None]) -> Finding:
+def _label(side: Side) -> str:
+    return os.path.basename(side.where) if side.backend.name == "sqlite" else side.where
+
+
+def _run_check(name: str, description: str, fill: Callable[[Finding], None], *,
+               errors: tuple[type[BaseException], ...]) -> Finding:
     """Run one check; one that cannot even read what it checks (a corrupt page) fails, naming
     why."""
     finding = Finding(name, description)
     try:
         fill(finding)
-    except apsw.Error as error:
+    except errors as error:
         finding.add(f"could not be read: {type(error).__name__}: {error}")
     return finding
 
 
-def _integrity(conn: apsw.Connection, quick: bool, finding: Finding) -> None:
+def _integrity(side: Side, quick: bool, finding: Finding) -> None:
+    if side.backend.name != "sqlite":
+        finding.skipped = "the server checks its own pages (pg_amcheck does more)"
+        return
     pragma = "PRAGMA quick_check" if quick else "PRAGMA integrity_check"
-    for (message,) in conn.execute(pragma):
+    for (message,) in side.conn.execute(pragma):
         for line in str(message).splitlines():
             if line != "ok" and not line.startswith("*** in database"):
                 finding.add(line)
 
 
-def _rows(conn: apsw.Connection, query: str, show: Callable[[Any], str],
+def _rows(conn: Conn, query: str, show: Callable[[Any], str],
           finding: Finding) -> None:
     for row in conn.execute(Q[query]):
         finding.add(show(row))
 
 
-def _marks(conn: apsw.Connection, app: apsw.Connection | None, finding: Finding) -> None:
+def _marks(side: Side, app: Side | None, finding: Finding) -> None:
     """Each partition's mark (the highest offset recorded) is backed by that message's record:
     a run, an applied key or a quarantine entry. Retention relies on it: below the mark, the
     consumer never reads again."""
-    keys = [c for c in (conn, app) if c is not None and has_table(c, "eoflow_kafka_keys")]
+    conn = side.conn
+    keys = [s.conn for s in (side, app)
+            if s is not None and s.backend.has_table(s.conn, "eoflow_kafka_keys")]
     for row in conn.execute(Q["prune_marks"]).fetchall():
         group, topic, partition, offset, incarnation = cast(tuple[str, str, int, int, int], row)
         key = message_key(group, topic, partition, offset, incarnation)
@@ -254,7 +298,7 @@ def _marks(conn: apsw.Connection, app: apsw.Connection | None, finding: Finding)
                                " (if the app keeps its data in another file, pass --app-db)"))
 
 
-def _quarantine(conn: apsw.Connection, handlers: set[str] | None, finding: Finding) -> None:
+def _quarantine(conn: Conn, handlers: set[str] | None, finding: Finding) -> None:
     if handlers is None:
         finding.skipped = "handlers not checked: give the app (--app APP) to check them"
     for key, handler, status in conn.execute(Q["check_quarantine"]):

@@ -45,16 +45,17 @@ def open_reader(target: str) -> Reader:
     return SQLiteReader(target)
 
 
-def open_side(target: str, *, tx_only: bool = False) -> Side:
-    """A writable connection on the journal at `target` (which must hold one), or with
-    `tx_only` on an application database (which holds transaction records only)."""
+def open_side(target: str, *, tx_only: bool = False, readonly: bool = False) -> Side:
+    """A connection on the journal at `target` (which must hold one), or with `tx_only` on an
+    application database (which holds transaction records only). `readonly`: a SQLite file is
+    opened read-only (a PostgreSQL reader simply writes nothing)."""
     if is_url(target):
         postgres = _postgres(target)
         conn = postgres.connect(target) if tx_only else postgres.open_reader_connection(target)
         return Side(conn, postgres.POSTGRES, redact(target))
     if not os.path.exists(target):  # a typo must not leave a new, empty file behind
         raise JournalError(target, "does not exist; check --journal (or EOFLOW_JOURNAL)")
-    conn = connect(target)
+    conn = connect(target, readonly=readonly)
     try:
         if not tx_only:
             require_journal(conn, target)

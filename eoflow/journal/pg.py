@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -96,6 +97,18 @@ class PostgresBackend:
 
     name = "postgresql"
     errors: tuple[type[BaseException], ...] = (psycopg.Error,)
+    creation_order = "seq"
+
+    def snapshot(self, conn: Any) -> None:
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+
+    def stream(self, conn: Any, sql: str) -> Iterator[Any]:
+        with conn.raw.cursor(name="eoflow_stream") as cursor:  # a server-side cursor
+            cursor.execute(to_pg(sql)[1])
+            yield from cursor
+
+    def has_table(self, conn: Any, name: str) -> bool:
+        return bool(conn.execute(QPG["has_table"], (name,)).fetchone()[0])
 
     def begin(self, conn: Any) -> None:
         conn.execute("BEGIN")

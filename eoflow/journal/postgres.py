@@ -93,7 +93,7 @@ class PostgresJournal(SqlJournal):
             raise
 
     @staticmethod
-    def _stored_inputs(inputs: str | bytes) -> bytes:
+    def stored_inputs(inputs: str | bytes) -> bytes:
         """PostgreSQL keeps a run's inputs as bytea: JSON text as UTF-8, or packed bytes."""
         return inputs.encode() if isinstance(inputs, str) else inputs
 

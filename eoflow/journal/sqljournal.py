@@ -68,7 +68,7 @@ class SqlJournal(Reader):
         return self.committer.write(insert, wait=True, savepoint=True)
 
     def _insert_workflow(self, conn: Conn, run: NewWorkflow, now_ms: int) -> bool:
-        params = (run.workflow_id, run.name, run.status.value, self._stored_inputs(run.inputs),
+        params = (run.workflow_id, run.name, run.status.value, self.stored_inputs(run.inputs),
                   run.created_ms, now_ms, run.parent_id, run.queue, run.lane, run.deadline_ms,
                   run.priority, run.dedup_id, run.not_before_ms, run.timeout_ms)
         if run.dedup_id is None:
@@ -92,7 +92,7 @@ class SqlJournal(Reader):
         return created
 
     @staticmethod
-    def _stored_inputs(inputs: str | bytes) -> str | bytes:
+    def stored_inputs(inputs: str | bytes) -> str | bytes:
         """The inputs as this backend's column holds them (SQLite keeps text or a BLOB)."""
         return inputs
 

@@ -1,0 +1,87 @@
+"""The CLI on a PostgreSQL journal: the same commands, a URL for --journal, no password shown."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from eoflow import Engine, step, workflow
+from eoflow.cli.main import cli
+from eoflow.errors import JournalLockedError, JournalUnavailableError
+
+
+@step()
+def p_add(x: int) -> int:
+    return x + 1
+
+
+@workflow()
+def p_flow(x: int) -> int:
+    return p_add(x)
+
+
+@pytest.fixture
+def secret_url(pg_url: str) -> str:
+    """The test database's URL with a password (the local server trusts any)."""
+    url = pg_url.replace("postgres:@", "postgres:s3cret@", 1)
+    assert "s3cret" in url
+    return url
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, list(args))
+    return result.exit_code, result.output
+
+
+def test_every_reading_command_works_on_a_url(secret_url: str) -> None:
+    with Engine(journal=secret_url) as engine:
+        assert engine.run(p_flow, 1, workflow_id="p1") == 2
+        assert "s3cret" not in engine.path
+    code, out = invoke("status", "--json", "--journal", secret_url)
+    assert code == 0, out
+    report = json.loads(out)
+    assert report["workflows"]["SUCCESS"] == 1 and report["by_name"] == {"p_flow": {"SUCCESS": 1}}
+    outputs = [out]
+    for args in (["workflows", "list"], ["workflows", "show", "p1"], ["quarantine", "list"],
+                 ["journal", "info"], ["journal", "check"], ["journal", "export"],
+                 ["journal", "prune", "--older-than", "1d"]):
+        code, out = invoke(*args, "--journal", secret_url)
+        assert code == 0, (args, out)
+        outputs.append(out)
+    assert "p1" in outputs[1] and "p_add" in outputs[2]
+    assert json.loads(outputs[6].splitlines()[0])["steps"][0]["name"] == "p_add"
+    code, out = invoke("journal", "backup", "copy.db", "--journal", secret_url)
+    assert code == 1 and "pg_dump" in out
+    outputs.append(out)
+    assert not any("s3cret" in out for out in outputs)
+
+
+def test_operator_changes_reach_a_running_engine(secret_url: str) -> None:
+    with Engine(journal=secret_url) as engine:
+        code, out = invoke("workflows", "fork", "missing", "--from-step", "1",
+                           "--journal", secret_url)
+        assert code == 1 and "missing" in out and "s3cret" not in out
+        engine.run(p_flow, 2, workflow_id="p2")
+        code, out = invoke("workflows", "fork", "p2", "--from-step", "2", "--new-id",
+                           "p2-fork", "--journal", secret_url)
+        assert code == 0, out
+        handle = engine.retrieve("p2-fork")
+        assert handle.result(timeout=10) == 3
+
+
+def test_one_engine_owns_a_postgres_journal(secret_url: str) -> None:
+    with Engine(journal=secret_url), pytest.raises(JournalLockedError, match="eoflow pid"):
+        Engine(journal=secret_url)
+    with Engine(journal=secret_url) as engine:  # released on close
+        assert engine.run(p_flow, 3) == 4
+
+
+def test_an_unreachable_server_is_one_clear_line(secret_url: str) -> None:
+    url = secret_url.split("?")[0] + "?host=/nonexistent&connect_timeout=2"
+    with pytest.raises(JournalUnavailableError, match="cannot connect .*check the URL") as info:
+        Engine(journal=url)
+    assert "s3cret" not in str(info.value)
+    code, out = invoke("status", "--journal", url)
+    assert code == 1 and len(out.strip().splitlines()) == 1 and "s3cret" not in out
