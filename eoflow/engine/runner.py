@@ -60,7 +60,16 @@ def _task(rt: Runtime, run: ActiveRun, definition: Definition, new: NewWorkflow 
 def resume_claimed(rt: Runtime, run: ActiveRun, definition: Definition,
                    waited: bool = False) -> None:
     """Execute a claimed run that already has a journal: replay its recorded steps."""
-    record = rt.journal.get_workflow(run.workflow_id)
+    try:
+        record = rt.journal.get_workflow(run.workflow_id)
+        steps = rt.journal.load_steps(run.workflow_id) if record is not None and \
+            record.status is Status.PENDING else {}
+    except JournalError as failure:  # the journal cannot be read now (its server is away)
+        if rt.closed:
+            finish(rt, run, Status.PENDING, None, failure)
+        else:
+            _retry_after_journal_failure(rt, run, definition, failure, hold_lane=True)
+        return
     if record is None:
         finish(rt, run, Status.ERROR, None, WorkflowNotFoundError(run.workflow_id))
         return
@@ -74,7 +83,6 @@ def resume_claimed(rt: Runtime, run: ActiveRun, definition: Definition,
             value, error = None, failure
         finish(rt, run, record.status, value, error)
         return
-    steps = rt.journal.load_steps(run.workflow_id)
     execute(rt, run, definition, record.inputs, steps, record.deadline_ms, waited)
 
 

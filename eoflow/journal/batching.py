@@ -69,6 +69,8 @@ class GroupCommitter:
         self.conn = conn
         self.path = path
         self.backend = backend
+        # What beginning a batch may raise: the driver's errors, or ours (a server away).
+        self._failures: tuple[type[BaseException], ...] = (JournalError, *backend.errors)
         self._linger = linger  # how long a batch nobody waits for may wait for company
         self._gather = gather  # how long a waited-on batch may wait for the usual company
         self._last_waiters = 0
@@ -222,7 +224,7 @@ class GroupCommitter:
             ops, batch = taken
             try:
                 self.backend.begin(self.conn)
-            except self.backend.errors as error:
+            except self._failures as error:  # e.g. the server is away
                 self._fail(ops, batch, self.backend.translate(self.path, error))
                 continue
             lost: BaseException | None = None

@@ -9,10 +9,12 @@ as on SQLite.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import re
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
@@ -25,18 +27,23 @@ from eoflow.journal.urls import redact
 QPG = load("queries_pg.sql")
 _NAME_OF = {text: name for name, text in Q.items()}
 _NUMBERED = re.compile(r"\?(\d+)")
+log = logging.getLogger(__name__)
 
 
-def connect(url: str) -> PgConn:
-    """A connection in autocommit mode, named after this process (for the owner's message)."""
-    where = redact(url)
+def connect(url: str, *, reconnect_any: bool = False) -> PgConn:
+    """A connection in autocommit mode, named after this process (for the owner's message).
+    It reconnects once lost (see PgConn.execute); `reconnect_any`: before any statement (a
+    reader's, each its own transaction), else only before a BEGIN."""
+    return PgConn(url, _open(url, redact(url)), redact(url), reconnect_any)
+
+
+def _open(url: str, where: str) -> Any:
     name = f"eoflow pid {os.getpid()} on {socket.gethostname()}"[:63]
     try:
-        raw = psycopg.connect(url, autocommit=True, application_name=name, connect_timeout=10)
+        return psycopg.connect(url, autocommit=True, application_name=name, connect_timeout=10)
     except psycopg.Error as error:
         raise JournalUnavailableError(where, f"cannot connect ({_first_line(error)}); check the "
                                              "URL and that the server is running") from error
-    return PgConn(raw, where)
 
 
 def _first_line(error: BaseException) -> str:
@@ -58,15 +65,23 @@ def to_pg(sql: str) -> tuple[str, str, bool]:
 class PgConn:
     """A psycopg connection as the journal's SQL code uses it (see backend.Conn)."""
 
-    __slots__ = ("raw", "where", "_changes")
+    __slots__ = ("raw", "where", "on_reconnect", "_url", "_reconnect_any", "_changes")
     _cache: dict[str, tuple[str, str, bool]] = {}
 
-    def __init__(self, raw: Any, where: str) -> None:
+    def __init__(self, url: str, raw: Any, where: str, reconnect_any: bool) -> None:
         self.raw = raw  # what @transaction functions get from eoflow.db()
         self.where = where
+        self.on_reconnect: Callable[[PgConn], None] | None = None  # e.g. take ownership again
+        self._url = url  # never shown: it may hold the password
+        self._reconnect_any = reconnect_any
         self._changes = 0
 
     def execute(self, sql: str, params: Any = (), /) -> Any:
+        if self.raw.broken or self.raw.closed:
+            # The server went away (a restart, a network cut). Whatever transaction was open
+            # is gone, and its callers were told: a new connection serves only new work.
+            if self._reconnect_any or sql == "BEGIN":
+                self._reconnect()
         found = self._cache.get(sql)
         if found is None:
             found = self._cache[sql] = to_pg(sql)
@@ -82,6 +97,14 @@ class PgConn:
 
     def changes(self) -> int:
         return max(self._changes, 0)
+
+    def _reconnect(self) -> None:
+        with contextlib.suppress(psycopg.Error):
+            self.raw.close()
+        self.raw = _open(self._url, self.where)  # JournalUnavailableError while still away
+        log.warning("journal %s: reconnected to the server after losing it", self.where)
+        if self.on_reconnect is not None:
+            self.on_reconnect(self)
 
     def getautocommit(self) -> bool:
         # In error (INERROR) the transaction is still there: a savepoint can be rolled back to.

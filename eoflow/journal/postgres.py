@@ -84,7 +84,8 @@ class PostgresJournal(SqlJournal):
                 _take_ownership(writer)
             except POSTGRES.errors as error:
                 raise POSTGRES.translate(writer.where, error) from error
-            reader = connect(url)
+            writer.on_reconnect = _take_ownership  # the lock went with the lost session
+            reader = connect(url, reconnect_any=True)
             return cls(writer.where, writer, reader, POSTGRES)
         except BaseException:
             for conn in (writer, reader):
@@ -100,7 +101,7 @@ class PostgresJournal(SqlJournal):
 
 def open_reader_connection(url: str) -> PgConn:
     """A connection for reading a journal (`eoflow status`), checked to hold one."""
-    conn = connect(url)
+    conn = connect(url, reconnect_any=True)
     try:
         require_journal(conn)
     except POSTGRES.errors as error:
