@@ -70,17 +70,19 @@ def raw_rate(brokers: str, topic: str, count: int) -> dict[str, float]:
 
 
 def eoflow_rate(brokers: str, topic: str, count: int, path: str, ordered: bool | str = True,
-                timeout: float = 600) -> dict[str, float]:
-    """Consume `topic` through one eoflow path; rates from the recorded commit times."""
+                timeout: float = 600, journal: str | None = None) -> dict[str, float]:
+    """Consume `topic` through one eoflow path; rates from the recorded commit times. The
+    journal is a temp SQLite file, or `journal` (an empty PostgreSQL database's URL, say)."""
     group = f"eoflow-{path}-{topic}"
+    mark = "%s" if journal and journal.startswith("postgres") else "?"  # psycopg's, or apsw's
     with tempfile.TemporaryDirectory() as folder:
-        journal = os.path.join(folder, "bench.db")
+        journal = journal or os.path.join(folder, "bench.db")
         if path == "transaction":
             @kafka_consume(topic, group_id=group)
             @transaction()
             def bench_apply(topic: str, partition: int, message: KafkaMessage) -> None:
                 data = json.loads(message.value or b"")
-                eoflow.db().execute("INSERT INTO applied VALUES (?, ?)",
+                eoflow.db().execute(f"INSERT INTO applied VALUES ({mark}, {mark})",
                                     (data["id"], time.time()))
             handler: Any = bench_apply
         else:
@@ -90,7 +92,8 @@ def eoflow_rate(brokers: str, topic: str, count: int, path: str, ordered: bool |
 
             @transaction()
             def bench_record(order_id: str) -> None:
-                eoflow.db().execute("INSERT INTO applied VALUES (?, ?)", (order_id, time.time()))
+                eoflow.db().execute(f"INSERT INTO applied VALUES ({mark}, {mark})",
+                                    (order_id, time.time()))
 
             @kafka_consume(topic, group_id=group, ordered=ordered)
             @workflow()
@@ -99,7 +102,7 @@ def eoflow_rate(brokers: str, topic: str, count: int, path: str, ordered: bool |
             handler = bench_flow
         with Engine(journal=journal) as engine:
             engine.runtime.txstore.committer.write(
-                lambda c: c.execute("CREATE TABLE applied (id TEXT, at REAL)"))
+                lambda c: c.execute("CREATE TABLE applied (id TEXT, at DOUBLE PRECISION)"))
             started, cpu = time.time(), time.process_time()
             engine.consume(handler, brokers=brokers)
             query = ("SELECT count(*), min(at), max(at) FROM applied" if path == "transaction"
@@ -111,6 +114,9 @@ def eoflow_rate(brokers: str, topic: str, count: int, path: str, ordered: bool |
                 done, first, last = engine.journal.committer.read(
                     lambda c: c.execute(query).fetchall()[0])
             cpu = time.process_time() - cpu
+    if not done:
+        raise SystemExit(f"eoflow {path} path applied nothing in {timeout:.0f}s")
+    first, last = float(first), float(last)  # PostgreSQL's division gives a Decimal
     return {"total": done / (last - started), "steady": (done - 1) / (last - first),
             "applied": done, "cpu_us": cpu / max(done, 1) * 1e6}
 

@@ -35,9 +35,11 @@ def bench_job(i: int) -> int:
     return bench_work(i)
 
 
-def rate(queue: Queue, count: int) -> float:
+def rate(queue: Queue, count: int, journal: str | None = None) -> float:
+    """Enqueue-to-finish rate on a fresh journal (a temp SQLite file, or `journal`: an empty
+    PostgreSQL database's URL, say)."""
     with tempfile.TemporaryDirectory() as folder:
-        with Engine(journal=os.path.join(folder, "bench.db")):
+        with Engine(journal=journal or os.path.join(folder, "bench.db")):
             started = time.perf_counter()
             handles = [queue.enqueue(bench_job, i) for i in range(count)]
             for i, handle in enumerate(handles):

@@ -42,6 +42,8 @@ from dbos import DBOS, DBOSConfig, KafkaMessage, SQLAlchemyDatasource
 
 QUEUE_NAME = "bench_kafka_queue"
 
+DATABASE_URL: str | None = None  # --database-url: DBOS on PostgreSQL
+
 
 def register_consumer(
     ds: SQLAlchemyDatasource, brokers: str, topic: str, group: str, queue: str | None
@@ -93,7 +95,10 @@ def main() -> None:
     parser.add_argument("--poll-interval", type=float, default=0.05)
     parser.add_argument("--concurrency", type=int, default=20, help="0: DBOS internal queue")
     parser.add_argument("--settle", type=float, default=1.0, help="wait for duplicates")
+    parser.add_argument("--database-url", help="a PostgreSQL system database (default: SQLite)")
     args = parser.parse_args()
+    global DATABASE_URL
+    DATABASE_URL = args.database_url
 
     tmpdir = tempfile.mkdtemp(prefix="dbos-bench-kafka-")
     app_path = os.path.join(tmpdir, "app.sqlite")
@@ -107,7 +112,8 @@ def main() -> None:
         register_consumer(ds, args.brokers, args.topic, args.group, queue)
         config: DBOSConfig = {
             "name": "eoflow-bench-kafka",
-            "system_database_url": f"sqlite:///{os.path.join(tmpdir, 'dbos.sqlite')}",
+            "system_database_url": DATABASE_URL
+        or f"sqlite:///{os.path.join(tmpdir, 'dbos.sqlite')}",
             "log_level": "WARNING",
             "enable_otlp": False,
             "kafka_queue_polling_interval_sec": args.poll_interval,
@@ -144,7 +150,7 @@ def main() -> None:
     out: dict[str, Any] = {
         "system": "dbos",
         "version": version("dbos"),
-        "storage": "sqlite",
+        "storage": "postgresql" if DATABASE_URL else "sqlite",
         "bench": "kafka",
         "count": args.count,
         "applied": distinct,

@@ -29,6 +29,8 @@ from dbos import DBOS, DBOSConfig, Queue, WorkflowHandle
 
 QUEUE_NAME = "bench_queue"
 
+DATABASE_URL: str | None = None  # --database-url: DBOS on PostgreSQL
+
 
 @DBOS.step()
 def double(x: int) -> int:
@@ -57,7 +59,8 @@ def run(queue: Queue, start_at: int, count: int, poll: float) -> float:
 def dbos_config(tmpdir: str) -> DBOSConfig:
     return {
         "name": "eoflow-bench-queue",
-        "system_database_url": f"sqlite:///{os.path.join(tmpdir, 'dbos.sqlite')}",
+        "system_database_url": DATABASE_URL
+        or f"sqlite:///{os.path.join(tmpdir, 'dbos.sqlite')}",
         "log_level": "WARNING",
         "enable_otlp": False,
     }
@@ -72,7 +75,10 @@ def main() -> None:
     parser.add_argument(
         "--poll-interval", type=float, default=0.1, help="queue and get_result polling seconds"
     )
+    parser.add_argument("--database-url", help="a PostgreSQL system database (default: SQLite)")
     args = parser.parse_args()
+    global DATABASE_URL
+    DATABASE_URL = args.database_url
     concurrency: int | None = args.concurrency
 
     tmpdir = tempfile.mkdtemp(prefix="dbos-bench-queue-")
@@ -95,7 +101,7 @@ def main() -> None:
         out = {
             "system": "dbos",
             "version": version("dbos"),
-            "storage": "sqlite",
+            "storage": "postgresql" if DATABASE_URL else "sqlite",
             "bench": "queue",
             "count": args.count,
             "concurrency": concurrency,

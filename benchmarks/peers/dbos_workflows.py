@@ -27,6 +27,8 @@ from typing import Any
 
 from dbos import DBOS, DBOSConfig, WorkflowHandle
 
+DATABASE_URL: str | None = None  # --database-url: DBOS on PostgreSQL
+
 
 @DBOS.step()
 def step_one(i: int) -> int:
@@ -72,7 +74,8 @@ def run_concurrent(count: int) -> None:
 def dbos_config(tmpdir: str) -> DBOSConfig:
     return {
         "name": "eoflow-bench-workflows",
-        "system_database_url": f"sqlite:///{os.path.join(tmpdir, 'dbos.sqlite')}",
+        "system_database_url": DATABASE_URL
+        or f"sqlite:///{os.path.join(tmpdir, 'dbos.sqlite')}",
         "log_level": "WARNING",
         "enable_otlp": False,
     }
@@ -82,7 +85,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--mode", choices=["sequential", "concurrent"], default="sequential")
     parser.add_argument("--count", type=int, default=None, help="default 200 / 500")
+    parser.add_argument("--database-url", help="a PostgreSQL system database (default: SQLite)")
     args = parser.parse_args()
+    global DATABASE_URL
+    DATABASE_URL = args.database_url
     count: int = args.count or (200 if args.mode == "sequential" else 500)
 
     tmpdir = tempfile.mkdtemp(prefix="dbos-bench-wf-")
@@ -103,7 +109,7 @@ def main() -> None:
         out = {
             "system": "dbos",
             "version": version("dbos"),
-            "storage": "sqlite",
+            "storage": "postgresql" if DATABASE_URL else "sqlite",
             "bench": "workflows",
             "mode": args.mode,
             "count": count,
