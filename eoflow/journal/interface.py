@@ -42,7 +42,8 @@ class TxStore(Protocol):
     def run_plain(self, work: Callable[[Any], T]) -> T: ...
 
     def apply_keyed(self, items: Sequence[tuple[str, str, Callable[[Any], object], str]],
-                    now_ms: int, budget: float | None = None) -> list[KeyedResult]: ...
+                    now_ms: int, budget: float | None = None,
+                    at_once: bool = True) -> list[KeyedResult]: ...
 
 
 class Journal(Protocol):

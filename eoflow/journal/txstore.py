@@ -27,6 +27,18 @@ from eoflow.journal.records import StepKind, StepRecord
 from eoflow.journal.sql import Q
 
 T = TypeVar("T")
+KEYS_PER_INSERT = 200  # Kafka keys per INSERT statement (3 parameters each)
+
+
+class _TooSlow(Exception):
+    """The batch's time budget ran out: apply it item by item, within the budget."""
+
+
+def _insert_keys(count: int) -> str:
+    """`count` Kafka keys in one INSERT that returns the keys it inserted (the new ones)."""
+    rows = ", ".join(["(?, ?, ?)"] * count)
+    return (f"INSERT INTO eoflow_kafka_keys (key, handler, applied_ms) VALUES {rows} "
+            "ON CONFLICT (key) DO NOTHING RETURNING key")
 
 Work = Callable[[Any], str]  # runs the user's SQL on the driver's connection; output as JSON
 
@@ -106,46 +118,103 @@ class SqlTxStore:
 
     def apply_keyed(
         self, items: Sequence[tuple[str, str, Callable[[Any], object], str]],
-        now_ms: int, budget: float | None = None,
+        now_ms: int, budget: float | None = None, at_once: bool = True,
     ) -> list[KeyedResult]:
         """Apply (key, handler name, work, lane) items in one durable transaction, in order,
         skipping known keys. Once an item fails, later items of its lane are SKIPPED, so that a
         lane (a partition) is never applied out of order. With a `budget` (seconds), the items
         left once it is spent are SKIPPED too (at least one item is tried): slow handlers then
-        hold the single writer for about that long, and other writers get their turn."""
+        hold the single writer for about that long, and other writers get their turn.
+
+        With `at_once`, the batch is first tried all at once; if an item fails, everything is
+        rolled back and the batch is applied item by item: the works before the failed one
+        then run twice (their SQL takes effect once, as always). Retries of failed items should
+        pass at_once=False."""
 
         def batch(conn: Conn) -> list[KeyedResult]:
-            results: list[KeyedResult] = []
-            failed_lanes: set[str] = set()
             until = None if budget is None else time.monotonic() + budget
-            for key, handler, work, lane in items:
-                if lane in failed_lanes or (until is not None and results
-                                            and time.monotonic() > until):
-                    results.append(KeyedResult(Applied.SKIPPED))
-                    continue
-                conn.execute("SAVEPOINT eoflow_msg")
-                try:
-                    conn.execute(Q["insert_kafka_key"], (key, handler, now_ms))
-                    if conn.changes() == 0:
-                        results.append(KeyedResult(Applied.DUPLICATE))
-                    else:
-                        work(self._user(conn))
-                        results.append(KeyedResult(Applied.APPLIED))
-                except Exception as failure:
-                    if conn.getautocommit():  # the whole batch is lost: nothing is applied
-                        raise
-                    conn.execute("ROLLBACK TO eoflow_msg")
-                    results.append(KeyedResult(Applied.FAILED, failure))
-                    failed_lanes.add(lane)
-                except BaseException:
-                    if not conn.getautocommit():
-                        conn.execute("ROLLBACK TO eoflow_msg")
-                        conn.execute("RELEASE eoflow_msg")
-                    raise
-                conn.execute("RELEASE eoflow_msg")
-            return results
+            # One item (a retry of a failed one, often) gains nothing from the fast path.
+            fast = self._all_at_once(conn, items, now_ms, until) \
+                if at_once and len(items) > 1 else None
+            return fast if fast is not None else \
+                self._one_by_one(conn, items, now_ms, until)
 
         return self.committer.turn(batch, savepoint=False)
+
+    def _all_at_once(
+        self, conn: Conn, items: Sequence[tuple[str, str, Callable[[Any], object], str]],
+        now_ms: int, until: float | None,
+    ) -> list[KeyedResult] | None:
+        """The usual case, in few statements: every key inserted at once (the new ones come
+        back), then each new item's work, under one savepoint. None, with nothing applied, if
+        an item fails or time runs out: `_one_by_one` then sorts the batch out, item by item.
+        (On PostgreSQL a savepoint per item costs two round trips to the server.)"""
+        conn.execute("SAVEPOINT eoflow_batch")
+        try:
+            fresh: set[str] = set()
+            for start in range(0, len(items), KEYS_PER_INSERT):
+                chunk = items[start:start + KEYS_PER_INSERT]
+                fresh.update(str(row[0]) for row in conn.execute(
+                    _insert_keys(len(chunk)),
+                    [v for key, handler, _, _ in chunk for v in (key, handler, now_ms)]))
+            results: list[KeyedResult] = []
+            for key, _, work, _ in items:
+                if key not in fresh:
+                    results.append(KeyedResult(Applied.DUPLICATE))
+                    continue
+                if until is not None and results and time.monotonic() > until:
+                    raise _TooSlow
+                fresh.discard(key)  # the same key twice in a batch applies once
+                work(self._user(conn))
+                results.append(KeyedResult(Applied.APPLIED))
+        except Exception:
+            if conn.getautocommit():  # the whole batch is lost: nothing is applied
+                raise
+            conn.execute("ROLLBACK TO eoflow_batch")
+            conn.execute("RELEASE eoflow_batch")
+            return None
+        except BaseException:
+            if not conn.getautocommit():
+                conn.execute("ROLLBACK TO eoflow_batch")
+                conn.execute("RELEASE eoflow_batch")
+            raise
+        conn.execute("RELEASE eoflow_batch")
+        return results
+
+    def _one_by_one(
+        self, conn: Conn, items: Sequence[tuple[str, str, Callable[[Any], object], str]],
+        now_ms: int, until: float | None,
+    ) -> list[KeyedResult]:
+        """Each item in a savepoint of its own: a failed item rolls back alone, and the later
+        items of its lane are SKIPPED."""
+        results: list[KeyedResult] = []
+        failed_lanes: set[str] = set()
+        for key, handler, work, lane in items:
+            if lane in failed_lanes or (until is not None and results
+                                        and time.monotonic() > until):
+                results.append(KeyedResult(Applied.SKIPPED))
+                continue
+            conn.execute("SAVEPOINT eoflow_msg")
+            try:
+                conn.execute(Q["insert_kafka_key"], (key, handler, now_ms))
+                if conn.changes() == 0:
+                    results.append(KeyedResult(Applied.DUPLICATE))
+                else:
+                    work(self._user(conn))
+                    results.append(KeyedResult(Applied.APPLIED))
+            except Exception as failure:
+                if conn.getautocommit():  # the whole batch is lost: nothing is applied
+                    raise
+                conn.execute("ROLLBACK TO eoflow_msg")
+                results.append(KeyedResult(Applied.FAILED, failure))
+                failed_lanes.add(lane)
+            except BaseException:
+                if not conn.getautocommit():
+                    conn.execute("ROLLBACK TO eoflow_msg")
+                    conn.execute("RELEASE eoflow_msg")
+                raise
+            conn.execute("RELEASE eoflow_msg")
+        return results
 
     # -- where the outcome lives --------------------------------------------------------------
 

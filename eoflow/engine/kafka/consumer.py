@@ -327,7 +327,8 @@ class ConsumerLoop:
         while pending:
             items = [(k.key, spec.name, handler_work(spec, m), lane_of(spec, m))
                      for k, m in pending]
-            results = rt.txstore.apply_keyed(items, rt.clock.now_ms(), TX_BATCH_BUDGET)
+            results = rt.txstore.apply_keyed(items, rt.clock.now_ms(), TX_BATCH_BUDGET,
+                                             at_once=not attempts)  # retries: one by one
             retry: list[tuple[KafkaKey, KafkaMessage]] = []
             failed: list[int] = []  # the attempt counts of the messages to retry
             for (key, message), result in zip(pending, results, strict=True):
