@@ -293,6 +293,11 @@ FROM eoflow_steps WHERE workflow_id = ? AND step = ?;
 INSERT INTO eoflow_kafka_keys (key, handler, applied_ms) VALUES (?, ?, ?)
 ON CONFLICT (key) DO NOTHING;
 
+-- name: forget_new_keys
+-- Keys inserted in this very transaction for messages that were then not applied (?1: a JSON
+-- array of them).
+DELETE FROM eoflow_kafka_keys WHERE key IN (SELECT value FROM json_each(?1));
+
 -- name: kafka_key_exists
 SELECT 1 FROM eoflow_kafka_keys WHERE key = ?;
 

@@ -216,6 +216,9 @@ WHERE workflow_id IN (SELECT jsonb_array_elements_text(?1::jsonb))
   AND status IN ('SUCCESS', 'ERROR', 'CANCELLED')
 RETURNING workflow_id;
 
+-- name: forget_new_keys
+DELETE FROM eoflow_kafka_keys WHERE key IN (SELECT jsonb_array_elements_text(?1::jsonb));
+
 -- name: prune_keys
 DELETE FROM eoflow_kafka_keys WHERE key IN (SELECT jsonb_array_elements_text(?1::jsonb));
 

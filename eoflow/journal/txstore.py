@@ -14,6 +14,7 @@ message was applied before, and its work is skipped.
 from __future__ import annotations
 
 import enum
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,10 +29,6 @@ from eoflow.journal.sql import Q
 
 T = TypeVar("T")
 KEYS_PER_INSERT = 200  # Kafka keys per INSERT statement (3 parameters each)
-
-
-class _TooSlow(Exception):
-    """The batch's time budget ran out: apply it item by item, within the budget."""
 
 
 def _insert_keys(count: int) -> str:
@@ -147,7 +144,7 @@ class SqlTxStore:
     ) -> list[KeyedResult] | None:
         """The usual case, in few statements: every key inserted at once (the new ones come
         back), then each new item's work, under one savepoint. None, with nothing applied, if
-        an item fails or time runs out: `_one_by_one` then sorts the batch out, item by item.
+        an item fails: `_one_by_one` then sorts the batch out, item by item.
         (On PostgreSQL a savepoint per item costs two round trips to the server.)"""
         conn.execute("SAVEPOINT eoflow_batch")
         try:
@@ -159,11 +156,18 @@ class SqlTxStore:
                     [v for key, handler, _, _ in chunk for v in (key, handler, now_ms)]))
             results: list[KeyedResult] = []
             for key, _, work, _ in items:
+                if until is not None and results and time.monotonic() > until:
+                    # Time is up: the rest is SKIPPED (tried again by the caller), and the keys
+                    # just inserted for it go (nothing of it was applied).
+                    unapplied = [k for k, _, _, _ in items[len(results):] if k in fresh]
+                    if unapplied:
+                        conn.execute(Q["forget_new_keys"], (json.dumps(unapplied),))
+                    results.extend(KeyedResult(Applied.SKIPPED)
+                                   for _ in range(len(items) - len(results)))
+                    break
                 if key not in fresh:
                     results.append(KeyedResult(Applied.DUPLICATE))
                     continue
-                if until is not None and results and time.monotonic() > until:
-                    raise _TooSlow
                 fresh.discard(key)  # the same key twice in a batch applies once
                 work(self._user(conn))
                 results.append(KeyedResult(Applied.APPLIED))

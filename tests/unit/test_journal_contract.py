@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -208,3 +209,46 @@ def test_kafka_messages_are_counted_once_however_often_delivered(journal: Journa
     journal.create_workflows([new("flush")], 4)  # a durable write after them: they are durable
     assert [(g, t, p, o, m) for g, t, p, o, m, _ in journal.kafka_offsets()] == [
         ("g", "t", 0, 4, 5), ("g", "t", 1, 7, 1)]
+
+
+def test_keyed_batches_skip_what_the_budget_leaves_and_apply_it_later(journal: Journal) -> None:
+    """A batch is tried at once; what its time budget leaves is SKIPPED, and its keys are not
+    kept: the next attempt applies it (never takes it for a duplicate)."""
+    from eoflow.journal.txstore import Applied
+
+    applied: list[int] = []
+
+    def work(i: int) -> Callable[[object], None]:
+        def apply(conn: object) -> None:
+            time.sleep(0.01)
+            applied.append(i)
+        return apply
+
+    items = [(f"k{i}", "h", work(i), "lane") for i in range(12)]
+    outcomes = [r.outcome for r in journal.tx.apply_keyed(items, 1, budget=0.03)]
+    done = outcomes.count(Applied.APPLIED)
+    assert 1 <= done < 12 and outcomes == [Applied.APPLIED] * done + [Applied.SKIPPED] * (12 - done)
+    again = [r.outcome for r in journal.tx.apply_keyed(items[done:], 2)]
+    assert again == [Applied.APPLIED] * (12 - done)
+    assert applied == list(range(12))
+    assert {r.outcome for r in journal.tx.apply_keyed(items, 3)} == {Applied.DUPLICATE}
+
+
+def test_a_failed_item_rolls_back_alone_and_stops_its_lane(journal: Journal) -> None:
+    from eoflow.journal.txstore import Applied
+
+    def fail(conn: object) -> None:
+        raise ValueError("poison")
+
+    def ok(conn: object) -> None:
+        pass
+
+    items = [("a1", "h", ok, "a"), ("a2", "h", fail, "a"), ("b1", "h", ok, "b"),
+             ("a3", "h", ok, "a"), ("b1", "h", ok, "b")]
+    results = journal.tx.apply_keyed(items, 1)
+    assert [r.outcome for r in results] == [Applied.APPLIED, Applied.FAILED, Applied.APPLIED,
+                                            Applied.SKIPPED, Applied.DUPLICATE]
+    assert isinstance(results[1].error, ValueError)
+    retried = journal.tx.apply_keyed([("a2", "h", ok, "a"), ("a3", "h", ok, "a")], 2,
+                                     at_once=False)
+    assert [r.outcome for r in retried] == [Applied.APPLIED, Applied.APPLIED]
