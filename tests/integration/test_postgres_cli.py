@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 
+import psycopg
 import pytest
 from click.testing import CliRunner
 
-from eoflow import Engine, step, workflow
+import eoflow
+from eoflow import Engine, step, transaction, workflow
 from eoflow.cli.main import cli
 from eoflow.errors import JournalLockedError, JournalUnavailableError
 
@@ -85,3 +87,32 @@ def test_an_unreachable_server_is_one_clear_line(secret_url: str) -> None:
     assert "s3cret" not in str(info.value)
     code, out = invoke("status", "--journal", url)
     assert code == 1 and len(out.strip().splitlines()) == 1 and "s3cret" not in out
+
+
+@transaction()
+def p_record(x: int) -> None:
+    eoflow.db().execute("INSERT INTO p_orders VALUES (%s)", (x,))
+
+
+@workflow()
+def p_order(x: int) -> int:
+    p_record(x)
+    return x
+
+
+def test_a_schema_in_the_url_keeps_eoflows_tables_apart(pg_url: str) -> None:
+    admin = psycopg.connect(pg_url, autocommit=True)
+    admin.execute("CREATE SCHEMA eoflow")
+    admin.execute("CREATE TABLE public.p_orders (x INTEGER)")
+    url = pg_url + "&options=-csearch_path%3Deoflow,public"
+    with Engine(journal=url) as engine:
+        assert engine.run(p_order, 7) == 7
+    schemas = {row[0] for row in admin.execute(
+        "SELECT schemaname FROM pg_tables WHERE tablename LIKE 'eoflow%'")}
+    assert schemas == {"eoflow"}
+    assert admin.execute("SELECT x FROM public.p_orders").fetchall() == [(7,)]
+    code, out = invoke("status", "--json", "--journal", url)
+    assert code == 0 and json.loads(out)["workflows"]["SUCCESS"] == 1
+    code, out = invoke("status", "--journal", pg_url)  # without the schema: no journal there
+    assert code == 1 and "holds no eoflow journal" in out
+    admin.close()
