@@ -32,7 +32,7 @@ def open_journal(target: str, durability: str = "full") -> Journal:
     """The engine's journal at `target`. `durability` is SQLite's: a PostgreSQL journal is as
     durable as its server's settings make a commit (synchronous_commit)."""
     if is_url(target):
-        journal: Journal = _postgres(target).PostgresJournal.open(target)
+        journal: Journal = postgres_module(target).PostgresJournal.open(target)
         return journal
     return SQLiteJournal.open(target, durability)
 
@@ -40,7 +40,7 @@ def open_journal(target: str, durability: str = "full") -> Journal:
 def open_reader(target: str) -> Reader:
     """A reader of the journal at `target` that sees committed records only."""
     if is_url(target):
-        postgres = _postgres(target)
+        postgres = postgres_module(target)
         return Reader(redact(target), postgres.open_reader_connection(target), postgres.POSTGRES)
     return SQLiteReader(target)
 
@@ -50,7 +50,7 @@ def open_side(target: str, *, tx_only: bool = False, readonly: bool = False) -> 
     application database (which holds transaction records only). `readonly`: a SQLite file is
     opened read-only (a PostgreSQL reader simply writes nothing)."""
     if is_url(target):
-        postgres = _postgres(target)
+        postgres = postgres_module(target)
         conn = postgres.connect(target) if tx_only else postgres.open_reader_connection(target)
         return Side(conn, postgres.POSTGRES, redact(target))
     if not os.path.exists(target):  # a typo must not leave a new, empty file behind
@@ -67,7 +67,7 @@ def open_side(target: str, *, tx_only: bool = False, readonly: bool = False) -> 
     return Side(conn, SQLITE, target)
 
 
-def _postgres(target: str) -> ModuleType:
+def postgres_module(target: str) -> ModuleType:
     """The PostgreSQL journal's module, imported only when a URL asks for it."""
     try:
         from eoflow.journal import postgres

@@ -53,6 +53,25 @@ def migrate(conn: PgConn) -> None:
         raise
 
 
+def open_app_connection(url: str) -> PgConn:
+    """The writer of an application database (`--app-db`): its transaction records' tables
+    are created if need be (under the migration lock, like a journal's)."""
+    conn = connect(url)
+    try:
+        conn.execute("BEGIN")
+        conn.execute(QPG["migration_lock"])
+        conn.execute(QPG["tx_schema_1"])
+        conn.execute(Q["tx_schema_2"])
+        POSTGRES.commit(conn)
+    except POSTGRES.errors as error:
+        conn.close()
+        raise POSTGRES.translate(conn.where, error) from error
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
 def require_journal(conn: PgConn) -> int:
     """For readers: fail clearly unless the database holds an eoflow journal."""
     version = schema_version(conn)
