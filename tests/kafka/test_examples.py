@@ -24,6 +24,7 @@ def query(journal: Path, sql: str) -> list[tuple]:
     if not journal.exists():
         return []
     conn = apsw.Connection(str(journal), flags=apsw.SQLITE_OPEN_READONLY)
+    conn.setbusytimeout(5000)  # the app may be creating the file this very moment
     try:
         return conn.execute(sql).fetchall()
     except apsw.SQLError:
