@@ -252,3 +252,31 @@ def test_a_failed_item_rolls_back_alone_and_stops_its_lane(journal: Journal) -> 
     retried = journal.tx.apply_keyed([("a2", "h", ok, "a"), ("a3", "h", ok, "a")], 2,
                                      at_once=False)
     assert [r.outcome for r in retried] == [Applied.APPLIED, Applied.APPLIED]
+
+
+def test_postgres_journals_opened_at_once_migrate_once(pg_url: str) -> None:
+    """Two processes starting together: the migration runs under an advisory lock, so one
+    creates the schema and the other finds it (then one owns the journal)."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    at = time.time() + 3  # every process imports first, then all open at this instant
+    with context.Pool(4) as pool:
+        outcomes = pool.map_async(_open_postgres, [(pg_url, at)] * 4).get(timeout=60)
+    assert sorted(outcomes, key=str)[-1] == "owner" and outcomes.count("owner") >= 1
+    assert set(outcomes) <= {"owner", "locked"}, outcomes
+
+
+def _open_postgres(job: tuple[str, float]) -> str:
+    from eoflow.errors import JournalLockedError
+    from eoflow.journal.postgres import PostgresJournal
+
+    url, at = job
+    time.sleep(max(0.0, at - time.time()))
+    try:
+        journal = PostgresJournal.open(url)
+    except JournalLockedError:
+        return "locked"
+    time.sleep(0.5)  # hold it while the others try
+    journal.close()
+    return "owner"
