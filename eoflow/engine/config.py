@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from eoflow.errors import ConfigError
@@ -73,8 +73,8 @@ def parse_duration(setting: str, raw: str | float | int) -> float:
 
 @dataclass(frozen=True)
 class EngineConfig:
-    journal: str = DEFAULT_JOURNAL
-    app_db: str | None = None
+    journal: str = field(default=DEFAULT_JOURNAL, repr=False)  # a URL may hold a password
+    app_db: str | None = field(default=None, repr=False)
     workers: int = DEFAULT_WORKERS
     durability: str = "full"
     grace_period: float = DEFAULT_GRACE

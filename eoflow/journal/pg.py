@@ -41,6 +41,9 @@ def _open(url: str, where: str) -> Any:
     name = f"eoflow pid {os.getpid()} on {socket.gethostname()}"[:63]
     try:
         return psycopg.connect(url, autocommit=True, application_name=name, connect_timeout=10)
+    except psycopg.ProgrammingError as error:  # libpq's words may quote the URL's secrets
+        raise JournalError(where, "is not a valid PostgreSQL URL; check --journal (see "
+                                  "libpq's connection URIs)") from error
     except psycopg.Error as error:
         raise JournalUnavailableError(where, f"cannot connect ({_first_line(error)}); check the "
                                              "URL and that the server is running") from error
@@ -76,12 +79,18 @@ class PgConn:
         self._reconnect_any = reconnect_any
         self._changes = 0
 
-    def execute(self, sql: str, params: Any = (), /) -> Any:
+    def begin(self, sql: str) -> None:
+        """Open a transaction with `sql`, on a new connection if this one was lost."""
         if self.raw.broken or self.raw.closed:
-            # The server went away (a restart, a network cut). Whatever transaction was open
-            # is gone, and its callers were told: a new connection serves only new work.
-            if self._reconnect_any or sql == "BEGIN":
-                self._reconnect()
+            self._reconnect()
+        self.execute(sql)
+
+    def execute(self, sql: str, params: Any = (), /) -> Any:
+        if self._reconnect_any and (self.raw.broken or self.raw.closed):
+            # The server went away (a restart, a network cut). A reader's statements are each
+            # their own transaction; a writer reconnects only where a new one begins (begin):
+            # whatever transaction was open is gone, and its callers were told.
+            self._reconnect()
         found = self._cache.get(sql)
         if found is None:
             found = self._cache[sql] = to_pg(sql)
@@ -104,7 +113,11 @@ class PgConn:
         self.raw = _open(self._url, self.where)  # JournalUnavailableError while still away
         log.warning("journal %s: reconnected to the server after losing it", self.where)
         if self.on_reconnect is not None:
-            self.on_reconnect(self)
+            try:
+                self.on_reconnect(self)  # e.g. ownership: never write without it
+            except BaseException:
+                self.raw.close()  # so that the next BEGIN tries again, from the start
+                raise
 
     def getautocommit(self) -> bool:
         # In error (INERROR) the transaction is still there: a savepoint can be rolled back to.
@@ -123,7 +136,7 @@ class PostgresBackend:
     creation_order = "seq"
 
     def snapshot(self, conn: Any) -> None:
-        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        conn.begin("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
 
     def stream(self, conn: Any, sql: str) -> Iterator[Any]:
         with conn.raw.cursor(name="eoflow_stream") as cursor:  # a server-side cursor
@@ -134,7 +147,10 @@ class PostgresBackend:
         return bool(conn.execute(QPG["has_table"], (name,)).fetchone()[0])
 
     def begin(self, conn: Any) -> None:
-        conn.execute("BEGIN")
+        # One round trip: BEGIN, then the journal's write lock (held to COMMIT), so that an
+        # operator's change from the CLI and the engine's batches never interleave (SQLite's
+        # BEGIN IMMEDIATE does the same).
+        conn.begin(QPG["begin_write"])
 
     def commit(self, conn: Any) -> None:
         # The server answers COMMIT in a failed transaction with a ROLLBACK, without an error.

@@ -127,7 +127,13 @@ CREATE TABLE IF NOT EXISTS eoflow_kafka_keys (
 );
 
 -- name: has_table
-SELECT to_regclass(?) IS NOT NULL;
+-- In the journal's own schema (the one the locks below name), not anywhere on the search_path.
+SELECT to_regclass(quote_ident(current_schema()) || '.' || ?) IS NOT NULL;
+
+-- name: begin_write
+-- A write transaction of the journal: one writer at a time per schema (the engine's batches,
+-- an operator's change from the CLI), as SQLite's BEGIN IMMEDIATE. Sent as one round trip.
+BEGIN; SELECT pg_advisory_xact_lock(hashtext('eoflow-write:' || current_schema()));
 
 -- name: migration_lock
 -- One migration at a time per schema, whichever process starts first (held to COMMIT).

@@ -3,7 +3,7 @@ password)."""
 
 from __future__ import annotations
 
-import urllib.parse
+import re
 
 SCHEMES = ("postgresql://", "postgres://")
 
@@ -15,13 +15,15 @@ def is_url(journal: str) -> bool:
 
 def redact(url: str) -> str:
     """The URL without its password, for messages, logs and `eoflow status` (a password may
-    also come from PGPASSWORD or ~/.pgpass, which are never read here)."""
+    also come from PGPASSWORD or ~/.pgpass, which are never read here). Done on the raw text,
+    so that a password holding '/', '?' or '#' (not percent-encoded) is masked too."""
     if not is_url(url):
         return url
-    parts = urllib.parse.urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        user, _, host = netloc.rpartition("@")
-        netloc = f"{user.partition(':')[0]}@{host}"
-    query = "&".join(p for p in parts.query.split("&") if not p.startswith("password="))
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    scheme, _, rest = url.partition("://")
+    at = rest.rfind("@")
+    if at != -1:
+        rest = rest[:at].partition(":")[0] + rest[at:]
+    return f"{scheme}://{_SECRET_PARAMS.sub('', rest)}"
+
+
+_SECRET_PARAMS = re.compile(r"(?<=[?&])(?:ssl)?password=[^&]*&?")
