@@ -14,7 +14,7 @@ def journal_option(fn: F) -> F:
     return click.option(
         "--journal", "journal", default="eoflow.db", envvar="EOFLOW_JOURNAL", show_default=True,
         show_envvar=True, type=click.Path(dir_okay=False),
-        help="The journal file (SQLite) of the app.")(fn)
+        help="The journal of the app: a SQLite file, or a postgresql:// URL.")(fn)
 
 
 def json_option(fn: F) -> F:

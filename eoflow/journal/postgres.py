@@ -10,7 +10,9 @@ two processes starting at once migrate once.
 
 from __future__ import annotations
 
-from eoflow.errors import JournalError, JournalFormatError, JournalLockedError
+from collections.abc import Callable
+
+from eoflow.errors import JournalFormatError, JournalLockedError
 from eoflow.journal.pg import POSTGRES, QPG, PgConn, connect
 from eoflow.journal.sql import Q
 from eoflow.journal.sqljournal import SqlJournal
@@ -34,12 +36,13 @@ def schema_version(conn: PgConn) -> int:
     return version
 
 
-def migrate(conn: PgConn) -> None:
-    """Bring the journal to SCHEMA_VERSION in one transaction, one process at a time."""
+def migrate(conn: PgConn, *, journal: bool = True) -> None:
+    """Bring the journal to SCHEMA_VERSION in one transaction, one process at a time (with
+    `journal` False: only the tables of an application database, its transaction records)."""
     conn.execute("BEGIN")
     try:
         conn.execute(QPG["migration_lock"])
-        version = schema_version(conn)
+        version = schema_version(conn) if journal else SCHEMA_VERSION
         for number in range(version, SCHEMA_VERSION):
             conn.execute(MIGRATIONS[number])
         if version != SCHEMA_VERSION:
@@ -56,20 +59,7 @@ def migrate(conn: PgConn) -> None:
 def open_app_connection(url: str) -> PgConn:
     """The writer of an application database (`--app-db`): its transaction records' tables
     are created if need be (under the migration lock, like a journal's)."""
-    conn = connect(url)
-    try:
-        conn.execute("BEGIN")
-        conn.execute(QPG["migration_lock"])
-        conn.execute(QPG["tx_schema_1"])
-        conn.execute(Q["tx_schema_2"])
-        POSTGRES.commit(conn)
-    except POSTGRES.errors as error:
-        conn.close()
-        raise POSTGRES.translate(conn.where, error) from error
-    except BaseException:
-        conn.close()
-        raise
-    return conn
+    return _checked(connect(url), lambda conn: migrate(conn, journal=False))
 
 
 def require_journal(conn: PgConn) -> int:
@@ -120,13 +110,17 @@ class PostgresJournal(SqlJournal):
 
 def open_reader_connection(url: str) -> PgConn:
     """A connection for reading a journal (`eoflow status`), checked to hold one."""
-    conn = connect(url, reconnect_any=True)
+    return _checked(connect(url, reconnect_any=True), require_journal)
+
+
+def _checked(conn: PgConn, check: Callable[[PgConn], object]) -> PgConn:
+    """`conn` once `check(conn)` passed; closed, with a one-line error, if it failed."""
     try:
-        require_journal(conn)
+        check(conn)
     except POSTGRES.errors as error:
         conn.close()
         raise POSTGRES.translate(conn.where, error) from error
-    except JournalError:
+    except BaseException:
         conn.close()
         raise
     return conn

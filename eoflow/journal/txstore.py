@@ -14,6 +14,7 @@ message was applied before, and its work is skipped.
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -31,6 +32,7 @@ T = TypeVar("T")
 KEYS_PER_INSERT = 200  # Kafka keys per INSERT statement (3 parameters each)
 
 
+@functools.lru_cache(maxsize=8)
 def _insert_keys(count: int) -> str:
     """`count` Kafka keys in one INSERT that returns the keys it inserted (the new ones)."""
     rows = ", ".join(["(?, ?, ?)"] * count)
