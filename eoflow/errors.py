@@ -138,6 +138,18 @@ class AbortedError(EoflowError):
                          "raise an Exception instead to fail it, or let it return")
 
 
+class TransactionAbortedError(EoflowError):
+    """A @transaction function caught a database error and went on, but PostgreSQL had already
+    aborted its transaction: nothing it did after that could take effect."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(
+            f"{name!r} caught a database error and went on, but the database had aborted its "
+            "transaction; let the error propagate (eoflow records the failure), or wrap the "
+            "statement that may fail in `with eoflow.db().transaction():` (a savepoint)")
+
+
 class WorkflowCancelledError(EoflowError):
     """The workflow was cancelled (or timed out) and stopped at a step boundary."""
 

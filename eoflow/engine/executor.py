@@ -204,7 +204,9 @@ def call_transaction(run: RunContext, definition: Definition, args: tuple[Any, .
     crashpoints.hit("after_step")
     if outcome.fresh:
         if outcome.error is not None:
-            raise fresh["error"]
+            # The function's own exception; or, when it returned, what the store refused
+            # after it (e.g. TransactionAbortedError), as recorded.
+            raise fresh.get("error") or codec.decode_error(outcome.error)
         return fresh["value"]
     log.info("workflow %s: transaction %d %s was already committed; reusing its outcome",
              run.workflow_id, number, definition.name)

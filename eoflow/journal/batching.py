@@ -22,6 +22,7 @@ from typing import Any, Generic, Literal, TypeVar, overload
 
 from eoflow.errors import EngineClosedError, JournalError
 from eoflow.journal.backend import Backend, Conn
+from eoflow.journal.savepoint import in_savepoint
 from eoflow.latch import Latch
 
 T = TypeVar("T")
@@ -178,16 +179,7 @@ class GroupCommitter:
     def _execute(self, op: _Op[T]) -> T:
         if not op.savepoint:
             return op.work(self.conn)
-        self.conn.execute("SAVEPOINT eoflow_op")
-        try:
-            result = op.work(self.conn)
-        except BaseException:
-            if not self.conn.getautocommit():  # else the database rolled everything back
-                self.conn.execute("ROLLBACK TO eoflow_op")
-                self.conn.execute("RELEASE eoflow_op")
-            raise
-        self.conn.execute("RELEASE eoflow_op")
-        return result
+        return in_savepoint(self.conn, self.backend, "eoflow_op", lambda: op.work(self.conn))
 
     # -- the writer thread --------------------------------------------------------------------
 

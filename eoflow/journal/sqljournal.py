@@ -19,6 +19,7 @@ from eoflow.journal.primitive_ops import insert_step
 from eoflow.journal.reader import Reader
 from eoflow.journal.records import Action, KafkaKey, NewWorkflow, Status, StepRecord, WorkflowRecord
 from eoflow.journal.retention import PruneReport
+from eoflow.journal.savepoint import in_savepoint
 from eoflow.journal.sql import Q
 from eoflow.journal.txstore import SqlTxStore
 
@@ -76,20 +77,18 @@ class SqlJournal(Reader):
             return bool(conn.changes())
         # A duplicate breaks the dedup index: roll back to here (PostgreSQL refuses any further
         # statement in a failed transaction), then name the live run that holds the id.
-        conn.execute("SAVEPOINT eoflow_dedup")
-        try:
+        def insert() -> bool:
             conn.execute(Q["insert_workflow"], params)
-            created = bool(conn.changes())
+            return bool(conn.changes())
+
+        try:
+            return in_savepoint(conn, self.backend, "eoflow_dedup", insert)
         except self.backend.errors as error:
-            conn.execute("ROLLBACK TO eoflow_dedup")
-            conn.execute("RELEASE eoflow_dedup")
             if not self.backend.unique_violation(error):
                 raise
             existing = conn.execute(Q["live_dedup"], (run.queue, run.dedup_id)).fetchone()
             raise DedupError(str(run.queue), run.dedup_id,
                              existing[0] if existing else "?") from None
-        conn.execute("RELEASE eoflow_dedup")
-        return created
 
     @staticmethod
     def stored_inputs(inputs: str | bytes) -> str | bytes:

@@ -26,6 +26,7 @@ from eoflow.journal.batching import GroupCommitter
 from eoflow.journal.codec import encode_error
 from eoflow.journal.primitive_ops import insert_step
 from eoflow.journal.records import StepKind, StepRecord
+from eoflow.journal.savepoint import in_savepoint
 from eoflow.journal.sql import Q
 
 T = TypeVar("T")
@@ -70,6 +71,7 @@ class SqlTxStore:
         self.committer = committer
         self.path = committer.path
         self.in_journal = in_journal
+        self._backend = committer.backend
         self._user = committer.backend.user_connection
 
     def run_transaction(
@@ -87,21 +89,14 @@ class SqlTxStore:
             found = self._recorded(conn, workflow_id, step)
             if found is not None:
                 return found
-            conn.execute("SAVEPOINT eoflow_tx")
             try:
-                output, error = work(self._user(conn)), None
+                output, error = in_savepoint(
+                    conn, self._backend, "eoflow_tx", lambda: work(self._user(conn)), name), None
             except Exception as failure:
                 if conn.getautocommit():  # SQLite ended the transaction (disk full, I/O error)
                     raise
-                conn.execute("ROLLBACK TO eoflow_tx")
                 output, error = None, encode_error(failure)
-            except BaseException:
-                if not conn.getautocommit():
-                    conn.execute("ROLLBACK TO eoflow_tx")
-                    conn.execute("RELEASE eoflow_tx")
-                raise
             self._record(conn, workflow_id, step, name, output, error, started_ms, clock_ms())
-            conn.execute("RELEASE eoflow_tx")
             return TxOutcome(output, error, fresh=True)
 
         return self.committer.turn(attempt, savepoint=False)
@@ -130,13 +125,18 @@ class SqlTxStore:
         then run twice (their SQL takes effect once, as always). Retries of failed items should
         pass at_once=False."""
 
+        def deadline() -> float | None:
+            return None if budget is None else time.monotonic() + budget
+
         def batch(conn: Conn) -> list[KeyedResult]:
-            until = None if budget is None else time.monotonic() + budget
             # One item (a retry of a failed one, often) gains nothing from the fast path.
-            fast = self._all_at_once(conn, items, now_ms, until) \
+            fast = self._all_at_once(conn, items, now_ms, deadline()) \
                 if at_once and len(items) > 1 else None
+            # After a failed fast path, the fallback gets a whole budget of its own: with what
+            # was left of the first, it could apply less than the fast path had reached, and a
+            # batch retried that way would crawl.
             return fast if fast is not None else \
-                self._one_by_one(conn, items, now_ms, until)
+                self._one_by_one(conn, items, now_ms, deadline())
 
         return self.committer.turn(batch, savepoint=False)
 
@@ -148,8 +148,7 @@ class SqlTxStore:
         back), then each new item's work, under one savepoint. None, with nothing applied, if
         an item fails: `_one_by_one` then sorts the batch out, item by item.
         (On PostgreSQL a savepoint per item costs two round trips to the server.)"""
-        conn.execute("SAVEPOINT eoflow_batch")
-        try:
+        def attempt() -> list[KeyedResult]:
             fresh: set[str] = set()
             for start in range(0, len(items), KEYS_PER_INSERT):
                 chunk = items[start:start + KEYS_PER_INSERT]
@@ -173,19 +172,14 @@ class SqlTxStore:
                 fresh.discard(key)  # the same key twice in a batch applies once
                 work(self._user(conn))
                 results.append(KeyedResult(Applied.APPLIED))
+            return results
+
+        try:
+            return in_savepoint(conn, self._backend, "eoflow_batch", attempt, "a Kafka handler")
         except Exception:
             if conn.getautocommit():  # the whole batch is lost: nothing is applied
                 raise
-            conn.execute("ROLLBACK TO eoflow_batch")
-            conn.execute("RELEASE eoflow_batch")
             return None
-        except BaseException:
-            if not conn.getautocommit():
-                conn.execute("ROLLBACK TO eoflow_batch")
-                conn.execute("RELEASE eoflow_batch")
-            raise
-        conn.execute("RELEASE eoflow_batch")
-        return results
 
     def _one_by_one(
         self, conn: Conn, items: Sequence[tuple[str, str, Callable[[Any], object], str]],
@@ -200,26 +194,23 @@ class SqlTxStore:
                                         and time.monotonic() > until):
                 results.append(KeyedResult(Applied.SKIPPED))
                 continue
-            conn.execute("SAVEPOINT eoflow_msg")
-            try:
+
+            def apply(key: str = key, handler: str = handler,
+                      work: Callable[[Any], object] = work) -> Applied:
                 conn.execute(Q["insert_kafka_key"], (key, handler, now_ms))
                 if conn.changes() == 0:
-                    results.append(KeyedResult(Applied.DUPLICATE))
-                else:
-                    work(self._user(conn))
-                    results.append(KeyedResult(Applied.APPLIED))
+                    return Applied.DUPLICATE
+                work(self._user(conn))
+                return Applied.APPLIED
+
+            try:
+                results.append(KeyedResult(
+                    in_savepoint(conn, self._backend, "eoflow_msg", apply, handler)))
             except Exception as failure:
                 if conn.getautocommit():  # the whole batch is lost: nothing is applied
                     raise
-                conn.execute("ROLLBACK TO eoflow_msg")
                 results.append(KeyedResult(Applied.FAILED, failure))
                 failed_lanes.add(lane)
-            except BaseException:
-                if not conn.getautocommit():
-                    conn.execute("ROLLBACK TO eoflow_msg")
-                    conn.execute("RELEASE eoflow_msg")
-                raise
-            conn.execute("RELEASE eoflow_msg")
         return results
 
     # -- where the outcome lives --------------------------------------------------------------

@@ -161,6 +161,36 @@ def test_transaction_in_workflow_is_recorded_in_the_same_file(engine: Engine) ->
         (1, "e_add_one", "step"), (2, "e_pay", "transaction")]
 
 
+@transaction()
+def e_swallow(order_id: str) -> str:
+    app_sql("CREATE TABLE IF NOT EXISTS payments(order_id TEXT PRIMARY KEY, amount INT)")
+    app_sql("INSERT INTO payments VALUES (?, ?)", (order_id, 1))
+    try:
+        app_sql("INSERT INTO payments VALUES (?, ?)", (order_id, 2))
+    except Exception:
+        pass  # PostgreSQL has aborted the transaction by now; SQLite has not
+    return "went on"
+
+
+@workflow()
+def e_swallowing(order_id: str) -> str:
+    return e_swallow(order_id)
+
+
+def test_a_transaction_that_swallows_a_database_error(engine: Engine) -> None:
+    """On PostgreSQL the function's later work could not take effect: it is recorded as the
+    transaction's failure, naming the fix, and the engine's next writes are unharmed."""
+    handle = engine.start(e_swallowing, "s1", workflow_id="s1")
+    if engine.journal.backend.name == "sqlite":
+        assert handle.result() == "went on"
+    else:
+        with pytest.raises(Exception, match=r"caught a database error.*db\(\).transaction"):
+            handle.result()
+    assert engine.run(e_order, {"id": "after", "amount": 2}, workflow_id="after") == 2
+    assert payments(engine) == (
+        [("after", 2), ("s1", 1)] if engine.journal.backend.name == "sqlite" else [("after", 2)])
+
+
 def test_app_db_holds_application_data(journal_path: str, tmp_path) -> None:
     app_db = str(tmp_path / "app.db")
     with Engine(journal=journal_path, app_db=app_db) as engine:

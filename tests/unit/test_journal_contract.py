@@ -8,6 +8,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -252,6 +253,40 @@ def test_a_failed_item_rolls_back_alone_and_stops_its_lane(journal: Journal) -> 
     retried = journal.tx.apply_keyed([("a2", "h", ok, "a"), ("a3", "h", ok, "a")], 2,
                                      at_once=False)
     assert [r.outcome for r in retried] == [Applied.APPLIED, Applied.APPLIED]
+
+
+def test_a_handler_that_swallows_a_database_error_fails_alone(journal: Journal) -> None:
+    """SQLite goes on after a failed statement; PostgreSQL aborts the transaction. Either way
+    the batch commits: on PostgreSQL the handler that went on is that message's failure (it
+    would otherwise leave the whole batch unusable, retried for ever)."""
+    from eoflow.errors import TransactionAbortedError
+    from eoflow.journal.txstore import Applied
+
+    def swallow(conn: Any) -> None:
+        try:
+            conn.execute("SELECT * FROM no_such_table")
+        except Exception:
+            pass
+
+    def ok(conn: object) -> None:
+        pass
+
+    for at_once in (True, False):
+        items = [(f"a{at_once}", "h", ok, "a"), (f"b{at_once}", "h", swallow, "b"),
+                 (f"c{at_once}", "h", ok, "c")]
+        results = journal.tx.apply_keyed(items, 1, at_once=at_once)
+        if isinstance(journal, SQLiteJournal):
+            assert [r.outcome for r in results] == [Applied.APPLIED] * 3
+        else:
+            assert [r.outcome for r in results] == [Applied.APPLIED, Applied.FAILED,
+                                                    Applied.APPLIED]
+            assert isinstance(results[1].error, TransactionAbortedError)
+            assert "db().transaction()" in str(results[1].error)
+    # The failed message's key was rolled back with it: it is applied when retried.
+    again = journal.tx.apply_keyed([("bTrue", "h", ok, "b"), ("aTrue", "h", ok, "a")], 2)
+    assert [r.outcome for r in again] == [
+        Applied.DUPLICATE if isinstance(journal, SQLiteJournal) else Applied.APPLIED,
+        Applied.DUPLICATE]
 
 
 def test_postgres_journals_opened_at_once_migrate_once(pg_url: str) -> None:
