@@ -226,6 +226,7 @@ class JournalLockedError(JournalError):
     """Another engine owns the journal."""
 
     def __init__(self, path: str, owner: str) -> None:
+        self.owner = owner
         super().__init__(
             path,
             f"in use by another eoflow engine ({owner}); stop it, or give this one its own "

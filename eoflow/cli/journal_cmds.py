@@ -81,11 +81,15 @@ def backup(destination: str, journal: str, as_json: bool, force: bool) -> None:
 @click.argument("source")
 @click.argument("destination")
 @json_option
-def copy_journal(source: str, destination: str, as_json: bool) -> None:
+@click.option("--live", is_flag=True,
+              help="Copy SOURCE while its app runs: a snapshot to look at, never to run (both "
+                   "journals run would apply messages twice).")
+def copy_journal(source: str, destination: str, as_json: bool, live: bool) -> None:
     """Copy the journal at SOURCE to DESTINATION, each a SQLite file or a postgresql:// URL:
     runs, steps, Kafka keys and offsets, messages, events, quarantine. DESTINATION must hold no
-    journal data yet (a new file, an empty database); SOURCE may be in use by its app."""
-    rows = copy.copy(source, destination)
+    journal data yet (a new file, an empty database). Stop SOURCE's app first (or pass
+    --live); no app may start on SOURCE until the copy ends."""
+    rows = copy.copy(source, destination, live=live)
     if as_json:
         render.print_json({"source": redact(source), "destination": redact(destination),
                            "rows": rows})

@@ -5,7 +5,10 @@ Everything eoflow keeps is copied: runs (in the order they were created), steps,
 records, Kafka keys, offsets and topics, messages, events, quarantine, pending operator
 requests and settings. The application's own tables are not eoflow's to move.
 
-The source is read in one snapshot (an engine may keep running on it); the destination is
+The source is read in one snapshot, and held as its engine would hold it: a copy made while an
+engine runs misses what the engine does next, and if both journals were then run, messages and
+runs would take effect twice. `live=True` copies a running journal anyway (to debug a snapshot,
+never to run it). The destination is
 opened as an engine opens it (created and migrated if need be, and owned for the duration, so
 no engine writes there meanwhile) and must hold no journal data yet. Rows are written in
 batches, through the destination's own group committer.
@@ -13,13 +16,14 @@ batches, through the destination's own group committer.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from eoflow.errors import JournalError
+from eoflow.errors import JournalError, JournalLockedError
 from eoflow.journal.backend import Conn
 from eoflow.journal.codec import MAGIC
-from eoflow.journal.opening import open_journal, open_side
+from eoflow.journal.opening import open_journal, open_side, owned
 from eoflow.journal.sqljournal import SqlJournal
 from eoflow.journal.urls import redact
 
@@ -53,12 +57,27 @@ TABLES: list[tuple[str, str, str]] = [
 INPUTS = 3  # the position of eoflow_workflows.inputs, whose type differs between backends
 
 
-def copy(source: str, destination: str,
-         progress: Callable[[str, int], None] | None = None) -> dict[str, int]:
+def copy(source: str, destination: str, progress: Callable[[str, int], None] | None = None,
+         *, live: bool = False) -> dict[str, int]:
     """Copy the journal at `source` into `destination` (a path or a URL); returns the rows
-    copied per table. `progress(table, rows)` follows each batch."""
+    copied per table. `progress(table, rows)` follows each batch. Unless `live`, no engine may
+    run on the source meanwhile."""
     if redact(source) == redact(destination):
         raise JournalError(redact(destination), "is the source itself; choose another")
+    with contextlib.ExitStack() as held:
+        if not live:
+            try:
+                held.enter_context(owned(source))
+            except JournalLockedError as error:
+                raise JournalError(redact(source), (
+                    f"is in use by its engine ({error.owner}); stop it first, so that the copy "
+                    "is whole and only one of the two is ever run, or pass --live to copy a "
+                    "snapshot to look at")) from None
+        return _copy(source, destination, progress)
+
+
+def _copy(source: str, destination: str,
+          progress: Callable[[str, int], None] | None) -> dict[str, int]:
     side = open_side(source)
     try:
         target = open_journal(destination)

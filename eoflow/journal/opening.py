@@ -6,13 +6,15 @@ a short connection of its own for an operator's change (`open_side`), beside a r
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from types import ModuleType
 from typing import NamedTuple
 
 from eoflow.errors import JournalError
 from eoflow.journal.backend import Backend, Conn
-from eoflow.journal.connection import SQLITE, connect
+from eoflow.journal.connection import SQLITE, OwnerLock, connect
 from eoflow.journal.interface import Journal
 from eoflow.journal.reader import Reader, SQLiteReader
 from eoflow.journal.schema import require_journal
@@ -65,6 +67,25 @@ def open_side(target: str, *, tx_only: bool = False, readonly: bool = False) -> 
             raise SQLITE.translate(target, error) from error
         raise
     return Side(conn, SQLITE, target)
+
+
+@contextlib.contextmanager
+def owned(target: str) -> Iterator[None]:
+    """Hold the owner lock of the journal at `target`, as its engine would: none runs on it
+    meanwhile. JournalLockedError names the engine that holds it now."""
+    if is_url(target):
+        conn = postgres_module(target).hold_ownership(target)
+        try:
+            yield
+        finally:
+            conn.close()
+        return
+    lock = OwnerLock(target)
+    lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def postgres_module(target: str) -> ModuleType:

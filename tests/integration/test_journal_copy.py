@@ -122,6 +122,27 @@ def test_copy_refuses_a_destination_with_journal_data(tmp_path: Path, pg_url: st
         copy(source, source)
 
 
+@pytest.mark.parametrize("running_on", ["sqlite", "postgres"])
+def test_copy_refuses_a_source_an_engine_runs_on_unless_live(
+        tmp_path: Path, pg_url: str, running_on: str) -> None:
+    """A copy taken under a running engine misses what it does next, and both journals run
+    would apply messages twice: refused, unless --live asks for a snapshot."""
+    source = str(tmp_path / "source.db")
+    fill(source)
+    if running_on == "postgres":
+        copy(source, pg_url)
+        source, destination = pg_url, str(tmp_path / "snapshot.db")
+    else:
+        destination = pg_url
+    with Engine(journal=source):
+        with pytest.raises(JournalError, match=r"in use by its engine \(.*\); stop it first.*--live"):
+            copy(source, destination)
+        live = copy(source, destination, live=True)
+    assert live["eoflow_workflows"] > 0
+    assert copy(source, str(tmp_path / "stopped.db")) == live  # the engine stopped: allowed
+    Engine(journal=source).close()  # and the copy let the source go
+
+
 def test_the_cli_copies_and_never_shows_the_password(tmp_path: Path, pg_url: str) -> None:
     source = str(tmp_path / "source.db")
     fill(source)
