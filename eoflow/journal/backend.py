@@ -77,6 +77,11 @@ class Backend(Protocol):
 
     def unique_violation(self, error: BaseException) -> bool: ...
 
+    def integrity_problems(self, conn: Conn, quick: bool) -> list[str] | None:
+        """What the database's own check of its pages finds (empty when sound), or None when
+        it cannot be run from a connection (a server checks its own pages)."""
+        ...
+
     def user_connection(self, conn: Conn) -> Any:
         """The connection a @transaction function gets (`eoflow.db()`): the driver's own."""
         ...

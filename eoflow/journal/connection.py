@@ -82,6 +82,12 @@ class SQLiteBackend:
     def unique_violation(self, error: BaseException) -> bool:
         return isinstance(error, apsw.ConstraintError)
 
+    def integrity_problems(self, conn: Conn, quick: bool) -> list[str] | None:
+        pragma = "PRAGMA quick_check" if quick else "PRAGMA integrity_check"
+        return [line for (message,) in conn.execute(pragma)
+                for line in str(message).splitlines()
+                if line != "ok" and not line.startswith("*** in database")]
+
     def user_connection(self, conn: Conn) -> Conn:
         return conn  # apsw's connection is the journal's and the user's alike
 

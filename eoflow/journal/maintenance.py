@@ -248,7 +248,7 @@ def check(path: str, *, app_db: str | None = None, handlers: Iterable[str] | Non
 
 
 def _label(side: Side) -> str:
-    return os.path.basename(side.where) if side.backend.name == "sqlite" else side.where
+    return side.where if is_url(side.where) else os.path.basename(side.where)
 
 
 def _run_check(name: str, description: str, fill: Callable[[Finding], None], *,
@@ -264,14 +264,12 @@ def _run_check(name: str, description: str, fill: Callable[[Finding], None], *,
 
 
 def _integrity(side: Side, quick: bool, finding: Finding) -> None:
-    if side.backend.name != "sqlite":
+    problems = side.backend.integrity_problems(side.conn, quick)
+    if problems is None:
         finding.skipped = "the server checks its own pages (pg_amcheck does more)"
         return
-    pragma = "PRAGMA quick_check" if quick else "PRAGMA integrity_check"
-    for (message,) in side.conn.execute(pragma):
-        for line in str(message).splitlines():
-            if line != "ok" and not line.startswith("*** in database"):
-                finding.add(line)
+    for line in problems:
+        finding.add(line)
 
 
 def _rows(conn: Conn, query: str, show: Callable[[Any], str],

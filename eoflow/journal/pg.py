@@ -175,6 +175,9 @@ class PostgresBackend:
     def unique_violation(self, error: BaseException) -> bool:
         return isinstance(error, psycopg.errors.UniqueViolation)
 
+    def integrity_problems(self, conn: Any, quick: bool) -> list[str] | None:
+        return None  # the server checks its own pages (pg_amcheck does more)
+
     def user_connection(self, conn: Any) -> Any:
         return conn.raw  # psycopg's connection: `%s` placeholders, as psycopg documents
 
