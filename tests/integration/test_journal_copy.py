@@ -135,7 +135,8 @@ def test_copy_refuses_a_source_an_engine_runs_on_unless_live(
     else:
         destination = pg_url
     with Engine(journal=source):
-        with pytest.raises(JournalError, match=r"in use by its engine \(.*\); stop it first.*--live"):
+        with pytest.raises(JournalError,
+                           match=r"in use by its engine \(.*\); stop it first.*--live"):
             copy(source, destination)
         live = copy(source, destination, live=True)
     assert live["eoflow_workflows"] > 0
