@@ -303,6 +303,7 @@ def test_show_renders_a_sleep_as_its_deadline(journal_path: str) -> None:
     assert shown["steps"][0]["output"]["until"].endswith("+00:00")
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_status_watch_refreshes_until_interrupted(journal_path: str) -> None:
     """In a terminal (a pty here): the live page, saying when it was refreshed."""
     import pty

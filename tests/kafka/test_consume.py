@@ -18,6 +18,7 @@ from eoflow.engine.kafka.source import Producer
 from eoflow.errors import DefinitionError
 from eoflow.journal import codec
 from eoflow.journal.records import Status
+from tests.portable import app_sql
 
 from .conftest import new_topic, produce, produce_ids, wait_until
 
@@ -31,7 +32,7 @@ def ledger_counts(engine: Engine, table: str = "ledger") -> dict[int, int]:
 def create_ledger(engine: Engine, table: str = "ledger") -> None:
     engine.runtime.txstore.committer.write(
         lambda c: c.execute(f"CREATE TABLE IF NOT EXISTS {table}(id INTEGER, partition INTEGER,"
-                            " offset INTEGER)"))
+                            ' "offset" INTEGER)'))
 
 
 def reset_group(broker: str, group: str, topic: str, partitions: int = 3) -> None:
@@ -45,6 +46,7 @@ def reset_group(broker: str, group: str, topic: str, partitions: int = 3) -> Non
         consumer.close()
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_workflow_and_transaction_paths_apply_each_message_once(
         broker: str, journal_path: str) -> None:
     wf_topic, tx_topic = new_topic(broker), new_topic(broker)
@@ -62,8 +64,8 @@ def test_workflow_and_transaction_paths_apply_each_message_once(
     @kafka_consume(tx_topic, group_id=f"g-{tx_topic}")
     @transaction()
     def k_apply(topic: str, partition: int, message: KafkaMessage) -> None:
-        eoflow.db().execute("INSERT INTO ledger VALUES (?, ?, ?)",
-                            (json.loads(message.value)["id"], partition, message.offset))
+        app_sql("INSERT INTO ledger VALUES (?, ?, ?)",
+                (json.loads(message.value)["id"], partition, message.offset))
 
     produce_ids(broker, wf_topic, range(300))
     produce_ids(broker, tx_topic, range(300))
@@ -105,8 +107,9 @@ def test_redelivered_offsets_change_nothing(broker: str, journal_path: str) -> N
         assert set(ledger_counts(engine).values()) == {1}
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_poison_message_is_quarantined_and_the_partition_moves_on(
-        broker: str, journal_path: str, caplog: pytest.LogCaptureFixture) -> None:
+        broker: str, journal_path: str, backend: str, caplog: pytest.LogCaptureFixture) -> None:
     topic = new_topic(broker, partitions=1)
     healed = {"yes": False}
 
@@ -116,8 +119,7 @@ def test_poison_message_is_quarantined_and_the_partition_moves_on(
         data = json.loads(message.value)  # raises on a value that is not JSON
         if data["id"] == 5 and not healed["yes"]:
             raise ValueError("id 5 is not allowed")
-        eoflow.db().execute("INSERT INTO ledger VALUES (?, ?, ?)",
-                            (data["id"], partition, message.offset))
+        app_sql("INSERT INTO ledger VALUES (?, ?, ?)", (data["id"], partition, message.offset))
 
     values = [json.dumps({"id": i}).encode() for i in range(10)]
     values.insert(3, b"\xff not json")
@@ -136,8 +138,9 @@ def test_poison_message_is_quarantined_and_the_partition_moves_on(
         assert "id 5 is not allowed" in quarantined[6].error
         assert "quarantined after 3 attempts" in caplog.text
         # Offsets were committed past the poison: ids after it were applied, in order.
-        rows = engine.runtime.txstore.committer.read(
-            lambda c: c.execute("SELECT offset FROM ledger ORDER BY rowid").fetchall())
+        inserted = "rowid" if backend == "sqlite" else "ctid"  # the order rows were written in
+        rows = engine.runtime.txstore.committer.read(lambda c: c.execute(
+            f'SELECT "offset" FROM ledger ORDER BY {inserted}').fetchall())
         assert [r[0] for r in rows] == sorted(r[0] for r in rows)
         # Fixed, the message can be retried, and applies exactly once.
         healed["yes"] = True
