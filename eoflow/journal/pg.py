@@ -68,7 +68,8 @@ def to_pg(sql: str) -> tuple[str, str, bool]:
 class PgConn:
     """A psycopg connection as the journal's SQL code uses it (see backend.Conn)."""
 
-    __slots__ = ("raw", "where", "on_reconnect", "_url", "_reconnect_any", "_changes")
+    __slots__ = ("raw", "where", "on_reconnect", "_url", "_reconnect_any", "_changes",
+                 "_opening")
     _cache: dict[str, tuple[str, str, bool]] = {}
 
     def __init__(self, url: str, raw: Any, where: str, reconnect_any: bool) -> None:
@@ -78,12 +79,25 @@ class PgConn:
         self._url = url  # never shown: it may hold the password
         self._reconnect_any = reconnect_any
         self._changes = 0
+        self._opening: tuple[str, ...] = ()  # a BEGIN not sent yet (see begin)
 
-    def begin(self, sql: str) -> None:
-        """Open a transaction with `sql`, on a new connection if this one was lost."""
+    def begin(self, *statements: str) -> None:
+        """Open a transaction with `statements` (BEGIN, then e.g. a lock), on a new connection
+        if this one was lost. They go to the server with the transaction's first statement,
+        in one round trip (psycopg's pipeline mode): a write costs two round trips, not
+        three."""
         if self.raw.broken or self.raw.closed:
             self._reconnect()
-        self.execute(sql)
+        self._opening = statements
+
+    def ready(self) -> Any:
+        """The driver's connection, with the transaction's opening sent (before anything uses
+        the connection directly: a @transaction function, a server-side cursor)."""
+        if self._opening:
+            opening, self._opening = self._opening, ()
+            for statement in opening:
+                self.raw.execute(statement)
+        return self.raw
 
     def execute(self, sql: str, params: Any = (), /) -> Any:
         if self._reconnect_any and (self.raw.broken or self.raw.closed):
@@ -95,14 +109,23 @@ class PgConn:
         if found is None:
             found = self._cache[sql] = to_pg(sql)
         text, bare, numbered = found
-        if not params:
-            cursor = self.raw.execute(bare)
-        elif numbered:
-            cursor = self.raw.execute(text, {f"p{i}": v for i, v in enumerate(params, 1)})
+        if self._opening:
+            opening, self._opening = self._opening, ()
+            with self.raw.pipeline():
+                for statement in opening:
+                    self.raw.execute(statement)
+                cursor = self._run(text, bare, numbered, params)
         else:
-            cursor = self.raw.execute(text, params)
+            cursor = self._run(text, bare, numbered, params)
         self._changes = cursor.rowcount
         return cursor
+
+    def _run(self, text: str, bare: str, numbered: bool, params: Any) -> Any:
+        if not params:
+            return self.raw.execute(bare)
+        if numbered:
+            return self.raw.execute(text, {f"p{i}": v for i, v in enumerate(params, 1)})
+        return self.raw.execute(text, params)
 
     def changes(self) -> int:
         return max(self._changes, 0)
@@ -121,8 +144,15 @@ class PgConn:
 
     def getautocommit(self) -> bool:
         # In error (INERROR) the transaction is still there: a savepoint can be rolled back to.
+        if self._opening:
+            return False  # begun; the server hears of it with the next statement
         status = self.raw.info.transaction_status
         return status in (TransactionStatus.IDLE, TransactionStatus.UNKNOWN)
+
+    def failed(self) -> bool:
+        """True when the open transaction cannot go on (see Backend.aborted)."""
+        return not self._opening and \
+            self.raw.info.transaction_status != TransactionStatus.INTRANS
 
     def close(self) -> None:
         self.raw.close()
@@ -139,7 +169,7 @@ class PostgresBackend:
         conn.begin("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
 
     def stream(self, conn: Any, sql: str) -> Iterator[Any]:
-        with conn.raw.cursor(name="eoflow_stream") as cursor:  # a server-side cursor
+        with conn.ready().cursor(name="eoflow_stream") as cursor:  # a server-side cursor
             cursor.execute(to_pg(sql)[1])
             yield from cursor
 
@@ -147,10 +177,10 @@ class PostgresBackend:
         return bool(conn.execute(QPG["has_table"], (name,)).fetchone()[0])
 
     def begin(self, conn: Any) -> None:
-        # One round trip: BEGIN, then the journal's write lock (held to COMMIT), so that an
+        # BEGIN, then the journal's write lock (held to COMMIT), so that an
         # operator's change from the CLI and the engine's batches never interleave (SQLite's
         # BEGIN IMMEDIATE does the same).
-        conn.begin(QPG["begin_write"])
+        conn.begin("BEGIN", QPG["write_lock"])
 
     def commit(self, conn: Any) -> None:
         # The server answers COMMIT in a failed transaction with a ROLLBACK, without an error.
@@ -158,7 +188,7 @@ class PostgresBackend:
             raise JournalWriteError(conn.where, "the server rolled the transaction back")
 
     def aborted(self, conn: Any) -> bool:
-        return bool(conn.raw.info.transaction_status != TransactionStatus.INTRANS)
+        return bool(conn.failed())
 
     def translate(self, where: str, error: BaseException) -> JournalError:
         if isinstance(error, JournalError):
@@ -179,7 +209,7 @@ class PostgresBackend:
         return None  # the server checks its own pages (pg_amcheck does more)
 
     def user_connection(self, conn: Any) -> Any:
-        return conn.raw  # psycopg's connection: `%s` placeholders, as psycopg documents
+        return conn.ready()  # psycopg's connection: `%s` placeholders, as psycopg documents
 
 
 POSTGRES = PostgresBackend()

@@ -130,10 +130,11 @@ CREATE TABLE IF NOT EXISTS eoflow_kafka_keys (
 -- In the journal's own schema (the one the locks below name), not anywhere on the search_path.
 SELECT to_regclass(quote_ident(current_schema()) || '.' || ?) IS NOT NULL;
 
--- name: begin_write
--- A write transaction of the journal: one writer at a time per schema (the engine's batches,
--- an operator's change from the CLI), as SQLite's BEGIN IMMEDIATE. Sent as one round trip.
-BEGIN; SELECT pg_advisory_xact_lock(hashtext('eoflow-write:' || current_schema()));
+-- name: write_lock
+-- Taken first in a write transaction of the journal: one writer at a time per schema (the
+-- engine's batches, an operator's change from the CLI), as SQLite's BEGIN IMMEDIATE. Sent
+-- with BEGIN and the transaction's first statement, in one round trip.
+SELECT pg_advisory_xact_lock(hashtext('eoflow-write:' || current_schema()));
 
 -- name: migration_lock
 -- One migration at a time per schema, whichever process starts first (held to COMMIT).
