@@ -10,6 +10,7 @@ transaction begins and commits, which errors the driver raises, and what they me
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from eoflow.errors import JournalError
@@ -76,6 +77,12 @@ class Backend(Protocol):
         ...
 
     def unique_violation(self, error: BaseException) -> bool: ...
+
+    def pipelined(self, conn: Conn) -> AbstractContextManager[object]:
+        """Statements sent inside this block may go to the database together, their errors
+        raised at its end (not at the statement): for work that is all redone, one by one,
+        if anything in it fails."""
+        ...
 
     def integrity_problems(self, conn: Conn, quick: bool) -> list[str] | None:
         """What the database's own check of its pages finds (empty when sound), or None when

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -81,6 +82,9 @@ class SQLiteBackend:
 
     def unique_violation(self, error: BaseException) -> bool:
         return isinstance(error, apsw.ConstraintError)
+
+    def pipelined(self, conn: Conn) -> contextlib.AbstractContextManager[object]:
+        return contextlib.nullcontext()  # in-process calls: nothing to gain
 
     def integrity_problems(self, conn: Conn, quick: bool) -> list[str] | None:
         pragma = "PRAGMA quick_check" if quick else "PRAGMA integrity_check"

@@ -205,6 +205,10 @@ class PostgresBackend:
     def unique_violation(self, error: BaseException) -> bool:
         return isinstance(error, psycopg.errors.UniqueViolation)
 
+    def pipelined(self, conn: Any) -> Any:
+        # A Kafka batch's statements (its handlers' INSERTs) in one round trip, not one each.
+        return conn.ready().pipeline()
+
     def integrity_problems(self, conn: Any, quick: bool) -> list[str] | None:
         return None  # the server checks its own pages (pg_amcheck does more)
 

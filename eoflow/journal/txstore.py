@@ -145,9 +145,11 @@ class SqlTxStore:
         now_ms: int, until: float | None,
     ) -> list[KeyedResult] | None:
         """The usual case, in few statements: every key inserted at once (the new ones come
-        back), then each new item's work, under one savepoint. None, with nothing applied, if
-        an item fails: `_one_by_one` then sorts the batch out, item by item.
-        (On PostgreSQL a savepoint per item costs two round trips to the server.)"""
+        back), then each new item's work, under one savepoint, sent together where the
+        database allows (Backend.pipelined: PostgreSQL's pipeline mode, where an error then
+        surfaces at the end). None, with nothing applied, if an item fails: `_one_by_one` then
+        sorts the batch out, item by item. (On PostgreSQL a savepoint per item costs two round
+        trips to the server, and each handler's statement one more.)"""
         def attempt() -> list[KeyedResult]:
             fresh: set[str] = set()
             for start in range(0, len(items), KEYS_PER_INSERT):
@@ -156,22 +158,8 @@ class SqlTxStore:
                     _insert_keys(len(chunk)),
                     [v for key, handler, _, _ in chunk for v in (key, handler, now_ms)]))
             results: list[KeyedResult] = []
-            for key, _, work, _ in items:
-                if until is not None and results and time.monotonic() > until:
-                    # Time is up: the rest is SKIPPED (tried again by the caller), and the keys
-                    # just inserted for it go (nothing of it was applied).
-                    unapplied = [k for k, _, _, _ in items[len(results):] if k in fresh]
-                    if unapplied:
-                        conn.execute(Q["forget_new_keys"], (json.dumps(unapplied),))
-                    results.extend(KeyedResult(Applied.SKIPPED)
-                                   for _ in range(len(items) - len(results)))
-                    break
-                if key not in fresh:
-                    results.append(KeyedResult(Applied.DUPLICATE))
-                    continue
-                fresh.discard(key)  # the same key twice in a batch applies once
-                work(self._user(conn))
-                results.append(KeyedResult(Applied.APPLIED))
+            with self._backend.pipelined(conn):
+                self._each_new(conn, items, fresh, results, until)
             return results
 
         try:
@@ -180,6 +168,28 @@ class SqlTxStore:
             if conn.getautocommit():  # the whole batch is lost: nothing is applied
                 raise
             return None
+
+    def _each_new(
+        self, conn: Conn, items: Sequence[tuple[str, str, Callable[[Any], object], str]],
+        fresh: set[str], results: list[KeyedResult], until: float | None,
+    ) -> None:
+        """Each new item's work, in order, into `results` (the fast path's loop)."""
+        for key, _, work, _ in items:
+            if until is not None and results and time.monotonic() > until:
+                # Time is up: the rest is SKIPPED (tried again by the caller), and the keys
+                # just inserted for it go (nothing of it was applied).
+                unapplied = [k for k, _, _, _ in items[len(results):] if k in fresh]
+                if unapplied:
+                    conn.execute(Q["forget_new_keys"], (json.dumps(unapplied),))
+                results.extend(KeyedResult(Applied.SKIPPED)
+                               for _ in range(len(items) - len(results)))
+                return
+            if key not in fresh:
+                results.append(KeyedResult(Applied.DUPLICATE))
+                continue
+            fresh.discard(key)  # the same key twice in a batch applies once
+            work(self._user(conn))
+            results.append(KeyedResult(Applied.APPLIED))
 
     def _one_by_one(
         self, conn: Conn, items: Sequence[tuple[str, str, Callable[[Any], object], str]],
