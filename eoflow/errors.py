@@ -242,6 +242,19 @@ class JournalWriteError(JournalError):
     """A write to the journal failed (read-only file, full disk, I/O error)."""
 
 
+class ExecutorFencedError(JournalError):
+    """This engine's lease expired and another executor took its runs over: it was paused or
+    cut off from the journal for longer than the lease. Its writes are refused; it stops."""
+
+    def __init__(self, path: str, executor_id: str, status: str) -> None:
+        self.executor_id = executor_id
+        super().__init__(path, (
+            f"executor {executor_id} is {status}: its lease ran out (this process was paused "
+            "or cut off from the journal for longer than --lease) and another executor took "
+            "its runs over, so it may not write any more; start the app again (a longer "
+            "--lease rides out longer pauses)"))
+
+
 class JournalUnavailableError(JournalError):
     """The journal's database server cannot be reached, or the connection to it was lost."""
 

@@ -44,9 +44,13 @@ T = TypeVar("T")
 @click.option("--retention", envvar="EOFLOW_RETENTION", show_envvar=True, metavar="DURATION",
               help="Forget finished runs (and applied Kafka keys) this long after they "
                    "finished, e.g. 90s, 12h, 7d [default: keep everything].")
+@click.option("--lease", envvar="EOFLOW_LEASE", show_envvar=True, metavar="DURATION",
+              help="How long this engine's heartbeat holds its runs: when it stops beating "
+                   "(killed, paused), the other engines on the journal take its runs over "
+                   "after this long [default: 10s].")
 @click.pass_context
 def run(ctx: click.Context, app: str, journal: str, app_db: str | None, brokers: str | None,
-        workers: int | None, retention: str | None) -> None:
+        workers: int | None, retention: str | None, lease: str | None) -> None:
     """Run APP (a .py file or a module name) until SIGINT or SIGTERM.
 
     Opens the journal, resumes pending workflows, starts the Kafka consumers the app declares,
@@ -70,7 +74,7 @@ def run(ctx: click.Context, app: str, journal: str, app_db: str | None, brokers:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     serve(loaded, stop, journal=journal, app_db=app_db, workers=workers, brokers=brokers,
-          retention=retention)
+          retention=retention, lease=lease)
 
 
 def _reader(journal: str) -> Reader:

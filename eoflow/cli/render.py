@@ -208,6 +208,13 @@ def status_view(report: dict[str, Any]) -> Group | str:
             [[str(k["group"]), str(k["topic"]), str(k["partition"]), str(k["last_offset"]),
               str(k["messages"]), k["updated_at"] or ""] for k in report["kafka"]],
             title="Kafka (recorded in this journal)"))
+    if report.get("executors"):
+        parts.append(listing(
+            [Column("executor", id=True), Column("state"), Column("runs owned", right=True),
+             Column("last heartbeat", drop=1)],
+            [[str(e["executor_id"]), str(e["state"]), str(e["runs_owned"]),
+              str(e["last_heartbeat_at"] or "")] for e in report["executors"]],
+            title="Executors"))
     rate = report["throughput"]
     parts.append(f"Throughput: {rate['succeeded']} succeeded in the last "
                  f"{rate['window_seconds']} s ({rate['per_second']}/s); last 5 s: "

@@ -18,6 +18,7 @@ DEFAULT_JOURNAL = "eoflow.db"
 DEFAULT_WORKERS = 64
 DEFAULT_GRACE = 10.0
 DEFAULT_BROKERS = ("localhost:9092",)
+DEFAULT_LEASE = 10.0  # seconds; other executors take a silent one's runs over after this
 
 
 def _pick(value: Any, env: Mapping[str, str], name: str, default: Any) -> Any:
@@ -36,6 +37,13 @@ def _number(setting: str, raw: Any, kind: type, minimum: float) -> Any:
     if value < minimum:
         raise ConfigError(setting, f"must be at least {minimum}, got {value}")
     return value
+
+
+def _lease(raw: str | float) -> float:
+    seconds = parse_duration("lease", raw)
+    if seconds < 0.3:  # a heartbeat every third of it: shorter would fence busy engines
+        raise ConfigError("lease", f"must be at least 0.3s, got {raw!r}")
+    return seconds
 
 
 def parse_brokers(raw: str | list[str] | tuple[str, ...], setting: str = "brokers"
@@ -80,6 +88,7 @@ class EngineConfig:
     grace_period: float = DEFAULT_GRACE
     brokers: tuple[str, ...] | None = None  # None: what the app's @kafka says, else the default
     request_poll: float = 0.5
+    lease: float = DEFAULT_LEASE  # seconds an executor's heartbeat holds its runs
     retention: float | None = None  # seconds finished runs are kept; None: keep everything
 
     def __post_init__(self) -> None:
@@ -99,6 +108,7 @@ class EngineConfig:
         brokers: str | list[str] | tuple[str, ...] | None = None,
         retention: str | float | None = None,
         env: Mapping[str, str] | None = None,
+        lease: str | float | None = None,
     ) -> EngineConfig:
         env = os.environ if env is None else env
         raw_app_db = _pick(app_db, env, "EOFLOW_APP_DB", None)
@@ -116,4 +126,5 @@ class EngineConfig:
             brokers=parse_brokers(raw_brokers) if raw_brokers else None,
             retention=None if raw_retention in (None, "") else
             parse_duration("retention", raw_retention),
+            lease=_lease(_pick(lease, env, "EOFLOW_LEASE", DEFAULT_LEASE)),
         )

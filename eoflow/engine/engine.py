@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any
@@ -30,13 +31,14 @@ from eoflow.engine.handle import WorkflowHandle
 from eoflow.engine.kafka.consumer import ConsumerLoop
 from eoflow.engine.kafka.quarantine import retry_quarantined
 from eoflow.engine.kafka.start import start_consumers
+from eoflow.engine.lease import LeaseKeeper
 from eoflow.engine.operations import RequestPoller
 from eoflow.engine.registry import Definition, definition_of, require_workflow
 from eoflow.engine.retention import Pruner
 from eoflow.engine.runtime import Runtime
 from eoflow.engine.scheduling.queues import Dispatcher, Queue, enqueue_run
 from eoflow.engine.scheduling.schedules import SCHEDULES, Scheduler
-from eoflow.errors import ContextError
+from eoflow.errors import ContextError, ExecutorFencedError
 from eoflow.journal.interface import Journal
 from eoflow.journal.retention import PruneReport
 from eoflow.journal.urls import redact
@@ -60,9 +62,11 @@ class Engine:
         clock: Clock | None = None,
         recover: bool = True,
         retention: str | float | None = None,
+        lease: str | float | None = None,
     ) -> None:
         self.config = EngineConfig.resolve(journal, app_db, workers, durability, grace_period,
-                                           brokers, retention)
+                                           brokers, retention, lease=lease)
+        self.fenced: ExecutorFencedError | None = None
         self.path = redact(self.config.journal)
         self._entered: list[contextlib.AbstractContextManager[None]] = []
         # Start-up takes its resources under one ExitStack: if any step fails (recovery
@@ -80,10 +84,14 @@ class Engine:
             dispatcher.start()
             requests = RequestPoller(runtime)
             runtime.add_service(requests)
+            runtime.journal.set_fenced_callback(self._fenced)
             if recover:
                 recovery.recover(runtime)
                 requests.apply_pending()  # left by the CLI while no engine ran
             requests.start()
+            keeper = LeaseKeeper(runtime, claim=recover)
+            runtime.add_service(keeper)
+            keeper.start()
             window = self.config.retention
             runtime.journal.set_retention(None if window is None else int(window * 1000))
             self.pruner = None if window is None else Pruner(runtime, window)
@@ -94,6 +102,13 @@ class Engine:
         log.info("engine opened journal %s", self.path)
 
     # -- lifecycle ------------------------------------------------------------------------------
+
+    def _fenced(self, error: ExecutorFencedError) -> None:
+        """Another executor took this one's runs over: stop (from another thread: this is the
+        journal's writer calling). `eoflow run` then exits with the error."""
+        self.fenced = error
+        threading.Thread(target=self.close, args=(0.0,), name="eoflow-fenced",
+                         daemon=True).start()
 
     @staticmethod
     def current() -> Engine:

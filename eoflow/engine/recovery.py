@@ -13,13 +13,28 @@ from eoflow.engine import runner
 from eoflow.engine.handle import WorkflowHandle
 from eoflow.engine.registry import REGISTRY
 from eoflow.engine.runtime import Runtime
+from eoflow.journal.records import WorkflowRecord
 
 log = logging.getLogger("eoflow.engine")
 
 
 def recover(rt: Runtime) -> list[WorkflowHandle]:
-    """Resume every PENDING run from its last recorded step; park crash-looping ones."""
-    pending = rt.journal.runnable_workflows()
+    """Claim every PENDING run no live executor owns and resume it from its last recorded
+    step; park crash-looping ones."""
+    return take_over(rt)
+
+
+def take_over(rt: Runtime, if_any: bool = False) -> list[WorkflowHandle]:
+    """Expire the executors whose lease ran out, and resume the runs claimed from them (and
+    the unowned ones) here. `if_any`: write only if a read finds something to take."""
+    expired, pending = rt.journal.claim_runs(rt.clock.now_ms(), if_any)
+    for executor in expired:
+        log.warning("engine: executor %s stopped renewing its lease; taking its runs over",
+                    executor)
+    return _resume(rt, pending)
+
+
+def _resume(rt: Runtime, pending: list[WorkflowRecord]) -> list[WorkflowHandle]:
     if not pending:
         return []
     counts = rt.journal.pending_step_counts()

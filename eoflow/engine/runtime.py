@@ -61,6 +61,7 @@ class Runtime:
         with contextlib.ExitStack() as stack:
             journal = open_journal(config.journal, config.durability)
             stack.callback(journal.close)
+            journal.register_executor(int(config.lease * 1000), clock.now_ms())
             txstore = journal.tx
             if config.app_db:
                 app_db = AppDatabase.open(config.app_db, config.durability)
@@ -80,6 +81,19 @@ class Runtime:
     def check_open(self) -> None:
         if self._closed:
             raise EngineClosedError(self.path)
+
+    def _hand_over(self) -> None:
+        """Leave this executor's PENDING runs unowned: another executor (or the next start)
+        takes them at once, instead of after the lease."""
+        try:
+            handed = self.journal.stop_executor(self.clock.now_ms())
+        except Exception as error:  # fenced, or the journal is failing: the lease decides
+            log.warning("engine: could not hand its runs over (%s); other executors take "
+                        "them after its lease (%gs)", error, self.config.lease)
+            return
+        if handed:
+            log.info("engine: handed %d pending workflow(s) over to the other executors",
+                     handed)
 
     def add_service(self, service: Service) -> None:
         """Stop `service` when the runtime closes, before its workers (last added, first)."""
@@ -102,5 +116,6 @@ class Runtime:
             if not self.pool.shutdown(grace):
                 log.warning("engine: some workflows did not reach a step boundary within "
                             "%.1fs; they stay PENDING and resume on the next start", grace)
+            self._hand_over()
         finally:
             self._resources.close()

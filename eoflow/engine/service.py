@@ -20,16 +20,16 @@ log = logging.getLogger("eoflow.engine")
 def serve(app: LoadedApp, stop: threading.Event, *, journal: str | None = None,
           app_db: str | None = None, workers: int | None = None, brokers: str | None = None,
           grace_period: float | None = None, retention: str | None = None,
-          ready: Callable[[Engine], None] | None = None) -> None:
+          ready: Callable[[Engine], None] | None = None, lease: str | None = None) -> None:
     """Open the journal, resume pending runs, start the app's consumers, and run until `stop`
     is set; then shut down gracefully (unfinished runs stay PENDING for the next start)."""
     path = EngineConfig.resolve(journal, app_db, workers, None, grace_period, brokers,
-                                retention).journal
+                                retention, lease=lease).journal
     created = not os.path.exists(path)
     consuming = False
     try:
         with Engine(journal=journal, app_db=app_db, workers=workers, brokers=brokers,
-                    grace_period=grace_period, retention=retention) as engine:
+                    grace_period=grace_period, retention=retention, lease=lease) as engine:
             for hook in REGISTRY.start_hooks:
                 hook()
             consumers = CONSUMERS.all()
@@ -46,7 +46,9 @@ def serve(app: LoadedApp, stop: threading.Event, *, journal: str | None = None,
                      f"forgetting finished runs after {window:g}s")
             if ready is not None:
                 ready(engine)
-            stop.wait()
+            while not stop.wait(0.2):
+                if engine.fenced is not None:
+                    raise engine.fenced
             log.info("eoflow: shutting down (a second interrupt forces an immediate exit)")
     except BaseException:
         if created and not consuming:  # nothing was consumed: leave no journal behind

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Generic, Literal, TypeVar, overload
 
-from eoflow.errors import EngineClosedError, JournalError
+from eoflow.errors import EngineClosedError, ExecutorFencedError, JournalError
 from eoflow.journal.backend import Backend, Conn
 from eoflow.journal.savepoint import in_savepoint
 from eoflow.latch import Latch
@@ -79,6 +79,11 @@ class GroupCommitter:
         self._ops: list[_Op[Any]] = []
         self._batch = _Batch()
         self._closed = False
+        # Run first in every batch, when set: raises ExecutorFencedError once this engine's
+        # runs were taken over (executors.py); from then on every batch fails at once.
+        self.fence: Callable[[Conn], None] | None = None
+        self.on_fenced: Callable[[ExecutorFencedError], None] | None = None
+        self.fenced: ExecutorFencedError | None = None
         self._thread = threading.Thread(target=self._run, name="eoflow-writer", daemon=True)
         self._thread.start()
 
@@ -214,9 +219,20 @@ class GroupCommitter:
             if taken is None:
                 return
             ops, batch = taken
+            if self.fenced is not None:
+                self._fail(ops, batch, self.fenced, quiet=True)
+                continue
             try:
                 self.backend.begin(self.conn)
+                if self.fence is not None:
+                    self.fence(self.conn)
+            except ExecutorFencedError as error:
+                self._rollback()
+                self._fenced(error)
+                self._fail(ops, batch, error, quiet=True)
+                continue
             except self._failures as error:  # e.g. the server is away
+                self._rollback()
                 self._fail(ops, batch, self.backend.translate(self.path, error))
                 continue
             lost: BaseException | None = None
@@ -250,8 +266,19 @@ class GroupCommitter:
                 batch.error = lost
             self._release(batch)
 
-    def _fail(self, ops: list[_Op[Any]], batch: _Batch, error: BaseException) -> None:
-        log.error("journal %s: cannot begin a write transaction: %s", self.path, error)
+    def _fenced(self, error: ExecutorFencedError) -> None:
+        self.fenced = error
+        log.error("%s", error)
+        if self.on_fenced is not None:
+            try:
+                self.on_fenced(error)
+            except Exception:
+                log.exception("journal %s: the fencing callback failed", self.path)
+
+    def _fail(self, ops: list[_Op[Any]], batch: _Batch, error: BaseException,
+              quiet: bool = False) -> None:
+        if not quiet:
+            log.error("journal %s: cannot begin a write transaction: %s", self.path, error)
         batch.error = error
         for op in ops:
             if op.go is not None:  # a turn: its caller waits for its go

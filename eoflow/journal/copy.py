@@ -36,7 +36,7 @@ TABLES: list[tuple[str, str, str]] = [
     ("eoflow_workflows",
      "workflow_id, name, status, inputs, output, error, created_ms, updated_ms, "
      "recovery_attempts, progress_mark, parent_id, queue, lane, deadline_ms, priority, "
-     "dedup_id, not_before_ms, timeout_ms", "{creation}"),
+     "dedup_id, not_before_ms, timeout_ms, executor_id", "{creation}"),
     ("eoflow_steps",
      "workflow_id, step, name, kind, output, error, attempts, started_ms, ended_ms",
      "workflow_id, step"),
@@ -52,6 +52,8 @@ TABLES: list[tuple[str, str, str]] = [
     ("eoflow_messages", "destination, topic, message, created_ms", "seq"),
     ("eoflow_events", "workflow_id, key, value, updated_ms", "workflow_id, key"),
     ("eoflow_requests", "workflow_id, action, created_ms", "id"),
+    ("eoflow_executors",
+     "executor_id, host, pid, started_ms, heartbeat_ms, lease_ms, status", "executor_id"),
     ("eoflow_meta", "key, value", "key"),
 ]
 INPUTS = 3  # the position of eoflow_workflows.inputs, whose type differs between backends

@@ -2,8 +2,9 @@
 
 The journal's tables live in the first schema of the connection's search_path (`public`, unless
 the URL says otherwise: `?options=-csearch_path%3Dmyschema`), so that they never collide with
-the application's. One engine owns a journal at a time (a session advisory lock held by its
-writer), as the file lock does on SQLite. Schema migrations are numbered as on SQLite (their own
+the application's. Many engines (processes, hosts) may run on one journal, each an executor with
+a lease (executors.py); their writers hold a shared session advisory lock, which `eoflow journal
+copy` takes whole while it copies. Schema migrations are numbered as on SQLite (their own
 numbers: PostgreSQL's schema started at SQLite's sixth) and applied under an advisory lock, so
 two processes starting at once migrate once.
 """
@@ -11,13 +12,14 @@ two processes starting at once migrate once.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import cast
 
-from eoflow.errors import JournalFormatError, JournalLockedError
+from eoflow.errors import JournalError, JournalFormatError, JournalLockedError
 from eoflow.journal.pg import POSTGRES, QPG, PgConn, connect
 from eoflow.journal.sql import Q
 from eoflow.journal.sqljournal import SqlJournal
 
-MIGRATIONS = [QPG["pg_migration_1"]]
+MIGRATIONS = [QPG["pg_migration_1"], QPG["pg_migration_2"]]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -72,16 +74,29 @@ def require_journal(conn: PgConn) -> int:
 
 
 def _take_ownership(conn: PgConn) -> None:
-    if conn.execute(QPG["try_owner_lock"]).fetchone()[0]:
-        return
+    """The journal to this session alone (a copy): no engine may be running on it."""
+    if not conn.execute(QPG["try_owner_lock"]).fetchone()[0]:
+        raise JournalLockedError(conn.where, _holder(conn))
+
+
+def _join(conn: PgConn) -> None:
+    """An engine's share of the journal: refused only while a copy holds it whole."""
+    if not conn.execute(QPG["try_engine_lock"]).fetchone()[0]:
+        raise JournalError(conn.where, f"is being copied by {_holder(conn)} (eoflow journal "
+                                       "copy); start the engine once the copy is done")
+
+
+def _holder(conn: PgConn) -> str:
     row = conn.execute(QPG["owner_of_lock"]).fetchone()
-    owner = "unknown process" if row is None else \
+    return "unknown process" if row is None else \
         f"{row[0] or 'a session'} (server pid {row[2]}{', from ' + row[1] if row[1] else ''})"
-    raise JournalLockedError(conn.where, owner)
 
 
 class PostgresJournal(SqlJournal):
-    """Open with `PostgresJournal.open(url)`; close exactly once."""
+    """Open with `PostgresJournal.open(url)`; close exactly once. Many engines (processes,
+    hosts) may run on one PostgreSQL journal: each is an executor (executors.py)."""
+
+    exclusive = False
 
     @classmethod
     def open(cls, url: str) -> PostgresJournal:
@@ -90,10 +105,10 @@ class PostgresJournal(SqlJournal):
             writer = connect(url)
             try:
                 migrate(writer)
-                _take_ownership(writer)
+                _join(writer)
             except POSTGRES.errors as error:
                 raise POSTGRES.translate(writer.where, error) from error
-            writer.on_reconnect = _take_ownership  # the lock went with the lost session
+            writer.on_reconnect = _join  # the lock went with the lost session
             reader = connect(url, reconnect_any=True)
             return cls(writer.where, writer, reader, POSTGRES)
         except BaseException:
@@ -101,6 +116,22 @@ class PostgresJournal(SqlJournal):
                 if conn is not None:
                     conn.close()
             raise
+
+    def register_executor(self, lease_ms: int, now_ms: int) -> str:
+        """As SqlJournal's; and the server ends this writer's session if it stays idle in a
+        transaction (holding the journal's write lock) for a lease: an engine paused there
+        (SIGSTOP, a VM migration) must not stop the others from taking its runs over."""
+        executor_id = super().register_executor(lease_ms, now_ms)
+        writer = cast(PgConn, self.committer.conn)
+
+        def join(conn: PgConn) -> None:
+            _join(conn)
+            conn.execute(f"SET idle_in_transaction_session_timeout = {int(lease_ms)}")
+
+        self.committer.write(lambda conn: conn.execute(
+            f"SET idle_in_transaction_session_timeout = {int(lease_ms)}"))
+        writer.on_reconnect = join
+        return executor_id
 
     @staticmethod
     def stored_inputs(inputs: str | bytes) -> bytes:

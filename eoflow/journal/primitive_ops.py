@@ -70,11 +70,18 @@ def set_not_before(conn: Conn, workflow_id: str, not_before_ms: int | None) -> N
 
 # -- queues -----------------------------------------------------------------------------------
 
-def dequeue(conn: Conn, queue: str, now_ms: int, by_priority: bool,
-            limit: int) -> list[tuple[str, str, str]]:
-    """Move up to `limit` ready runs of `queue` from ENQUEUED to PENDING, in queue order;
+def dequeue(conn: Conn, queue: str, now_ms: int, by_priority: bool, limit: int,
+            concurrency: int | None = None, executor_id: str | None = None,
+            ) -> list[tuple[str, str, str]]:
+    """Move up to `limit` ready runs of `queue` from ENQUEUED to PENDING (owned by
+    `executor_id`), in queue order, keeping at most `concurrency` of the queue PENDING;
     returns (workflow id, name, inputs) of each."""
+    if concurrency is not None:
+        running = int(conn.execute(Q["queue_running"], (queue,)).fetchone()[0])
+        limit = min(limit, concurrency - running)
+        if limit <= 0:
+            return []
     rows = conn.execute(Q["queue_ready"], (queue, now_ms, by_priority, limit)).fetchall()
     for workflow_id, _, _ in rows:
-        conn.execute(Q["dequeue"], (now_ms, workflow_id))
+        conn.execute(Q["dequeue"], (now_ms, executor_id, workflow_id))
     return [(str(w), str(n), str(i)) for w, n, i in rows]

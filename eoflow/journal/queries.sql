@@ -146,6 +146,25 @@ ALTER TABLE eoflow_steps_v5 RENAME TO eoflow_steps;
 -- client gives none of its fields. NULL for every other entry.
 ALTER TABLE eoflow_quarantine ADD COLUMN raw BLOB;
 
+-- name: migration_7
+-- Executors: the engines that run this journal's work, each with a lease it renews by
+-- heartbeat. A PENDING run is owned by one executor (eoflow_workflows.executor_id): the one
+-- that started it, dequeued it or took it over. An executor whose lease ran out is EXPIRED by
+-- the next one to look, which takes its runs over; one that shut down cleanly is STOPPED and
+-- left its runs unowned (NULL), for any executor to claim at once.
+CREATE TABLE eoflow_executors (
+    executor_id  TEXT PRIMARY KEY,     -- host:pid:random
+    host         TEXT NOT NULL,
+    pid          INTEGER NOT NULL,
+    started_ms   INTEGER NOT NULL,
+    heartbeat_ms INTEGER NOT NULL,
+    lease_ms     INTEGER NOT NULL,     -- a heartbeat holds the runs this long
+    status       TEXT NOT NULL         -- ALIVE, STOPPED or EXPIRED
+) WITHOUT ROWID;
+ALTER TABLE eoflow_workflows ADD COLUMN executor_id TEXT;
+CREATE INDEX eoflow_workflows_executor ON eoflow_workflows (executor_id)
+    WHERE status = 'PENDING';
+
 -- name: tx_schema_1
 -- Kept by whichever database runs @transaction functions (the journal, or --app-db).
 CREATE TABLE IF NOT EXISTS eoflow_tx_outputs (
@@ -163,6 +182,81 @@ CREATE TABLE IF NOT EXISTS eoflow_kafka_keys (
     applied_ms INTEGER NOT NULL
 ) WITHOUT ROWID;
 
+-- name: register_executor
+INSERT INTO eoflow_executors (executor_id, host, pid, started_ms, heartbeat_ms, lease_ms, status)
+VALUES (?, ?, ?, ?, ?, ?, 'ALIVE');
+
+-- name: forget_executors
+-- Executors that stopped or expired before ?1 and own nothing: their history is not kept.
+DELETE FROM eoflow_executors
+WHERE status <> 'ALIVE' AND heartbeat_ms < ?1 AND NOT EXISTS (
+    SELECT 1 FROM eoflow_workflows AS w
+    WHERE w.status = 'PENDING' AND w.executor_id = eoflow_executors.executor_id);
+
+-- name: executor_status
+-- The fence: a write batch of an executor goes on only while this says ALIVE.
+SELECT status FROM eoflow_executors WHERE executor_id = ?;
+
+-- name: renew_lease
+UPDATE eoflow_executors SET heartbeat_ms = ?1 WHERE executor_id = ?2 AND status = 'ALIVE';
+
+-- name: expire_executors
+-- Executors whose lease ran out; with ?3 true, every other live one (this engine holds the
+-- journal's file lock, so no other can be running).
+UPDATE eoflow_executors SET status = 'EXPIRED'
+WHERE status = 'ALIVE' AND executor_id <> ?1 AND (?3 OR heartbeat_ms + lease_ms < ?2)
+RETURNING executor_id;
+
+-- name: claim_runs
+-- PENDING runs that no live executor owns: unowned ones (handed over at a shutdown, started
+-- by a client) and those of an executor that stopped or expired.
+UPDATE eoflow_workflows SET executor_id = ?1
+WHERE status = 'PENDING' AND (executor_id IS NULL OR NOT EXISTS (
+    SELECT 1 FROM eoflow_executors AS e
+    WHERE e.executor_id = eoflow_workflows.executor_id AND e.status = 'ALIVE'))
+RETURNING workflow_id;
+
+-- name: claim_run
+-- One PENDING run, unless a live executor other than ?1 owns it.
+UPDATE eoflow_workflows SET executor_id = ?1
+WHERE workflow_id = ?2 AND status = 'PENDING' AND (executor_id IS NULL OR executor_id = ?1
+    OR NOT EXISTS (SELECT 1 FROM eoflow_executors AS e
+                   WHERE e.executor_id = eoflow_workflows.executor_id AND e.status = 'ALIVE'));
+
+-- name: foreign_lane_runs
+-- PENDING runs of a partition's lanes (?1, and its keys' lanes) that executor ?2 does not own.
+SELECT count(*) FROM eoflow_workflows
+WHERE status = 'PENDING' AND (lane = ?1 OR lane LIKE ?1 || ':key:%')
+  AND (executor_id IS NULL OR executor_id <> ?2);
+
+-- name: anything_to_claim
+-- Whether claim_runs would find something (read first: an idle engine writes nothing).
+SELECT EXISTS (SELECT 1 FROM eoflow_executors
+               WHERE status = 'ALIVE' AND executor_id <> ?1 AND heartbeat_ms + lease_ms < ?2)
+    OR EXISTS (SELECT 1 FROM eoflow_workflows AS w
+               WHERE w.status = 'PENDING' AND (w.executor_id IS NULL OR NOT EXISTS (
+                   SELECT 1 FROM eoflow_executors AS e
+                   WHERE e.executor_id = w.executor_id AND e.status = 'ALIVE')));
+
+-- name: owned_runs
+-- The PENDING runs an executor owns, in the order they were created (each lane's order).
+SELECT workflow_id, name, status, inputs, output, error, created_ms, updated_ms,
+       recovery_attempts, parent_id, queue, lane, deadline_ms, not_before_ms
+FROM eoflow_workflows WHERE status = 'PENDING' AND executor_id = ? ORDER BY rowid;
+
+-- name: stop_executor
+-- A clean shutdown: the executor's PENDING runs go unowned, for another to claim at once.
+UPDATE eoflow_executors SET status = 'STOPPED', heartbeat_ms = ?1 WHERE executor_id = ?2;
+
+-- name: hand_over_runs
+UPDATE eoflow_workflows SET executor_id = NULL WHERE status = 'PENDING' AND executor_id = ?;
+
+-- name: list_executors
+SELECT e.executor_id, e.host, e.pid, e.started_ms, e.heartbeat_ms, e.lease_ms, e.status,
+       (SELECT count(*) FROM eoflow_workflows AS w
+        WHERE w.status = 'PENDING' AND w.executor_id = e.executor_id)
+FROM eoflow_executors AS e ORDER BY e.started_ms DESC, e.executor_id LIMIT ?;
+
 -- name: get_meta
 SELECT value FROM eoflow_meta WHERE key = ?;
 
@@ -173,8 +267,8 @@ ON CONFLICT (key) DO UPDATE SET value = excluded.value;
 -- name: insert_workflow
 INSERT INTO eoflow_workflows
     (workflow_id, name, status, inputs, created_ms, updated_ms, parent_id, queue, lane,
-     deadline_ms, priority, dedup_id, not_before_ms, timeout_ms)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+     deadline_ms, priority, dedup_id, not_before_ms, timeout_ms, executor_id)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (workflow_id) DO NOTHING;
 
 -- name: get_workflow
@@ -408,7 +502,7 @@ SELECT min(not_before_ms) FROM eoflow_workflows
 WHERE queue = ? AND status = 'ENQUEUED' AND not_before_ms > ?;
 
 -- name: dequeue
-UPDATE eoflow_workflows SET status = 'PENDING', updated_ms = ?
+UPDATE eoflow_workflows SET status = 'PENDING', updated_ms = ?, executor_id = ?
 WHERE workflow_id = ? AND status = 'ENQUEUED';
 
 -- name: live_dedup
@@ -423,7 +517,16 @@ ORDER BY workflow_id DESC LIMIT 1;
 SELECT EXISTS (SELECT 1 FROM eoflow_requests);
 
 -- name: take_requests
-DELETE FROM eoflow_requests RETURNING id, workflow_id, action;
+-- The requests for executor ?1 to act on: those about its runs, runs no live executor owns,
+-- and messages (a quarantine retry names a message's key, not a run). The others wait for
+-- the executor that holds their run.
+DELETE FROM eoflow_requests WHERE id IN (
+    SELECT r.id FROM eoflow_requests AS r
+    LEFT JOIN eoflow_workflows AS w ON w.workflow_id = r.workflow_id
+    WHERE w.workflow_id IS NULL OR w.executor_id IS NULL OR w.executor_id = ?1
+       OR NOT EXISTS (SELECT 1 FROM eoflow_executors AS e
+                      WHERE e.executor_id = w.executor_id AND e.status = 'ALIVE'))
+RETURNING id, workflow_id, action;
 
 -- name: tx_schema_2
 -- Retention forgets Kafka keys oldest first.

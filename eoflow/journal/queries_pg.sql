@@ -141,8 +141,14 @@ SELECT pg_advisory_xact_lock(hashtext('eoflow-write:' || current_schema()));
 SELECT pg_advisory_xact_lock(hashtext('eoflow-migrate:' || current_schema()));
 
 -- name: try_owner_lock
--- One engine owns a journal (a schema of a database) at a time: held by its writer's session.
+-- The whole journal (a schema of a database), for `eoflow journal copy`: no engine runs on
+-- it meanwhile. Held by the session.
 SELECT pg_try_advisory_lock(hashtext('eoflow-owner:' || current_schema()));
+
+-- name: try_engine_lock
+-- Held (shared) by every engine's writer session: many engines share a journal, and a copy
+-- (above) waits for none of them to run.
+SELECT pg_try_advisory_lock_shared(hashtext('eoflow-owner:' || current_schema()));
 
 -- name: owner_of_lock
 SELECT a.application_name, a.client_addr::text, a.pid FROM pg_locks AS l
@@ -157,6 +163,35 @@ VALUES (?, ?, ?, ?, ?, ?)
 ON CONFLICT (group_id, topic, partition) DO UPDATE
 SET "offset" = greatest(eoflow_kafka_offsets."offset", excluded."offset"),
     messages = eoflow_kafka_offsets.messages + excluded.messages, updated_ms = excluded.updated_ms;
+
+-- name: pg_migration_2
+-- Executors: the engines that run this journal's work, each with a lease it renews by
+-- heartbeat. A PENDING run is owned by one executor (eoflow_workflows.executor_id): the one
+-- that started it, dequeued it or took it over. An executor whose lease ran out is EXPIRED by
+-- the next one to look, which takes its runs over; one that shut down cleanly is STOPPED and
+-- left its runs unowned (NULL), for any executor to claim at once.
+CREATE TABLE eoflow_executors (
+    executor_id  TEXT PRIMARY KEY,
+    host         TEXT NOT NULL,
+    pid          INTEGER NOT NULL,
+    started_ms   BIGINT NOT NULL,
+    heartbeat_ms BIGINT NOT NULL,
+    lease_ms     BIGINT NOT NULL,
+    status       TEXT NOT NULL
+);
+ALTER TABLE eoflow_workflows ADD COLUMN executor_id TEXT;
+CREATE INDEX eoflow_workflows_executor ON eoflow_workflows (executor_id)
+    WHERE status = 'PENDING';
+
+-- name: owned_runs
+SELECT workflow_id, name, status, inputs, output, error, created_ms, updated_ms,
+       recovery_attempts, parent_id, queue, lane, deadline_ms, not_before_ms
+FROM eoflow_workflows WHERE status = 'PENDING' AND executor_id = ? ORDER BY seq;
+
+-- name: expire_executors
+UPDATE eoflow_executors SET status = 'EXPIRED'
+WHERE status = 'ALIVE' AND executor_id <> ?1 AND (?3::boolean OR heartbeat_ms + lease_ms < ?2)
+RETURNING executor_id;
 
 -- name: runnable_workflows
 SELECT workflow_id, name, status, inputs, output, error, created_ms, updated_ms,

@@ -18,11 +18,13 @@ from eoflow.errors import JournalError
 from eoflow.journal.backend import Backend, Conn
 from eoflow.journal.connection import SQLITE, connect, translate
 from eoflow.journal.records import (
+    ExecutorRecord,
     QuarantinedMessage,
     Status,
     StepKind,
     StepRecord,
     WorkflowRecord,
+    executor_from_row,
 )
 from eoflow.journal.schema import require_journal
 from eoflow.journal.sql import Q
@@ -191,6 +193,12 @@ class Reader:
     def latest_run_of(self, name: str, prefix: str) -> str | None:
         rows = self._all("latest_run_of", (name, prefix))
         return str(rows[0][0]) if rows else None
+
+    def list_executors(self, limit: int = 50) -> list[ExecutorRecord]:
+        """The executors that ran this journal, newest first, with the runs each owns."""
+        if not self._run(lambda conn: self.backend.has_table(conn, "eoflow_executors")):
+            return []  # a journal no engine of this version has opened yet
+        return [executor_from_row(row) for row in self._all("list_executors", (limit,))]
 
     def queue_running(self, queue: str) -> int:
         return self._count("queue_running", (queue,))

@@ -122,3 +122,27 @@ class QuarantinedMessage:
     # attempts == 0: the client could not decode it; it was never applied and cannot be, and
     # `raw` holds the record batch (Kafka's format) that holds it.
     raw: bytes | None = None
+
+
+ALIVE, STOPPED, EXPIRED = "ALIVE", "STOPPED", "EXPIRED"  # an executor's status
+
+
+@dataclass(frozen=True)
+class ExecutorRecord:
+    executor_id: str
+    host: str
+    pid: int
+    started_ms: int
+    heartbeat_ms: int
+    lease_ms: int
+    status: str  # ALIVE, STOPPED or EXPIRED (as recorded: an ALIVE one may be past its lease)
+    runs: int  # PENDING runs it owns
+
+    def expired_at(self, now_ms: int) -> bool:
+        return self.status == ALIVE and self.heartbeat_ms + self.lease_ms < now_ms
+
+
+def executor_from_row(row: tuple[object, ...]) -> ExecutorRecord:
+    e, host, pid, started, beat, lease, status, runs = row
+    return ExecutorRecord(str(e), str(host), int(str(pid)), int(str(started)), int(str(beat)),
+                          int(str(lease)), str(status), int(str(runs)))

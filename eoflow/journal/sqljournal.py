@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, TypeVar, cast
 
-from eoflow.errors import DedupError
-from eoflow.journal import operator, primitive_ops, retention
+from eoflow.errors import DedupError, ExecutorFencedError
+from eoflow.journal import executors, operator, primitive_ops, retention
 from eoflow.journal.backend import Backend, Conn
 from eoflow.journal.batching import GroupCommitter
 from eoflow.journal.primitive_ops import insert_step
@@ -34,10 +34,66 @@ class SqlJournal(Reader):
     """The engine's journal. Reads are Reader's, on the reader connection; writes go through
     `committer`. Close exactly once."""
 
+    # True when this engine alone may run the journal (it holds a lock no other engine can
+    # take): every other executor recorded as ALIVE is then dead, and its runs are taken at once.
+    exclusive = True
+
     def __init__(self, path: str, writer: Conn, reader: Conn, backend: Backend) -> None:
         super().__init__(path, reader, backend)
         self.committer = GroupCommitter(writer, path, backend)
         self.tx = SqlTxStore(self.committer, in_journal=True)
+        self.executor_id: str | None = None  # once registered
+
+    # -- executors (executors.py) -------------------------------------------------------------
+
+    def register_executor(self, lease_ms: int, now_ms: int) -> str:
+        """Join as a new executor; from now on every write batch is fenced by its lease."""
+        executor_id = executors.new_executor_id()
+        self.committer.write(lambda conn: executors.register(conn, executor_id, lease_ms,
+                                                             now_ms))
+        self.executor_id = executor_id
+        self.committer.fence = lambda conn: executors.fence(conn, executor_id, self.path)
+        return executor_id
+
+    def renew_lease(self, now_ms: int) -> None:
+        """Renew this executor's lease (ExecutorFencedError once it was taken over)."""
+        executor_id = self._me()
+        self.committer.write(lambda conn: executors.renew(conn, executor_id, now_ms),
+                             urgent=True)
+
+    def claim_runs(self, now_ms: int, if_any: bool = False
+                   ) -> tuple[list[str], list[WorkflowRecord]]:
+        """Expire executors past their lease and take every PENDING run no live one owns:
+        (executors expired, runs claimed in creation order). `if_any`: look first, with a
+        read, and write only if there is something to take."""
+        executor_id = self._me()
+        if if_any and not self._count("anything_to_claim", (executor_id, now_ms)):
+            return [], []
+        return self.committer.write(lambda conn: executors.claim(
+            conn, executor_id, now_ms, self.exclusive), savepoint=True)
+
+    def claim_run(self, workflow_id: str) -> bool:
+        """Own PENDING run `workflow_id` here, unless another live executor does."""
+        executor_id = self._me()
+        return self.committer.write(lambda conn: executors.claim_one(conn, executor_id,
+                                                                     workflow_id))
+
+    def foreign_lane_runs(self, lane: str) -> int:
+        """PENDING runs of a partition's lanes that this executor does not own (lanes.py)."""
+        return self._count("foreign_lane_runs", (lane, self._me()))
+
+    def stop_executor(self, now_ms: int) -> int:
+        """A clean shutdown: hand this executor's PENDING runs over; returns how many."""
+        executor_id = self._me()
+        return self.committer.write(lambda conn: executors.stop(conn, executor_id, now_ms))
+
+    def set_fenced_callback(self, callback: Callable[[ExecutorFencedError], None]) -> None:
+        """`callback(error)` once, when this executor finds its runs were taken over."""
+        self.committer.on_fenced = callback
+
+    def _me(self) -> str:
+        assert self.executor_id is not None, "register_executor first"
+        return self.executor_id
 
     def close(self) -> None:
         self.committer.close()
@@ -71,7 +127,8 @@ class SqlJournal(Reader):
     def _insert_workflow(self, conn: Conn, run: NewWorkflow, now_ms: int) -> bool:
         params = (run.workflow_id, run.name, run.status.value, self.stored_inputs(run.inputs),
                   run.created_ms, now_ms, run.parent_id, run.queue, run.lane, run.deadline_ms,
-                  run.priority, run.dedup_id, run.not_before_ms, run.timeout_ms)
+                  run.priority, run.dedup_id, run.not_before_ms, run.timeout_ms,
+                  self.executor_id if run.status is Status.PENDING else None)
         if run.dedup_id is None:
             conn.execute(Q["insert_workflow"], params)
             return bool(conn.changes())
@@ -182,12 +239,14 @@ class SqlJournal(Reader):
         self.committer.write(lambda conn: primitive_ops.set_not_before(
             conn, workflow_id, not_before_ms), wait=False)
 
-    def dequeue(self, queue: str, now_ms: int, by_priority: bool, limit: int
-                ) -> list[tuple[str, str, str]]:
-        """Move up to `limit` ready runs of `queue` from ENQUEUED to PENDING, in queue order;
-        returns (workflow id, name, inputs) of each, durably."""
+    def dequeue(self, queue: str, now_ms: int, by_priority: bool, limit: int,
+                concurrency: int | None = None) -> list[tuple[str, str, str]]:
+        """Move up to `limit` ready runs of `queue` from ENQUEUED to PENDING, in queue order,
+        keeping at most `concurrency` PENDING (counted in the same transaction: the limit
+        holds across engines); returns (workflow id, name, inputs) of each, durably."""
         return self.committer.write(lambda conn: primitive_ops.dequeue(
-            conn, queue, now_ms, by_priority, limit), savepoint=True)
+            conn, queue, now_ms, by_priority, limit, concurrency, self.executor_id),
+            savepoint=True)
 
     # -- Kafka bookkeeping --------------------------------------------------------------------
 
@@ -260,5 +319,5 @@ class SqlJournal(Reader):
         """Remove and return the requests the CLI left: (id, workflow id or key, action)."""
         return self.committer.write(
             lambda conn: [(int(row[0]), str(row[1]), Action(row[2]))
-                          for row in conn.execute(Q["take_requests"])]
+                          for row in conn.execute(Q["take_requests"], (self.executor_id,))]
         )

@@ -18,7 +18,7 @@ import apsw
 from eoflow.errors import UndecodableValueError
 from eoflow.journal import codec
 from eoflow.journal.reader import Reader
-from eoflow.journal.records import QuarantinedMessage, Status, StepKind
+from eoflow.journal.records import ExecutorRecord, QuarantinedMessage, Status, StepKind
 
 THROUGHPUT_WINDOW_S = 60
 MAX_DEPTH = 100  # deeper stored values are marked: rendering them would exhaust the stack
@@ -170,6 +170,7 @@ def status_report(reader: Reader, recent: int = 5) -> dict[str, Any]:
              "messages": messages, "updated_at": iso(updated)}
             for group, topic, partition, offset, messages, updated in reader.kafka_offsets()
         ],
+        "executors": [executor_view(e, now_ms) for e in reader.list_executors(limit=recent * 4)],
         "throughput": {
             "window_seconds": THROUGHPUT_WINDOW_S,
             "succeeded": finished,
@@ -177,6 +178,16 @@ def status_report(reader: Reader, recent: int = 5) -> dict[str, Any]:
             "last_5s_per_second": round(reader.finished_since(now_ms - 5000) / 5, 2),
         },
     }
+
+
+def executor_view(e: ExecutorRecord, now_ms: int) -> dict[str, Any]:
+    """An executor as status shows it: `state` is `alive`, `expired` (an ALIVE one past its
+    lease: dead, its runs about to be taken over), `stopped` or `taken over`."""
+    state = {"ALIVE": "expired" if e.expired_at(now_ms) else "alive", "STOPPED": "stopped",
+             "EXPIRED": "taken over"}.get(e.status, e.status.lower())
+    return {"executor_id": e.executor_id, "host": e.host, "pid": e.pid, "state": state,
+            "runs_owned": e.runs, "lease_seconds": e.lease_ms / 1000,
+            "last_heartbeat_at": iso(e.heartbeat_ms), "started_at": iso(e.started_ms)}
 
 
 def quarantined_view(q: QuarantinedMessage) -> dict[str, Any]:

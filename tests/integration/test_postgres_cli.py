@@ -11,7 +11,7 @@ from click.testing import CliRunner
 import eoflow
 from eoflow import Engine, step, transaction, workflow
 from eoflow.cli.main import cli
-from eoflow.errors import JournalLockedError, JournalUnavailableError
+from eoflow.errors import JournalError, JournalLockedError, JournalUnavailableError
 
 
 @step()
@@ -73,10 +73,19 @@ def test_operator_changes_reach_a_running_engine(secret_url: str) -> None:
         assert handle.result(timeout=10) == 3
 
 
-def test_one_engine_owns_a_postgres_journal(secret_url: str) -> None:
-    with Engine(journal=secret_url), pytest.raises(JournalLockedError, match="eoflow pid"):
+def test_engines_share_a_postgres_journal_that_a_copy_holds_whole(secret_url: str) -> None:
+    from eoflow.journal.opening import owned
+
+    with Engine(journal=secret_url) as first, Engine(journal=secret_url) as second:
+        assert first.run(p_flow, 3) == 4 and second.run(p_flow, 4) == 5
+        assert first.journal.executor_id != second.journal.executor_id
+        live = {e.executor_id: e.status for e in first.journal.list_executors()}
+        assert live == {first.journal.executor_id: "ALIVE", second.journal.executor_id: "ALIVE"}
+        with pytest.raises(JournalLockedError, match="eoflow pid"), owned(secret_url):
+            pass  # a copy waits for every engine to stop
+    with owned(secret_url), pytest.raises(JournalError, match="is being copied by .*eoflow pid"):
         Engine(journal=secret_url)
-    with Engine(journal=secret_url) as engine:  # released on close
+    with Engine(journal=secret_url) as engine:  # released once the copy is done
         assert engine.run(p_flow, 3) == 4
 
 

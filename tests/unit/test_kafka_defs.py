@@ -11,8 +11,8 @@ from kafka.coordinator.assignors.range import RangePartitionAssignor
 from eoflow import Engine, KafkaMessage, kafka, kafka_consume, transaction, workflow
 from eoflow.devbroker import free_port
 from eoflow.engine.config import EngineConfig
-from eoflow.engine.kafka.consumer import workflow_lane
 from eoflow.engine.kafka.defs import CONSUMERS, message_key
+from eoflow.engine.kafka.lanes import workflow_lane
 from eoflow.engine.kafka.source import RangeWithLookup
 from eoflow.engine.kafka.start import brokers_for
 from eoflow.errors import ConfigError, DefinitionError

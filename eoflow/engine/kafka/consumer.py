@@ -15,7 +15,6 @@ backoff. Kafka types never appear here: source.py owns the client.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
@@ -32,6 +31,7 @@ from eoflow.engine.kafka.defs import (
     encode_handler_inputs,
     message_key,
 )
+from eoflow.engine.kafka.lanes import LaneGate, lane_of, workflow_lane
 from eoflow.engine.kafka.marks import Marks
 from eoflow.engine.runtime import Runtime
 from eoflow.errors import (
@@ -104,6 +104,7 @@ class ConsumerLoop:
         self._incarnations: dict[str, int] = {}
         self._marks = Marks(spec.group_id)
         self._recheck = True
+        self._gate = LaneGate(rt, spec, self._stop)
         self.last_beat = time.monotonic()
 
     @property
@@ -190,6 +191,7 @@ class ConsumerLoop:
         # Called by kafka-python on its I/O thread while our thread waits in poll(): it must not
         # call blocking consumer methods (a commit here breaks the consumer for good).
         self.assigned.update(partitions)
+        self._gate.assigned(partitions)
         self._recheck = True
         self.connected.set()
         log.info("kafka %s: partitions assigned: %s", self.spec.name,
@@ -293,9 +295,13 @@ class ConsumerLoop:
         if queued:
             rt.queue_wakeup.set()
             return
+        self._gate.wait(batch)
         for new, m, (created, existing, status) in zip(news, batch, results, strict=True):
             if not created and (existing != name or status is not Status.PENDING):
                 continue  # already ran (a redelivery): nothing to do
+            if not created and rt.runs.get(new.workflow_id) is None \
+                    and not rt.journal.claim_run(new.workflow_id):
+                continue  # recorded by the partition's previous consumer, which runs it
             run = rt.runs.track(new.workflow_id)
             if not created and run.claimed:
                 continue
@@ -388,19 +394,6 @@ class ConsumerLoop:
         log.error("kafka %s: message %s quarantined after %d attempts: %s; see `eoflow status`,"
                   " retry with `eoflow quarantine retry %s`", self.spec.name, key.key, attempts,
                   codec.describe(error), key.key)
-
-
-def lane_of(spec: ConsumerSpec, message: KafkaMessage) -> str:
-    return f"kafka:{message.topic}:{message.partition}:{spec.group_id}"
-
-
-def workflow_lane(spec: ConsumerSpec, message: KafkaMessage) -> str | None:
-    """The lane of a message's workflow run: its partition's, its key's within the partition
-    (by a digest: two keys sharing one only run in sequence), or none at all."""
-    if spec.ordered == "key" and message.key is not None:
-        digest = hashlib.blake2b(message.key, digest_size=8).hexdigest()
-        return f"{lane_of(spec, message)}:key:{digest}"
-    return lane_of(spec, message) if spec.ordered else None
 
 
 def handler_work(spec: ConsumerSpec, message: KafkaMessage) -> Callable[[Any], object]:

@@ -138,9 +138,7 @@ class Dispatcher:
 
     def _dispatch_one(self, queue: Queue) -> float:
         journal, now = self._rt.journal, self._rt.clock.now_ms()
-        capacity = 10_000
-        if queue.concurrency is not None:
-            capacity = queue.concurrency - journal.queue_running(queue.name)
+        capacity = 10_000  # the concurrency limit is the journal's to keep (across engines)
         pause = self.POLL
         window = self._started.setdefault(queue.name, deque())
         if queue.rate_limit is not None:
@@ -153,7 +151,8 @@ class Dispatcher:
                 pause = min(pause, period - (moment - window[0]))
         if capacity <= 0:
             return max(pause, 0.001)
-        for workflow_id, name, _ in journal.dequeue(queue.name, now, queue.priority, capacity):
+        for workflow_id, name, _ in journal.dequeue(queue.name, now, queue.priority, capacity,
+                                                    queue.concurrency):
             definition = REGISTRY.workflow(name)
             if definition is None:
                 log.error("queue %s: no workflow named %r in this app; run %s stays PENDING",

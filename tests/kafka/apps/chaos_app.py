@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import eoflow
 from eoflow import KafkaMessage, kafka_consume, step, transaction, workflow
@@ -14,6 +15,7 @@ from eoflow import KafkaMessage, kafka_consume, step, transaction, workflow
 WF_TOPIC = os.environ["CHAOS_WF_TOPIC"]
 TX_TOPIC = os.environ["CHAOS_TX_TOPIC"]
 PATHS = os.environ.get("CHAOS_PATHS", "wf,tx").split(",")  # the consumers to run
+STEP_SLEEP = float(os.environ.get("CHAOS_STEP_SLEEP", "0"))  # seconds: runs in flight longer
 
 
 def sql(text: str, params: tuple[object, ...] = ()) -> None:
@@ -28,23 +30,31 @@ def sql(text: str, params: tuple[object, ...] = ()) -> None:
 def create_tables() -> None:
     sql("CREATE TABLE IF NOT EXISTS wf_counts (id INTEGER PRIMARY KEY, n INTEGER)")
     sql("CREATE TABLE IF NOT EXISTS tx_counts (id INTEGER PRIMARY KEY, n INTEGER)")
+    sql("CREATE TABLE IF NOT EXISTS wf_order (id INTEGER, part INTEGER, off INTEGER, "
+        "at_ns BIGINT)")
 
 
 @step()
 def parse(value: bytes) -> int:
+    if STEP_SLEEP:
+        time.sleep(STEP_SLEEP)
     return int(json.loads(value)["id"])
 
 
 @transaction()
-def count_wf(message_id: int) -> None:
+def count_wf(message_id: int, partition: int, offset: int) -> None:
     sql("INSERT INTO wf_counts VALUES (?, 1) ON CONFLICT (id) DO UPDATE SET n = wf_counts.n + 1",
         (message_id,))
+    # When it was applied (this host's clock, shared by its processes): the test checks that
+    # each partition's messages were applied in offset order.
+    sql("INSERT INTO wf_order VALUES (?, ?, ?, ?)", (message_id, partition, offset,
+                                                   time.time_ns()))
 
 
 @workflow()
 def on_event(topic: str, partition: int, message: KafkaMessage) -> int:
     message_id = parse(message.value)
-    count_wf(message_id)
+    count_wf(message_id, partition, message.offset)
     return message_id
 
 

@@ -1,0 +1,114 @@
+"""Executors and the ownership of runs, at the journal: claims, takeovers, hand-overs, fencing
+(journal/executors.py). On both backends with one engine; on PostgreSQL with two."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from eoflow.errors import ExecutorFencedError
+from eoflow.journal import codec
+from eoflow.journal.records import NewWorkflow, Status, StepKind, StepRecord
+from eoflow.journal.sqlite import SQLiteJournal
+from eoflow.journal.sqljournal import SqlJournal
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def journal(request: pytest.FixtureRequest) -> Iterator[SqlJournal]:
+    if request.param == "postgres":
+        from eoflow.journal.postgres import PostgresJournal
+        opened: SqlJournal = PostgresJournal.open(request.getfixturevalue("pg_url"))
+    else:
+        opened = SQLiteJournal.open(os.fspath(request.getfixturevalue("tmp_path") / "j.db"))
+    yield opened
+    opened.close()
+
+
+def new(wid: str, **fields: object) -> NewWorkflow:
+    return NewWorkflow(wid, "flow", codec.encode({"args": [], "kwargs": {}}), 1, **fields)
+
+
+def step(wid: str, number: int) -> StepRecord:
+    return StepRecord(wid, number, "s", StepKind.STEP, codec.encode(1), None, 1, 1, 2)
+
+
+def owners(journal: SqlJournal) -> dict[str, str | None]:
+    return dict(journal.committer.read(lambda conn: [
+        (str(w), e) for w, e in conn.execute(
+            "SELECT workflow_id, executor_id FROM eoflow_workflows")]))
+
+
+def test_an_executor_claims_what_no_one_owns_and_is_fenced_once_taken_over(
+        journal: SqlJournal) -> None:
+    journal.create_workflows([new("before")], 1)  # no executor yet: unowned
+    me = journal.register_executor(lease_ms=1000, now_ms=10)
+    expired, claimed = journal.claim_runs(20)
+    assert expired == [] and [r.workflow_id for r in claimed] == ["before"]
+    journal.create_workflows([new("mine"), new("queued", status=Status.ENQUEUED,
+                                               queue="q")], 30)
+    assert owners(journal) == {"before": me, "mine": me, "queued": None}
+    assert journal.claim_runs(40) == ([], [])  # nothing left to claim
+    assert journal.claim_run("mine")  # it is this executor's already
+    listed = [(e.executor_id, e.status) for e in journal.list_executors()]
+    assert listed == [(me, "ALIVE")]
+    journal.renew_lease(60)
+    # Another executor found this one's lease run out and took its runs over:
+    journal.committer.write(lambda conn: conn.execute(
+        "UPDATE eoflow_executors SET status = 'EXPIRED'"))
+    seen: list[ExecutorFencedError] = []
+    journal.set_fenced_callback(seen.append)
+    with pytest.raises(ExecutorFencedError, match=f"{me} is EXPIRED: its lease ran out"):
+        journal.record_step(step("mine", 1))
+    with pytest.raises(ExecutorFencedError):
+        journal.renew_lease(70)
+    assert len(seen) == 1 and journal.load_steps("mine") == {}
+
+
+def test_a_queue_limit_holds_in_the_journal(journal: SqlJournal) -> None:
+    journal.register_executor(lease_ms=1000, now_ms=1)
+    journal.create_workflows([new(f"q{i}", status=Status.ENQUEUED, queue="q")
+                              for i in range(5)], 2)
+    assert len(journal.dequeue("q", 3, False, 10, concurrency=2)) == 2
+    assert journal.dequeue("q", 4, False, 10, concurrency=2) == []  # two run already
+    journal.finish_workflow("q0", Status.SUCCESS, codec.encode(1), None, 5)
+    assert [w for w, _, _ in journal.dequeue("q", 6, False, 10, concurrency=2)] == ["q2"]
+
+
+def test_two_executors_on_one_postgres_journal(pg_url: str) -> None:
+    from eoflow.journal.postgres import PostgresJournal
+
+    first, second = PostgresJournal.open(pg_url), PostgresJournal.open(pg_url)
+    try:
+        a = first.register_executor(lease_ms=1000, now_ms=1000)
+        b = second.register_executor(lease_ms=1000, now_ms=1000)
+        first.create_workflows([new("a1"), new("a2")], 1000)
+        assert second.claim_runs(1500) == ([], [])  # a's lease holds until 2000
+        assert not second.claim_run("a1")  # a live executor owns it
+        # The queue limit holds across executors: counted in the write transaction.
+        first.create_workflows([new(f"q{i}", status=Status.ENQUEUED, queue="q")
+                                for i in range(3)], 1000)
+        assert len(first.dequeue("q", 1100, False, 10, concurrency=2)) == 2
+        assert second.dequeue("q", 1100, False, 10, concurrency=2) == []
+        # a stops renewing: past its lease, b expires it and takes its runs, in order.
+        expired, claimed = second.claim_runs(2500)
+        assert expired == [a]
+        assert [r.workflow_id for r in claimed] == ["a1", "a2", "q0", "q1"]
+        with pytest.raises(ExecutorFencedError):  # a wakes up: refused
+            first.record_step(step("a1", 1))
+        second.record_step(step("a1", 1))
+        # A clean stop hands runs over at once: no lease to wait for.
+        third = PostgresJournal.open(pg_url)
+        try:
+            c = third.register_executor(lease_ms=60_000, now_ms=3000)
+            assert second.stop_executor(3000) == 4
+            _, taken = third.claim_runs(3001)
+            assert {r.workflow_id for r in taken} == {"a1", "a2", "q0", "q1"}
+            states = {e.executor_id: e.status for e in third.list_executors()}
+            assert states == {a: "EXPIRED", b: "STOPPED", c: "ALIVE"}
+        finally:
+            third.close()
+    finally:
+        first.close()
+        second.close()
