@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from eoflow.client import Client
 from eoflow.engine.context import db, set_workflow_id, workflow_id
 from eoflow.engine.decorators import step, transaction, workflow
 from eoflow.engine.engine import Engine
@@ -20,6 +21,7 @@ logger: logging.Logger = logging.getLogger("eoflow.app")
 """A standard logger for application code (`eoflow.logger.info(...)`)."""
 
 __all__ = [
+    "Client",
     "Engine",
     "EoflowError",
     "KafkaMessage",

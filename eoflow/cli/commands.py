@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -176,6 +177,50 @@ def resume(workflow_id: str, journal: str) -> None:
                      "otherwise the next `eoflow run` does)")
 
 
+def _json_argument(raw: str, what: str) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError as error:
+        raise click.BadParameter(f"not JSON ({error}); quote it for your shell, e.g. "
+                                 "'{\"id\": 7}'", param_hint=what) from None
+
+
+@workflows.command("start")
+@click.argument("name")
+@click.option("--input", "inputs", metavar="JSON", default="[]", show_default=True,
+              help="The arguments: a JSON list (positional), or an object (by name).")
+@click.option("--id", "workflow_id", help="The run's id [default: a new one].")
+@click.option("--queue", help="Enqueue it in this queue (declared by the app) instead.")
+@journal_option
+def start(name: str, inputs: str, workflow_id: str | None, queue: str | None,
+          journal: str) -> None:
+    """Start a run of workflow NAME (as the app names it) for a running app to execute: the
+    app picks it up within a second (eoflow.Client does the same from Python)."""
+    from eoflow.client import Client
+
+    given = _json_argument(inputs, "--input")
+    args, kwargs = (given, {}) if isinstance(given, list) else \
+        ([], given) if isinstance(given, dict) else ([given], {})
+    with Client(journal) as client:
+        started = client.enqueue(queue, name, *args, workflow_id=workflow_id, **kwargs) \
+            if queue else client.start(name, *args, workflow_id=workflow_id, **kwargs)
+    render.line(f"started {started}" + (f" in queue {queue}" if queue else ""))
+
+
+@click.command("send")
+@click.argument("workflow_id")
+@click.argument("message")
+@click.option("--topic", help="The topic its eoflow.recv waits on [default: none].")
+@journal_option
+def send(workflow_id: str, message: str, topic: str | None, journal: str) -> None:
+    """Send MESSAGE (JSON) to run WORKFLOW_ID: its eoflow.recv() receives it."""
+    from eoflow.client import Client
+
+    with Client(journal) as client:
+        client.send(workflow_id, _json_argument(message, "MESSAGE"), topic)
+    render.line(f"sent to {workflow_id}")
+
+
 @workflows.command("fork")
 @click.argument("workflow_id")
 @click.option("--from-step", type=click.IntRange(min=1), required=True,
@@ -314,5 +359,5 @@ def restart_topic(topic: str, group_id: str, journal: str) -> None:
 
 
 def register(group: click.Group) -> None:
-    for command in (run, status, workflows, quarantine, kafka, broker, produce):
+    for command in (run, status, workflows, quarantine, kafka, broker, produce, send):
         group.add_command(command)

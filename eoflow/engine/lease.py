@@ -26,9 +26,9 @@ class LeaseKeeper(Background):
     def __init__(self, rt: Runtime, claim: bool) -> None:
         super().__init__("eoflow-lease")
         self._rt = rt
-        # Take others' runs over: not with recover=False, nor on a journal this engine holds
-        # alone (its start took everything, and no other executor can leave runs behind).
-        self._claim = claim and not rt.journal.exclusive
+        # Take over others' runs, and runs a Client started (not with recover=False). A read
+        # looks first: an engine with nothing to take writes nothing.
+        self._claim = claim
         self._every = min(CLAIM_POLL, rt.config.lease / 3)
         self._renew_every = rt.config.lease / 3
 

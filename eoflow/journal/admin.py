@@ -26,12 +26,12 @@ def _now() -> int:
 def _change(path: str, apply: Callable[[Conn], T]) -> T:
     side = open_side(path)
     try:
-        return _transaction(side, apply, keep=True)
+        return transaction(side, apply, keep=True)
     finally:
         side.conn.close()
 
 
-def _transaction(side: Side, apply: Callable[[Conn], T], keep: bool) -> T:
+def transaction(side: Side, apply: Callable[[Conn], T], keep: bool = True) -> T:
     """`apply(conn)` in one write transaction, committed if `keep`, else rolled back."""
     conn, backend = side.conn, side.backend
     try:
@@ -62,11 +62,11 @@ def prune(path: str, older_than: float, *, app_db: str | None = None,
         app = None if app_db is None else open_side(app_db, tx_only=True)
 
         def journal(work: Callable[[Conn], T]) -> T:
-            return _transaction(journal_side, work, keep=not dry_run)
+            return transaction(journal_side, work, keep=not dry_run)
 
         def application(work: Callable[[Conn], T]) -> T:
             assert app is not None
-            return _transaction(app, work, keep=not dry_run)
+            return transaction(app, work, keep=not dry_run)
 
         total = PruneReport()
         for report in retention.prune(journal, None if app is None else application,

@@ -84,6 +84,10 @@ class Backend(Protocol):
         if anything in it fails."""
         ...
 
+    def stored_inputs(self, inputs: str | bytes) -> str | bytes:
+        """A run's inputs as this database's column holds them."""
+        ...
+
     def integrity_problems(self, conn: Conn, quick: bool) -> list[str] | None:
         """What the database's own check of its pages finds (empty when sound), or None when
         it cannot be run from a connection (a server checks its own pages)."""

@@ -86,6 +86,9 @@ class SQLiteBackend:
     def pipelined(self, conn: Conn) -> contextlib.AbstractContextManager[object]:
         return contextlib.nullcontext()  # in-process calls: nothing to gain
 
+    def stored_inputs(self, inputs: str | bytes) -> str | bytes:
+        return inputs  # TEXT for JSON, a BLOB for packed bytes
+
     def integrity_problems(self, conn: Conn, quick: bool) -> list[str] | None:
         pragma = "PRAGMA quick_check" if quick else "PRAGMA integrity_check"
         return [line for (message,) in conn.execute(pragma)

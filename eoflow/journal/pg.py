@@ -209,6 +209,10 @@ class PostgresBackend:
         # A Kafka batch's statements (its handlers' INSERTs) in one round trip, not one each.
         return conn.ready().pipeline()
 
+    def stored_inputs(self, inputs: str | bytes) -> bytes:
+        # bytea: JSON text as UTF-8, or packed bytes (the codec tells them apart).
+        return inputs.encode() if isinstance(inputs, str) else inputs
+
     def integrity_problems(self, conn: Any, quick: bool) -> list[str] | None:
         return None  # the server checks its own pages (pg_amcheck does more)
 

@@ -133,21 +133,6 @@ class PostgresJournal(SqlJournal):
         writer.on_reconnect = join
         return executor_id
 
-    @staticmethod
-    def stored_inputs(inputs: str | bytes) -> bytes:
-        """PostgreSQL keeps a run's inputs as bytea: JSON text as UTF-8, or packed bytes."""
-        return inputs.encode() if isinstance(inputs, str) else inputs
-
-
-def hold_ownership(url: str) -> PgConn:
-    """A connection holding the journal's owner lock (as an engine's writer does) until it is
-    closed: no engine runs on the journal meanwhile."""
-    def check(conn: PgConn) -> None:
-        require_journal(conn)
-        _take_ownership(conn)
-
-    return _checked(connect(url), check)
-
 
 def open_reader_connection(url: str) -> PgConn:
     """A connection for reading a journal (`eoflow status`), checked to hold one."""

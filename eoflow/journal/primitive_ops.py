@@ -11,10 +11,39 @@ recv is recorded; an event is published exactly when its set_event is recorded).
 
 from __future__ import annotations
 
-from eoflow.errors import WorkflowNotFoundError
-from eoflow.journal.backend import Conn
-from eoflow.journal.records import StepRecord
+from eoflow.errors import DedupError, WorkflowNotFoundError
+from eoflow.journal.backend import Backend, Conn
+from eoflow.journal.records import NewWorkflow, Status, StepRecord
+from eoflow.journal.savepoint import in_savepoint
 from eoflow.journal.sql import Q
+
+
+def insert_run(conn: Conn, backend: Backend, run: NewWorkflow, now_ms: int,
+               executor_id: str | None) -> bool:
+    """Insert `run` unless its id exists; True if it was inserted. A PENDING run is owned by
+    `executor_id` (None: by no one yet, for any executor to claim). A live run of its queue
+    holding its dedup id raises DedupError, naming that run."""
+    params = (run.workflow_id, run.name, run.status.value, backend.stored_inputs(run.inputs),
+              run.created_ms, now_ms, run.parent_id, run.queue, run.lane, run.deadline_ms,
+              run.priority, run.dedup_id, run.not_before_ms, run.timeout_ms,
+              executor_id if run.status is Status.PENDING else None)
+
+    def insert() -> bool:
+        conn.execute(Q["insert_workflow"], params)
+        return bool(conn.changes())
+
+    if run.dedup_id is None:
+        return insert()
+    # A duplicate breaks the dedup index: roll back to here (PostgreSQL refuses any further
+    # statement in a failed transaction), then name the live run that holds the id.
+    try:
+        return in_savepoint(conn, backend, "eoflow_dedup", insert)
+    except backend.errors as error:
+        if not backend.unique_violation(error):
+            raise
+        existing = conn.execute(Q["live_dedup"], (run.queue, run.dedup_id)).fetchone()
+        raise DedupError(str(run.queue), run.dedup_id,
+                         existing[0] if existing else "?") from None
 
 
 def insert_step(conn: Conn, record: StepRecord) -> None:

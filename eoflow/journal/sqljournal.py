@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, TypeVar, cast
 
-from eoflow.errors import DedupError, ExecutorFencedError
+from eoflow.errors import ExecutorFencedError
 from eoflow.journal import executors, operator, primitive_ops, retention
 from eoflow.journal.backend import Backend, Conn
 from eoflow.journal.batching import GroupCommitter
@@ -19,7 +19,6 @@ from eoflow.journal.primitive_ops import insert_step
 from eoflow.journal.reader import Reader
 from eoflow.journal.records import Action, KafkaKey, NewWorkflow, Status, StepRecord, WorkflowRecord
 from eoflow.journal.retention import PruneReport
-from eoflow.journal.savepoint import in_savepoint
 from eoflow.journal.sql import Q
 from eoflow.journal.txstore import SqlTxStore
 
@@ -125,32 +124,11 @@ class SqlJournal(Reader):
         return self.committer.write(insert, wait=True, savepoint=True)
 
     def _insert_workflow(self, conn: Conn, run: NewWorkflow, now_ms: int) -> bool:
-        params = (run.workflow_id, run.name, run.status.value, self.stored_inputs(run.inputs),
-                  run.created_ms, now_ms, run.parent_id, run.queue, run.lane, run.deadline_ms,
-                  run.priority, run.dedup_id, run.not_before_ms, run.timeout_ms,
-                  self.executor_id if run.status is Status.PENDING else None)
-        if run.dedup_id is None:
-            conn.execute(Q["insert_workflow"], params)
-            return bool(conn.changes())
-        # A duplicate breaks the dedup index: roll back to here (PostgreSQL refuses any further
-        # statement in a failed transaction), then name the live run that holds the id.
-        def insert() -> bool:
-            conn.execute(Q["insert_workflow"], params)
-            return bool(conn.changes())
+        return primitive_ops.insert_run(conn, self.backend, run, now_ms, self.executor_id)
 
-        try:
-            return in_savepoint(conn, self.backend, "eoflow_dedup", insert)
-        except self.backend.errors as error:
-            if not self.backend.unique_violation(error):
-                raise
-            existing = conn.execute(Q["live_dedup"], (run.queue, run.dedup_id)).fetchone()
-            raise DedupError(str(run.queue), run.dedup_id,
-                             existing[0] if existing else "?") from None
-
-    @staticmethod
-    def stored_inputs(inputs: str | bytes) -> str | bytes:
-        """The inputs as this backend's column holds them (SQLite keeps text or a BLOB)."""
-        return inputs
+    def stored_inputs(self, inputs: str | bytes) -> str | bytes:
+        """The inputs as this backend's column holds them."""
+        return self.backend.stored_inputs(inputs)
 
     def finish_workflow(
         self, workflow_id: str, status: Status, output: str | None, error: str | None,
