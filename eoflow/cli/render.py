@@ -228,9 +228,10 @@ def status_view(report: dict[str, Any]) -> Group | str:
 def workflows_table(rows: list[dict[str, Any]]) -> Table | str:
     return listing(
         [Column("workflow id", id=True), Column("name", shrink=True), Column("status"),
-         Column("created", drop=2), Column("error", shrink=True, least=20, drop=1)],
+         Column("created", drop=2), Column("error", shrink=True, least=20, drop=1),
+         Column("executor", drop=3)],  # last: scripts reading the columns by place keep working
         [[row["workflow_id"], row["name"], row["status"], row["created_at"] or "",
-          _error_text(row["error"])] for row in rows])
+          _error_text(row["error"]), row.get("executor") or ""] for row in rows])
 
 
 def quarantine_table(rows: list[dict[str, Any]]) -> Table | str:
@@ -253,6 +254,7 @@ def workflow_view(detail: dict[str, Any], full: bool = False) -> Group | str:
     cut = None if full else CUT
     fields = [("workflow", detail["workflow_id"]), ("name", detail["name"]),
               ("status", detail["status"]), ("created", detail["created_at"] or ""),
+              *([("executor", detail["executor"])] if detail.get("executor") else []),
               ("inputs", _short(_shown(detail["inputs"]), cut))]
     if detail["status"] == "SUCCESS":
         fields.append(("output", _short(_shown(detail["output"]), cut)))

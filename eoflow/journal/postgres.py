@@ -134,6 +134,16 @@ class PostgresJournal(SqlJournal):
         return executor_id
 
 
+def hold_ownership(url: str) -> PgConn:
+    """A connection holding the whole journal (for a copy) until it is closed: refused while
+    an engine runs on it, and no engine starts meanwhile."""
+    def check(conn: PgConn) -> None:
+        require_journal(conn)
+        _take_ownership(conn)
+
+    return _checked(connect(url), check)
+
+
 def open_reader_connection(url: str) -> PgConn:
     """A connection for reading a journal (`eoflow status`), checked to hold one."""
     return _checked(connect(url, reconnect_any=True), require_journal)

@@ -273,7 +273,7 @@ ON CONFLICT (workflow_id) DO NOTHING;
 
 -- name: get_workflow
 SELECT workflow_id, name, status, inputs, output, error, created_ms, updated_ms,
-       recovery_attempts, parent_id, queue, lane, deadline_ms, not_before_ms
+       recovery_attempts, parent_id, queue, lane, deadline_ms, not_before_ms, executor_id
 FROM eoflow_workflows WHERE workflow_id = ?;
 
 -- name: workflow_name_status
@@ -351,7 +351,7 @@ UPDATE eoflow_workflows SET status = 'PARKED', updated_ms = ? WHERE workflow_id 
 
 -- name: list_workflows
 SELECT workflow_id, name, status, inputs, output, error, created_ms, updated_ms,
-       recovery_attempts, parent_id, queue, lane, deadline_ms, not_before_ms
+       recovery_attempts, parent_id, queue, lane, deadline_ms, not_before_ms, executor_id
 FROM eoflow_workflows
 WHERE (?1 IS NULL OR status = ?1)
   AND (?2 IS NULL OR name = ?2 OR name LIKE '%.' || ?2)  -- `handle` finds `Orders.handle`

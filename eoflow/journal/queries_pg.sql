@@ -200,7 +200,7 @@ FROM eoflow_workflows WHERE status = 'PENDING' ORDER BY seq;
 
 -- name: list_workflows
 SELECT workflow_id, name, status, inputs, output, error, created_ms, updated_ms,
-       recovery_attempts, parent_id, queue, lane, deadline_ms, not_before_ms
+       recovery_attempts, parent_id, queue, lane, deadline_ms, not_before_ms, executor_id
 FROM eoflow_workflows
 WHERE (?1::text IS NULL OR status = ?1)
   AND (?2::text IS NULL OR name = ?2 OR name LIKE '%.' || ?2)

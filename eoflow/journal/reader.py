@@ -47,7 +47,7 @@ def workflow_from_row(row: Any) -> WorkflowRecord:
         workflow_id=r[0], name=r[1], status=Status(r[2]), inputs=r[3], output=r[4],
         error=r[5], created_ms=r[6], updated_ms=r[7], recovery_attempts=r[8],
         parent_id=r[9], queue=r[10], lane=r[11], deadline_ms=r[12],
-        not_before_ms=r[13],
+        not_before_ms=r[13], executor_id=row[14] if len(row) > 14 else None,
     )
 
 

@@ -75,6 +75,7 @@ class WorkflowRecord:
     lane: str | None
     deadline_ms: int | None
     not_before_ms: int | None = None  # a sleeping or delayed run resumes no earlier than this
+    executor_id: str | None = None  # the executor that owns it, while PENDING (where read)
 
 
 @dataclass(frozen=True)

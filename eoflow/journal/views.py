@@ -27,7 +27,7 @@ _KINDS = frozenset(kind.value for kind in StepKind)
 # The columns of the get_workflow and list_workflows queries, in their order (as in reader.py).
 _WORKFLOW_COLUMNS = ("workflow_id", "name", "status", "inputs", "output", "error", "created_ms",
                      "updated_ms", "recovery_attempts", "parent_id", "queue", "lane",
-                     "deadline_ms", "not_before_ms")
+                     "deadline_ms", "not_before_ms", "executor_id")
 
 
 class _TooDeep(Exception):
@@ -213,6 +213,8 @@ def workflow_summary(fields: dict[str, Any]) -> dict[str, Any]:
         "status": _known(fields["status"], _STATUSES, "status"),
         "created_at": iso(fields["created_ms"]), "updated_at": iso(fields["updated_ms"]),
         "error": _error(fields["error"]),
+        # While PENDING, the executor that runs it (see `eoflow status`); None: no one yet.
+        "executor": fields["executor_id"] if fields["status"] == "PENDING" else None,
     }
 
 

@@ -71,10 +71,15 @@ def test_a_client_starts_work_that_a_running_engine_picks_up(journal_path: str) 
 
 def test_a_run_started_while_no_engine_runs_waits_for_one(journal_path: str) -> None:
     Engine(journal=journal_path).close()  # the journal exists; no engine runs now
+    runner = CliRunner(env={"EOFLOW_JOURNAL": journal_path})
     with Client(journal_path) as client:
         wid = client.start("cl_flow", 3)
         assert client.status(wid) is eoflow.Status.PENDING
+    listed = json.loads(runner.invoke(cli, ["workflows", "list", "--json"]).output)
+    assert [(r["workflow_id"], r["executor"]) for r in listed] == [(wid, None)]  # no one's yet
     with Engine(journal=journal_path) as engine:  # its start claims it
+        shown = json.loads(runner.invoke(cli, ["workflows", "show", wid, "--json"]).output)
+        assert shown["executor"] in (engine.journal.executor_id, None)  # None once finished
         assert engine.retrieve(wid).result(timeout=10) == 6
 
 

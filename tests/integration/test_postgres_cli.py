@@ -81,6 +81,13 @@ def test_engines_share_a_postgres_journal_that_a_copy_holds_whole(secret_url: st
         assert first.journal.executor_id != second.journal.executor_id
         live = {e.executor_id: e.status for e in first.journal.list_executors()}
         assert live == {first.journal.executor_id: "ALIVE", second.journal.executor_id: "ALIVE"}
+        code, out = invoke("status", "--json", "--journal", secret_url)
+        shown = {e["executor_id"]: (e["state"], e["runs_owned"])
+                 for e in json.loads(out)["executors"]}
+        assert shown == {first.journal.executor_id: ("alive", 0),
+                         second.journal.executor_id: ("alive", 0)}
+        code, out = invoke("status", "--journal", secret_url)
+        assert code == 0 and "Executors" in out and str(first.journal.executor_id) in out
         with pytest.raises(JournalLockedError, match="eoflow pid"), owned(secret_url):
             pass  # a copy waits for every engine to stop
     with owned(secret_url), pytest.raises(JournalError, match="is being copied by .*eoflow pid"):
