@@ -19,17 +19,17 @@ CLIENT_QUEUE = Queue("client-queue", concurrency=1)
 
 
 @step()
-def cl_double(x: int) -> int:
+def client_double(x: int) -> int:
     return x * 2
 
 
 @workflow()
-def cl_flow(x: int, plus: int = 0) -> int:
-    return cl_double(x) + plus
+def client_flow(x: int, plus: int = 0) -> int:
+    return client_double(x) + plus
 
 
 @workflow()
-def cl_waiter() -> str:
+def client_waiter() -> str:
     eoflow.set_event("ready", True)
     message = eoflow.recv(timeout=30)
     eoflow.set_event("got", message)
@@ -39,24 +39,24 @@ def cl_waiter() -> str:
 def test_a_client_starts_work_that_a_running_engine_picks_up(journal_path: str) -> None:
     with Engine(journal=journal_path), Client(journal_path) as client:
         began = time.monotonic()
-        wid = client.start("cl_flow", 5, plus=1)
+        wid = client.start("client_flow", 5, plus=1)
         assert client.result(wid, timeout=10) == 11
         picked_up = time.monotonic() - began
         assert picked_up < 3.0, picked_up  # the README's bound: within a second or so
         assert client.status(wid) is eoflow.Status.SUCCESS
-        assert client.start("cl_flow", 5, plus=1, workflow_id=wid) == wid  # changes nothing
-        with pytest.raises(WorkflowConflictError, match="belongs to a run of 'cl_flow'"):
-            client.start("cl_waiter", workflow_id=wid)
-        queued = client.enqueue("client-queue", "cl_flow", 2)
+        assert client.start("client_flow", 5, plus=1, workflow_id=wid) == wid  # changes nothing
+        with pytest.raises(WorkflowConflictError, match="belongs to a run of 'client_flow'"):
+            client.start("client_waiter", workflow_id=wid)
+        queued = client.enqueue("client-queue", "client_flow", 2)
         assert client.result(queued, timeout=10) == 4
 
-        waiter = client.start("cl_waiter")
+        waiter = client.start("client_waiter")
         assert client.get_event(waiter, "ready", timeout=10) is True
         client.send(waiter, {"n": 7})
         assert client.result(waiter, timeout=10) == "got {'n': 7}"
         assert client.get_event(waiter, "got") == {"n": 7}
 
-        slow = client.start("cl_waiter")
+        slow = client.start("client_waiter")
         assert client.get_event(slow, "ready", timeout=10) is True
         with pytest.raises(AwaitTimeoutError):
             client.result(slow, timeout=0.2)
@@ -73,7 +73,7 @@ def test_a_run_started_while_no_engine_runs_waits_for_one(journal_path: str) -> 
     Engine(journal=journal_path).close()  # the journal exists; no engine runs now
     runner = CliRunner(env={"EOFLOW_JOURNAL": journal_path})
     with Client(journal_path) as client:
-        wid = client.start("cl_flow", 3)
+        wid = client.start("client_flow", 3)
         assert client.status(wid) is eoflow.Status.PENDING
     listed = json.loads(runner.invoke(cli, ["workflows", "list", "--json"]).output)
     assert [(r["workflow_id"], r["executor"]) for r in listed] == [(wid, None)]  # no one's yet
@@ -86,15 +86,15 @@ def test_a_run_started_while_no_engine_runs_waits_for_one(journal_path: str) -> 
 def test_the_cli_starts_a_run_and_sends_it_a_message(journal_path: str) -> None:
     runner = CliRunner(env={"EOFLOW_JOURNAL": journal_path})
     with Engine(journal=journal_path), Client(journal_path) as client:
-        started = runner.invoke(cli, ["workflows", "start", "cl_flow", "--input", "[4]",
+        started = runner.invoke(cli, ["workflows", "start", "client_flow", "--input", "[4]",
                                       "--id", "from-cli"])
         assert started.exit_code == 0 and "started from-cli" in started.output, started.output
         assert client.result("from-cli", timeout=10) == 8
-        named = runner.invoke(cli, ["workflows", "start", "cl_flow", "--input",
+        named = runner.invoke(cli, ["workflows", "start", "client_flow", "--input",
                                     json.dumps({"x": 1, "plus": 2})])
         assert named.exit_code == 0, named.output
         assert client.result(named.output.split()[-1], timeout=10) == 4
-        waiter = client.start("cl_waiter")
+        waiter = client.start("client_waiter")
         assert client.get_event(waiter, "ready", timeout=10) is True
         sent = runner.invoke(cli, ["send", waiter, '"hello"'])
         assert sent.exit_code == 0, sent.output
