@@ -29,8 +29,8 @@ def take_over(rt: Runtime, if_any: bool = False) -> list[WorkflowHandle]:
     the unowned ones) here. `if_any`: write only if a read finds something to take."""
     expired, pending = rt.journal.claim_runs(rt.clock.now_ms(), if_any)
     for executor in expired:
-        log.warning("engine: executor %s stopped renewing its lease; taking its runs over",
-                    executor)
+        log.warning("engine: executor %s is gone (its process ended, or its lease ran out); "
+                    "taking its runs over", executor)
     return _resume(rt, pending)
 
 

@@ -53,7 +53,8 @@ TABLES: list[tuple[str, str, str]] = [
     ("eoflow_events", "workflow_id, key, value, updated_ms", "workflow_id, key"),
     ("eoflow_requests", "workflow_id, action, created_ms", "id"),
     ("eoflow_executors",
-     "executor_id, host, pid, started_ms, heartbeat_ms, lease_ms, status", "executor_id"),
+     "executor_id, host, pid, started_ms, heartbeat_ms, lease_ms, status, process_space",
+     "executor_id"),
     ("eoflow_meta", "key, value", "key"),
 ]
 INPUTS = 3  # the position of eoflow_workflows.inputs, whose type differs between backends

@@ -15,9 +15,11 @@ engine stops. Whatever it committed before the takeover was its own to commit.
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 import socket
+from collections.abc import Sequence
 
 from eoflow.errors import ExecutorFencedError
 from eoflow.journal.backend import Conn
@@ -37,7 +39,43 @@ HISTORY_MS = 86_400_000  # how long a stopped or expired executor stays listed
 def register(conn: Conn, executor_id: str, lease_ms: int, now_ms: int) -> None:
     conn.execute(Q["forget_executors"], (now_ms - HISTORY_MS,))
     conn.execute(Q["register_executor"], (executor_id, socket.gethostname(), os.getpid(),
-                                          now_ms, now_ms, lease_ms))
+                                          now_ms, now_ms, lease_ms, process_space()))
+
+
+@functools.cache
+def process_space() -> str | None:
+    """This machine's boot and PID namespace (Linux), or None: processes with the same one see
+    the same pids, so one can tell whether another's process still exists."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as boot:
+            return f"{boot.read().strip()}/{os.readlink('/proc/self/ns/pid')}"
+    except OSError:
+        return None
+
+
+def process_gone(pid: int) -> bool:
+    """True when no process `pid` runs in this process space (a zombie counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # it exists, and belongs to someone else
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            return stat.read().rsplit(")", 1)[-1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def dead_neighbours(conn: Conn, executor_id: str) -> list[str]:
+    """Live executors of this process space whose process is gone (killed, crashed): their
+    runs can be taken now, without waiting for their lease."""
+    space = process_space()
+    if space is None:
+        return []
+    return [str(e) for e, pid in conn.execute(Q["neighbours"], (executor_id, space))
+            if process_gone(int(pid))]
 
 
 def fence(conn: Conn, executor_id: str, where: str) -> None:
@@ -51,13 +89,17 @@ def renew(conn: Conn, executor_id: str, now_ms: int) -> None:
     conn.execute(Q["renew_lease"], (now_ms, executor_id))
 
 
-def claim(conn: Conn, executor_id: str, now_ms: int, others_dead: bool
-          ) -> tuple[list[str], list[WorkflowRecord]]:
-    """Expire the executors whose lease ran out (every other one, with `others_dead`), then
-    take every PENDING run no live executor owns. Returns (the executors expired now, the runs
-    claimed now, in the order they were created)."""
+def claim(conn: Conn, executor_id: str, now_ms: int, others_dead: bool,
+          gone: Sequence[str] = ()) -> tuple[list[str], list[WorkflowRecord]]:
+    """Expire the executors whose lease ran out (every other one, with `others_dead`) and
+    those whose process is `gone`, then take every PENDING run no live executor owns. Returns
+    (the executors expired now, the runs claimed now, in the order they were created)."""
     expired = [str(row[0]) for row in
                conn.execute(Q["expire_executors"], (executor_id, now_ms, others_dead))]
+    for dead in gone:
+        conn.execute(Q["expire_executor"], (dead,))
+        if conn.changes() and dead not in expired:
+            expired.append(dead)
     claimed = {str(row[0]) for row in conn.execute(Q["claim_runs"], (executor_id,))}
     if not claimed:
         return expired, []

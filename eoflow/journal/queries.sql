@@ -159,7 +159,10 @@ CREATE TABLE eoflow_executors (
     started_ms   INTEGER NOT NULL,
     heartbeat_ms INTEGER NOT NULL,
     lease_ms     INTEGER NOT NULL,     -- a heartbeat holds the runs this long
-    status       TEXT NOT NULL         -- ALIVE, STOPPED or EXPIRED
+    status       TEXT NOT NULL,        -- ALIVE, STOPPED or EXPIRED
+    -- The machine boot and PID namespace its pid belongs to (NULL where unknown): an executor
+    -- in the same one can tell that this one's process is gone without waiting for its lease.
+    process_space TEXT
 ) WITHOUT ROWID;
 ALTER TABLE eoflow_workflows ADD COLUMN executor_id TEXT;
 CREATE INDEX eoflow_workflows_executor ON eoflow_workflows (executor_id)
@@ -183,8 +186,17 @@ CREATE TABLE IF NOT EXISTS eoflow_kafka_keys (
 ) WITHOUT ROWID;
 
 -- name: register_executor
-INSERT INTO eoflow_executors (executor_id, host, pid, started_ms, heartbeat_ms, lease_ms, status)
-VALUES (?, ?, ?, ?, ?, ?, 'ALIVE');
+INSERT INTO eoflow_executors
+    (executor_id, host, pid, started_ms, heartbeat_ms, lease_ms, status, process_space)
+VALUES (?, ?, ?, ?, ?, ?, 'ALIVE', ?);
+
+-- name: neighbours
+-- The other live executors whose processes this one can see (the same process space).
+SELECT executor_id, pid FROM eoflow_executors
+WHERE status = 'ALIVE' AND executor_id <> ? AND process_space = ?;
+
+-- name: expire_executor
+UPDATE eoflow_executors SET status = 'EXPIRED' WHERE executor_id = ? AND status = 'ALIVE';
 
 -- name: forget_executors
 -- Executors that stopped or expired before ?1 and own nothing: their history is not kept.

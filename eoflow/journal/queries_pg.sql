@@ -177,7 +177,8 @@ CREATE TABLE eoflow_executors (
     started_ms   BIGINT NOT NULL,
     heartbeat_ms BIGINT NOT NULL,
     lease_ms     BIGINT NOT NULL,
-    status       TEXT NOT NULL
+    status       TEXT NOT NULL,
+    process_space TEXT
 );
 ALTER TABLE eoflow_workflows ADD COLUMN executor_id TEXT;
 CREATE INDEX eoflow_workflows_executor ON eoflow_workflows (executor_id)

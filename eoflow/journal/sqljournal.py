@@ -66,10 +66,12 @@ class SqlJournal(Reader):
         (executors expired, runs claimed in creation order). `if_any`: look first, with a
         read, and write only if there is something to take."""
         executor_id = self._me()
-        if if_any and not self._count("anything_to_claim", (executor_id, now_ms)):
+        gone = [] if self.exclusive else \
+            self._run(lambda conn: executors.dead_neighbours(conn, executor_id))
+        if if_any and not gone and not self._count("anything_to_claim", (executor_id, now_ms)):
             return [], []
         return self.committer.write(lambda conn: executors.claim(
-            conn, executor_id, now_ms, self.exclusive), savepoint=True)
+            conn, executor_id, now_ms, self.exclusive, gone), savepoint=True)
 
     def claim_run(self, workflow_id: str) -> bool:
         """Own PENDING run `workflow_id` here, unless another live executor does."""

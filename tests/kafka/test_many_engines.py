@@ -1,7 +1,8 @@
 """Three `eoflow run` processes on one PostgreSQL journal and one consumer group: the group
-spreads six partitions over them, a random one is killed (SIGKILL) and started again, round
-after round, while messages flow through both paths. Afterwards every message was applied
-exactly once, every run finished once, and the executors that were killed were taken over."""
+spreads six partitions over them, a random one is killed (SIGKILL) or paused past its lease
+(SIGSTOP, then SIGCONT: it is fenced and stops) and started again, round after round, while
+messages flow through both paths. Afterwards every message was applied exactly once, in offset
+order per partition, every run finished once, and every engine stopped was taken over."""
 
 from __future__ import annotations
 
@@ -15,12 +16,11 @@ import pytest
 
 from tests.portable import journal_sql
 
-from .conftest import new_topic, produce_ids
+from .conftest import new_topic, produce_ids, wait_until
 from .test_chaos import counts, start_app
 
 ROUNDS = 6
-CHUNK = 120  # messages per topic before each round, and before the end
-MESSAGES = (ROUNDS + 1) * CHUNK
+CHUNK = 120  # messages per topic before each round, during each pause, and before the end
 ENGINES = 3
 
 
@@ -41,30 +41,50 @@ def test_three_engines_killed_in_turn_apply_every_message_once(
         wf, tx, _ = counts(journal_path)
         return len(wf) + len(tx)
 
-    def produce_round(number: int) -> None:
-        ids = range(number * CHUNK, (number + 1) * CHUNK)
+    chunks = [0]
+
+    def produce_chunk() -> None:
+        ids = range(chunks[0] * CHUNK, (chunks[0] + 1) * CHUNK)
         produce_ids(broker, wf_topic, ids)
         produce_ids(broker, tx_topic, ids)
+        chunks[0] += 1
+
+    def status_of(pid: int) -> str | None:
+        rows = journal_sql(journal_path, "SELECT status FROM eoflow_executors WHERE pid = ?",
+                           (pid,))
+        return str(rows[0][0]) if rows else None
 
     killed: list[int] = []
     try:
         for number in range(ROUNDS):
             before = applied()
-            produce_round(number)
+            produce_chunk()
             deadline = time.monotonic() + 60
             while applied() == before and time.monotonic() < deadline:
                 time.sleep(0.05)
             time.sleep(rng.uniform(0.0, 0.4))
             victim = rng.randrange(ENGINES)
-            killed.append(engines[victim].pid)
-            engines[victim].send_signal(signal.SIGKILL)
-            engines[victim].wait()
+            pid = engines[victim].pid
+            killed.append(pid)
+            if number % 2:  # paused past its lease: its partitions move to the others while
+                # its runs are still its own, until they are taken over; woken, it is fenced
+                engines[victim].send_signal(signal.SIGSTOP)
+                produce_chunk()  # for its partitions' next owners, while it holds runs
+                try:
+                    wait_until(lambda pid=pid: status_of(pid) == "EXPIRED", 60, "the takeover")
+                finally:
+                    engines[victim].send_signal(signal.SIGCONT)
+                assert engines[victim].wait(timeout=60) != 0  # it stopped itself
+            else:
+                engines[victim].send_signal(signal.SIGKILL)
+                engines[victim].wait()
             engines[victim] = start_app(journal_path, broker, env, logs[victim])
-        produce_round(ROUNDS)
+        produce_chunk()
+        messages = chunks[0] * CHUNK
         deadline = time.monotonic() + 150
         while time.monotonic() < deadline:
             wf, tx, runs = counts(journal_path)
-            if len(wf) == MESSAGES and len(tx) == MESSAGES and not runs.get("PENDING"):
+            if len(wf) == messages and len(tx) == messages and not runs.get("PENDING"):
                 break
             time.sleep(0.5)
     finally:
@@ -75,9 +95,9 @@ def test_three_engines_killed_in_turn_apply_every_message_once(
     text = "\n".join(log.read_text() for log in logs)
     assert codes == [0] * ENGINES, text[-3000:]
     wf, tx, runs = counts(journal_path)
-    assert sorted(wf) == list(range(MESSAGES)) and set(wf.values()) == {1}
-    assert sorted(tx) == list(range(MESSAGES)) and set(tx.values()) == {1}
-    assert runs == {"SUCCESS": MESSAGES}
+    assert sorted(wf) == list(range(messages)) and set(wf.values()) == {1}
+    assert sorted(tx) == list(range(messages)) and set(tx.values()) == {1}
+    assert runs == {"SUCCESS": messages}
     # Each partition's workflows applied in offset order (ordered=True, the default), across
     # the rebalances and takeovers.
     applied_at: dict[int, list[tuple[int, int]]] = {}
@@ -91,4 +111,4 @@ def test_three_engines_killed_in_turn_apply_every_message_once(
     # have joined yet).
     joined = [pid for pid in killed if pid in states]
     assert len(joined) >= ROUNDS // 2 and {states[pid] for pid in joined} == {"EXPIRED"}, states
-    assert "taking its runs over" in text
+    assert "taking its runs over" in text and "its lease ran out" in text
