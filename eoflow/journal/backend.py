@@ -9,8 +9,9 @@ transaction begins and commits, which errors the driver raises, and what they me
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from eoflow.errors import JournalError
@@ -42,6 +43,17 @@ class Conn(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class Fence:
+    """A query a write transaction must pass before anything it did may count: `check(row)`
+    raises (ExecutorFencedError) on its first row when it does not. PostgreSQL sends it with
+    the transaction's first statement, in the same round trip (see pg.py)."""
+
+    sql: str
+    params: tuple[Any, ...]
+    check: Callable[[Any], None]
+
+
 class Backend(Protocol):
     """The non-SQL differences between databases (one instance per kind of database)."""
 
@@ -59,8 +71,9 @@ class Backend(Protocol):
 
     def has_table(self, conn: Conn, name: str) -> bool: ...
 
-    def begin(self, conn: Conn) -> None:
-        """Open the write transaction of a batch."""
+    def begin(self, conn: Conn, fence: Fence | None = None) -> None:
+        """Open the write transaction of a batch; with a `fence`, checked before anything
+        the transaction does can commit (after a failed check the transaction is gone)."""
         ...
 
     def commit(self, conn: Conn) -> None:

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any, Generic, Literal, TypeVar, overload
 
 from eoflow.errors import EngineClosedError, ExecutorFencedError, JournalError
-from eoflow.journal.backend import Backend, Conn
+from eoflow.journal.backend import Backend, Conn, Fence
 from eoflow.journal.savepoint import in_savepoint
 from eoflow.latch import Latch
 
@@ -81,7 +81,7 @@ class GroupCommitter:
         self._closed = False
         # Run first in every batch, when set: raises ExecutorFencedError once this engine's
         # runs were taken over (executors.py); from then on every batch fails at once.
-        self.fence: Callable[[Conn], None] | None = None
+        self.fence: Fence | None = None
         self.on_fenced: Callable[[ExecutorFencedError], None] | None = None
         self.fenced: ExecutorFencedError | None = None
         self._thread = threading.Thread(target=self._run, name="eoflow-writer", daemon=True)
@@ -223,11 +223,8 @@ class GroupCommitter:
                 self._fail(ops, batch, self.fenced, quiet=True)
                 continue
             try:
-                self.backend.begin(self.conn)
-                if self.fence is not None:
-                    self.fence(self.conn)
+                self.backend.begin(self.conn, self.fence)
             except ExecutorFencedError as error:
-                self._rollback()
                 self._fenced(error)
                 self._fail(ops, batch, error, quiet=True)
                 continue
@@ -259,6 +256,8 @@ class GroupCommitter:
                 except self.backend.errors as error:
                     lost = self.backend.translate(self.path, error)
                     self._rollback()
+            if isinstance(lost, ExecutorFencedError):
+                self._fenced(lost)  # found by the first statement (PostgreSQL: see pg.py)
             if lost is not None:
                 self._rollback()  # SQLite did already; PostgreSQL keeps a failed one open
                 log.error("journal %s: a batch of %d writes was rolled back: %s",

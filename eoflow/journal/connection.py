@@ -17,7 +17,7 @@ from eoflow.errors import (
     JournalLockedError,
     JournalWriteError,
 )
-from eoflow.journal.backend import Conn
+from eoflow.journal.backend import Conn, Fence
 
 BUSY_TIMEOUT_MS = 10_000
 # After a checkpoint, a WAL larger than this is truncated back to it: a burst (or a reader that
@@ -68,8 +68,14 @@ class SQLiteBackend:
         return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
                             (name,)).fetchone() is not None
 
-    def begin(self, conn: Conn) -> None:
+    def begin(self, conn: Conn, fence: Fence | None = None) -> None:
         conn.execute("BEGIN IMMEDIATE")
+        if fence is not None:
+            try:
+                fence.check(conn.execute(fence.sql, fence.params).fetchone())
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
 
     def commit(self, conn: Conn) -> None:
         conn.execute("COMMIT")

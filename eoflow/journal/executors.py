@@ -20,9 +20,10 @@ import os
 import secrets
 import socket
 from collections.abc import Sequence
+from typing import Any
 
 from eoflow.errors import ExecutorFencedError
-from eoflow.journal.backend import Conn
+from eoflow.journal.backend import Conn, Fence
 from eoflow.journal.reader import workflow_from_row
 from eoflow.journal.records import ALIVE, WorkflowRecord
 from eoflow.journal.sql import Q
@@ -78,11 +79,14 @@ def dead_neighbours(conn: Conn, executor_id: str) -> list[str]:
             if process_gone(int(pid))]
 
 
-def fence(conn: Conn, executor_id: str, where: str) -> None:
-    """Refuse the write transaction this runs in unless `executor_id` is still ALIVE."""
-    row = conn.execute(Q["executor_status"], (executor_id,)).fetchone()
-    if row is None or row[0] != ALIVE:
-        raise ExecutorFencedError(where, executor_id, "missing" if row is None else str(row[0]))
+def fence(executor_id: str, where: str) -> Fence:
+    """What every write transaction of `executor_id` must pass: it is still ALIVE."""
+    def check(row: Any) -> None:
+        if row is None or row[0] != ALIVE:
+            raise ExecutorFencedError(where, executor_id,
+                                      "missing" if row is None else str(row[0]))
+
+    return Fence(Q["executor_status"], (executor_id,), check)
 
 
 def renew(conn: Conn, executor_id: str, now_ms: int) -> None:

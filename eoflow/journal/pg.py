@@ -21,6 +21,7 @@ import psycopg
 from psycopg.pq import TransactionStatus
 
 from eoflow.errors import JournalError, JournalUnavailableError, JournalWriteError
+from eoflow.journal.backend import Fence
 from eoflow.journal.sql import Q, load
 from eoflow.journal.urls import redact
 
@@ -69,7 +70,7 @@ class PgConn:
     """A psycopg connection as the journal's SQL code uses it (see backend.Conn)."""
 
     __slots__ = ("raw", "where", "on_reconnect", "_url", "_reconnect_any", "_changes",
-                 "_opening")
+                 "_opening", "_fence")
     _cache: dict[str, tuple[str, str, bool]] = {}
 
     def __init__(self, url: str, raw: Any, where: str, reconnect_any: bool) -> None:
@@ -80,24 +81,52 @@ class PgConn:
         self._reconnect_any = reconnect_any
         self._changes = 0
         self._opening: tuple[str, ...] = ()  # a BEGIN not sent yet (see begin)
+        self._fence: Fence | None = None
 
-    def begin(self, *statements: str) -> None:
-        """Open a transaction with `statements` (BEGIN, then e.g. a lock), on a new connection
-        if this one was lost. They go to the server with the transaction's first statement,
-        in one round trip (psycopg's pipeline mode): a write costs two round trips, not
-        three."""
+    def begin(self, *statements: str, fence: Fence | None = None) -> None:
+        """Open a transaction with `statements` (BEGIN, then e.g. a lock) and its `fence`, on a
+        new connection if this one was lost. They go to the server with the transaction's
+        first statement, in one round trip (psycopg's pipeline mode): a write costs two round
+        trips, not three. A failed fence rolls the transaction back and raises."""
         if self.raw.broken or self.raw.closed:
             self._reconnect()
-        self._opening = statements
+        self._opening, self._fence = statements, fence
 
     def ready(self) -> Any:
         """The driver's connection, with the transaction's opening sent (before anything uses
         the connection directly: a @transaction function, a server-side cursor)."""
         if self._opening:
-            opening, self._opening = self._opening, ()
+            self._open(None)
+        return self.raw
+
+    def _open(self, first: Callable[[], Any] | None) -> Any:
+        """Send the opening, the fence and `first()`'s statement in one round trip; check the
+        fence before `first`'s result is used. (If a statement fails, the transaction is lost
+        anyway: the first one never runs inside a savepoint.)"""
+        opening, fence = self._opening, self._fence
+        self._opening, self._fence = (), None
+        checked = result = None
+        with self.raw.pipeline():
             for statement in opening:
                 self.raw.execute(statement)
-        return self.raw
+            if fence is not None:
+                checked = self._run(*self._prepared(fence.sql), fence.params)
+            if first is not None:
+                result = first()
+        if fence is not None:
+            try:
+                fence.check(checked.fetchone() if checked is not None else None)
+            except BaseException:
+                with contextlib.suppress(psycopg.Error):
+                    self.raw.execute("ROLLBACK")
+                raise
+        return result
+
+    def _prepared(self, sql: str) -> tuple[str, str, bool]:
+        found = self._cache.get(sql)
+        if found is None:
+            found = self._cache[sql] = to_pg(sql)
+        return found
 
     def execute(self, sql: str, params: Any = (), /) -> Any:
         if self._reconnect_any and (self.raw.broken or self.raw.closed):
@@ -105,16 +134,9 @@ class PgConn:
             # their own transaction; a writer reconnects only where a new one begins (begin):
             # whatever transaction was open is gone, and its callers were told.
             self._reconnect()
-        found = self._cache.get(sql)
-        if found is None:
-            found = self._cache[sql] = to_pg(sql)
-        text, bare, numbered = found
+        text, bare, numbered = self._prepared(sql)
         if self._opening:
-            opening, self._opening = self._opening, ()
-            with self.raw.pipeline():
-                for statement in opening:
-                    self.raw.execute(statement)
-                cursor = self._run(text, bare, numbered, params)
+            cursor = self._open(lambda: self._run(text, bare, numbered, params))
         else:
             cursor = self._run(text, bare, numbered, params)
         self._changes = cursor.rowcount
@@ -176,11 +198,11 @@ class PostgresBackend:
     def has_table(self, conn: Any, name: str) -> bool:
         return bool(conn.execute(QPG["has_table"], (name,)).fetchone()[0])
 
-    def begin(self, conn: Any) -> None:
+    def begin(self, conn: Any, fence: Fence | None = None) -> None:
         # BEGIN, then the journal's write lock (held to COMMIT), so that an
         # operator's change from the CLI and the engine's batches never interleave (SQLite's
         # BEGIN IMMEDIATE does the same).
-        conn.begin("BEGIN", QPG["write_lock"])
+        conn.begin("BEGIN", QPG["write_lock"], fence=fence)
 
     def commit(self, conn: Any) -> None:
         # The server answers COMMIT in a failed transaction with a ROLLBACK, without an error.

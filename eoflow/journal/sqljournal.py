@@ -51,7 +51,7 @@ class SqlJournal(Reader):
         self.committer.write(lambda conn: executors.register(conn, executor_id, lease_ms,
                                                              now_ms))
         self.executor_id = executor_id
-        self.committer.fence = lambda conn: executors.fence(conn, executor_id, self.path)
+        self.committer.fence = executors.fence(executor_id, self.path)
         return executor_id
 
     def renew_lease(self, now_ms: int) -> None:
