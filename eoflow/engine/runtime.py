@@ -113,9 +113,11 @@ class Runtime:
                 except Exception:
                     log.exception("engine: a service failed to stop")
             self.runs.stop_all(StopReason.SHUTDOWN, EngineClosedError(self.path))
-            if not self.pool.shutdown(grace):
+            if self.pool.shutdown(grace):
+                self._hand_over()
+            else:  # still running here: handing them over would run them twice at once
                 log.warning("engine: some workflows did not reach a step boundary within "
-                            "%.1fs; they stay PENDING and resume on the next start", grace)
-            self._hand_over()
+                            "%.1fs; they stay PENDING, and another engine takes them once "
+                            "this process has exited (or the next start does)", grace)
         finally:
             self._resources.close()
