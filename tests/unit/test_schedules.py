@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 
 import pytest
 
-from eoflow import Engine, scheduled, workflow
+from eoflow import Engine, scheduled, step, workflow
 from eoflow.engine.clock import FakeClock
 from eoflow.engine.scheduling.schedules import SCHEDULES, Cron, Scheduler, run_id
 from eoflow.errors import ConfigError
@@ -88,6 +89,39 @@ def test_the_scheduler_thread_starts_runs_on_time(journal_path: str) -> None:
         assert set(ids[-3:]) >= {"sched:s_tick:2026-01-01T10:10:00Z",
                                  "sched:s_tick:2026-01-01T10:20:00Z"}
         assert run_id(schedule_of(s_tick), at("2026-01-01T10:10:00")) in ids
+
+
+SHARED_TICKS: list[str] = []
+
+
+@step()
+def s_count(moment: str) -> str:
+    SHARED_TICKS.append(moment)
+    time.sleep(0.2)  # still running when the other engine finds the tick started
+    return moment
+
+
+@scheduled("*/10 * * * *")
+@workflow()
+def s_shared_tick(scheduled_at: dt.datetime, started_at: dt.datetime) -> str:
+    return s_count(scheduled_at.isoformat())
+
+
+def test_a_tick_runs_once_across_engines_on_one_journal(pg_url: str) -> None:
+    """Two engines on one PostgreSQL journal start the same time of a schedule: its run id is
+    fixed, so one records it, and the other leaves it to that one's executor."""
+    clock = FakeClock(start_ms=int(at("2026-01-01T10:00:30").timestamp() * 1000))
+    SHARED_TICKS.clear()
+    with Engine(journal=pg_url, clock=clock) as first, \
+            Engine(journal=pg_url, clock=clock) as second:
+        schedule = schedule_of(s_shared_tick)
+        moment = at("2026-01-01T10:10:00")
+        Scheduler(first.runtime, [schedule])._start(schedule, moment)
+        Scheduler(second.runtime, [schedule])._start(schedule, moment)
+        wid = run_id(schedule, moment)
+        assert second.retrieve(wid).result(timeout=10) == moment.isoformat()
+        assert first.retrieve(wid).result(timeout=10) == moment.isoformat()
+    assert SHARED_TICKS == [moment.isoformat()]
 
 
 @pytest.mark.parametrize("expression,message", [
