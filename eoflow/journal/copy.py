@@ -36,7 +36,7 @@ TABLES: list[tuple[str, str, str]] = [
     ("eoflow_workflows",
      "workflow_id, name, status, inputs, output, error, created_ms, updated_ms, "
      "recovery_attempts, progress_mark, parent_id, queue, lane, deadline_ms, priority, "
-     "dedup_id, not_before_ms, timeout_ms, executor_id", "{creation}"),
+     "dedup_id, not_before_ms, timeout_ms, executor_id, dequeued_ms", "{creation}"),
     ("eoflow_steps",
      "workflow_id, step, name, kind, output, error, attempts, started_ms, ended_ms",
      "workflow_id, step"),

@@ -101,15 +101,19 @@ def set_not_before(conn: Conn, workflow_id: str, not_before_ms: int | None) -> N
 
 def dequeue(conn: Conn, queue: str, now_ms: int, by_priority: bool, limit: int,
             concurrency: int | None = None, executor_id: str | None = None,
-            ) -> list[tuple[str, str, str]]:
+            rate: tuple[int, int] | None = None) -> list[tuple[str, str, str]]:
     """Move up to `limit` ready runs of `queue` from ENQUEUED to PENDING (owned by
-    `executor_id`), in queue order, keeping at most `concurrency` of the queue PENDING;
-    returns (workflow id, name, inputs) of each."""
+    `executor_id`), in queue order, keeping at most `concurrency` of the queue PENDING and at
+    most `rate` = (n, period_ms) dequeued per period; returns (workflow id, name, inputs) of
+    each. Counted in this transaction, under the journal's write lock: across engines."""
     if concurrency is not None:
         running = int(conn.execute(Q["queue_running"], (queue,)).fetchone()[0])
         limit = min(limit, concurrency - running)
-        if limit <= 0:
-            return []
+    if rate is not None and limit > 0:
+        started = conn.execute(Q["queue_started_since"], (queue, now_ms - rate[1])).fetchone()
+        limit = min(limit, rate[0] - int(started[0]))
+    if limit <= 0:
+        return []
     rows = conn.execute(Q["queue_ready"], (queue, now_ms, by_priority, limit)).fetchall()
     for workflow_id, _, _ in rows:
         conn.execute(Q["dequeue"], (now_ms, executor_id, workflow_id))

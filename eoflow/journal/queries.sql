@@ -165,6 +165,8 @@ CREATE TABLE eoflow_executors (
     process_space TEXT
 ) WITHOUT ROWID;
 ALTER TABLE eoflow_workflows ADD COLUMN executor_id TEXT;
+-- When a queued run was dequeued: a queue's rate limit counts these, across engines.
+ALTER TABLE eoflow_workflows ADD COLUMN dequeued_ms BIGINT;
 CREATE INDEX eoflow_workflows_executor ON eoflow_workflows (executor_id)
     WHERE status = 'PENDING';
 
@@ -514,8 +516,12 @@ SELECT min(not_before_ms) FROM eoflow_workflows
 WHERE queue = ? AND status = 'ENQUEUED' AND not_before_ms > ?;
 
 -- name: dequeue
-UPDATE eoflow_workflows SET status = 'PENDING', updated_ms = ?, executor_id = ?
-WHERE workflow_id = ? AND status = 'ENQUEUED';
+UPDATE eoflow_workflows SET status = 'PENDING', updated_ms = ?1, dequeued_ms = ?1,
+    executor_id = ?2
+WHERE workflow_id = ?3 AND status = 'ENQUEUED';
+
+-- name: queue_started_since
+SELECT count(*) FROM eoflow_workflows WHERE queue = ? AND dequeued_ms > ?;
 
 -- name: live_dedup
 SELECT workflow_id FROM eoflow_workflows

@@ -181,6 +181,8 @@ CREATE TABLE eoflow_executors (
     process_space TEXT
 );
 ALTER TABLE eoflow_workflows ADD COLUMN executor_id TEXT;
+-- When a queued run was dequeued: a queue's rate limit counts these, across engines.
+ALTER TABLE eoflow_workflows ADD COLUMN dequeued_ms BIGINT;
 CREATE INDEX eoflow_workflows_executor ON eoflow_workflows (executor_id)
     WHERE status = 'PENDING';
 

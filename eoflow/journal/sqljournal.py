@@ -220,12 +220,14 @@ class SqlJournal(Reader):
             conn, workflow_id, not_before_ms), wait=False)
 
     def dequeue(self, queue: str, now_ms: int, by_priority: bool, limit: int,
-                concurrency: int | None = None) -> list[tuple[str, str, str]]:
+                concurrency: int | None = None, rate: tuple[int, int] | None = None,
+                ) -> list[tuple[str, str, str]]:
         """Move up to `limit` ready runs of `queue` from ENQUEUED to PENDING, in queue order,
-        keeping at most `concurrency` PENDING (counted in the same transaction: the limit
-        holds across engines); returns (workflow id, name, inputs) of each, durably."""
+        keeping at most `concurrency` PENDING and `rate` = (n, period_ms) dequeued per period
+        (counted in the same transaction: the limits hold across engines); returns (workflow
+        id, name, inputs) of each, durably."""
         return self.committer.write(lambda conn: primitive_ops.dequeue(
-            conn, queue, now_ms, by_priority, limit, concurrency, self.executor_id),
+            conn, queue, now_ms, by_priority, limit, concurrency, self.executor_id, rate),
             savepoint=True)
 
     # -- Kafka bookkeeping --------------------------------------------------------------------

@@ -91,10 +91,17 @@ def test_two_executors_on_one_postgres_journal(pg_url: str) -> None:
                                 for i in range(3)], 1000)
         assert len(first.dequeue("q", 1100, False, 10, concurrency=2)) == 2
         assert second.dequeue("q", 1100, False, 10, concurrency=2) == []
+        # So does a rate limit: 3 a second, counted from the runs dequeued by anyone.
+        first.create_workflows([new(f"r{i}", status=Status.ENQUEUED, queue="r")
+                                for i in range(5)], 1000)
+        assert len(first.dequeue("r", 1100, False, 2, rate=(3, 1000))) == 2
+        assert len(second.dequeue("r", 1200, False, 10, rate=(3, 1000))) == 1
+        assert second.dequeue("r", 1300, False, 10, rate=(3, 1000)) == []
+        assert len(second.dequeue("r", 2150, False, 10, rate=(3, 1000))) == 2  # a second on
         # a stops renewing: past its lease, b expires it and takes its runs, in order.
         expired, claimed = second.claim_runs(2500)
         assert expired == [a]
-        assert [r.workflow_id for r in claimed] == ["a1", "a2", "q0", "q1"]
+        assert [r.workflow_id for r in claimed] == ["a1", "a2", "q0", "q1", "r0", "r1"]
         with pytest.raises(ExecutorFencedError):  # a wakes up: refused
             first.record_step(step("a1", 1))
         second.record_step(step("a1", 1))
@@ -102,9 +109,10 @@ def test_two_executors_on_one_postgres_journal(pg_url: str) -> None:
         third = PostgresJournal.open(pg_url)
         try:
             c = third.register_executor(lease_ms=60_000, now_ms=3000)
-            assert second.stop_executor(3000) == 4
+            assert second.stop_executor(3000) == 9
             _, taken = third.claim_runs(3001)
-            assert {r.workflow_id for r in taken} == {"a1", "a2", "q0", "q1"}
+            assert {r.workflow_id for r in taken} == {"a1", "a2", "q0", "q1", "r0", "r1", "r2",
+                                                      "r3", "r4"}
             states = {e.executor_id: e.status for e in third.list_executors()}
             assert states == {a: "EXPIRED", b: "STOPPED", c: "ALIVE"}
         finally:

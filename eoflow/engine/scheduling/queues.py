@@ -5,9 +5,10 @@
 
 An enqueued run is durable before enqueue() returns. The engine's dispatcher moves ready runs
 from ENQUEUED to PENDING (one journal transaction) and hands them to the worker pool; from then
-on they are ordinary runs, resumed by recovery after a crash. Limits count PENDING runs of the
-queue in the journal, so they hold across restarts; the rate-limit window is kept in memory and
-starts empty after a restart.
+on they are ordinary runs, resumed by recovery after a crash. Limits count the queue's PENDING
+runs, and the runs it dequeued within the rate limit's period, in the journal, in the
+transaction that dequeues: they hold across restarts and across engines. (The dispatcher's
+own window of recent starts only decides when to look again.)
 """
 
 from __future__ import annotations
@@ -151,8 +152,10 @@ class Dispatcher:
                 pause = min(pause, period - (moment - window[0]))
         if capacity <= 0:
             return max(pause, 0.001)
+        rate = None if queue.rate_limit is None else \
+            (queue.rate_limit[0], int(queue.rate_limit[1] * 1000))
         for workflow_id, name, _ in journal.dequeue(queue.name, now, queue.priority, capacity,
-                                                    queue.concurrency):
+                                                    queue.concurrency, rate):
             definition = REGISTRY.workflow(name)
             if definition is None:
                 log.error("queue %s: no workflow named %r in this app; run %s stays PENDING",
