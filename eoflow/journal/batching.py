@@ -265,6 +265,12 @@ class GroupCommitter:
                 batch.error = lost
             self._release(batch)
 
+    def mark_fenced(self, error: ExecutorFencedError) -> None:
+        """This executor was found taken over outside a batch (its heartbeat): refuse every
+        batch from now on."""
+        if self.fenced is None:
+            self._fenced(error)
+
     def _fenced(self, error: ExecutorFencedError) -> None:
         self.fenced = error
         log.error("%s", error)

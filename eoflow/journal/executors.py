@@ -89,8 +89,10 @@ def fence(executor_id: str, where: str) -> Fence:
     return Fence(Q["executor_status"], (executor_id,), check)
 
 
-def renew(conn: Conn, executor_id: str, now_ms: int) -> None:
+def renew(conn: Conn, executor_id: str, now_ms: int) -> bool:
+    """False once `executor_id` is no longer ALIVE (taken over)."""
     conn.execute(Q["renew_lease"], (now_ms, executor_id))
+    return conn.changes() > 0
 
 
 def claim(conn: Conn, executor_id: str, now_ms: int, others_dead: bool,

@@ -55,10 +55,20 @@ class SqlJournal(Reader):
         return executor_id
 
     def renew_lease(self, now_ms: int) -> None:
-        """Renew this executor's lease (ExecutorFencedError once it was taken over)."""
+        """Renew this executor's lease (ExecutorFencedError once it was taken over). With
+        other engines, in a statement of its own beside the journal's write lock: an engine
+        paused while it holds that lock must not stop every other heartbeat (and have the
+        live engines taken for dead once it lets go)."""
         executor_id = self._me()
-        self.committer.write(lambda conn: executors.renew(conn, executor_id, now_ms),
-                             urgent=True)
+        if self.exclusive:
+            renewed = self.committer.write(
+                lambda conn: executors.renew(conn, executor_id, now_ms), urgent=True)
+        else:
+            renewed = self._run(lambda conn: executors.renew(conn, executor_id, now_ms))
+        if not renewed:
+            error = ExecutorFencedError(self.path, executor_id, "no longer ALIVE")
+            self.committer.mark_fenced(error)
+            raise error
 
     def claim_runs(self, now_ms: int, if_any: bool = False
                    ) -> tuple[list[str], list[WorkflowRecord]]:
