@@ -24,7 +24,7 @@ from eoflow.engine.handle import recorded_outcome
 from eoflow.engine.primitives import DEFAULT_TOPIC
 from eoflow.errors import AwaitTimeoutError, WorkflowConflictError, WorkflowNotFoundError
 from eoflow.journal import codec, operator, primitive_ops
-from eoflow.journal.admin import transaction
+from eoflow.journal.admin import now_ms, transaction
 from eoflow.journal.backend import Conn
 from eoflow.journal.opening import open_reader, open_side
 from eoflow.journal.records import NewWorkflow, Status, WorkflowRecord
@@ -81,7 +81,7 @@ class Client:
 
     def _create(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
                 workflow_id: str | None, status: Status, **fields: Any) -> str:
-        now = _now()
+        now = now_ms()
         run = NewWorkflow(workflow_id or new_workflow_id(), name,
                           encode_inputs(name, args, kwargs), now, status=status, **fields)
 
@@ -102,7 +102,7 @@ class Client:
         """Send `message` to run `destination_id` (its `eoflow.recv` gets it)."""
         text = encode_value("Client.send", "a message", message)
         self._write(lambda conn: primitive_ops.send_message(
-            conn, destination_id, topic or DEFAULT_TOPIC, text, _now(), None))
+            conn, destination_id, topic or DEFAULT_TOPIC, text, now_ms(), None))
 
     def get_event(self, workflow_id: str, key: str, timeout: float = 0.0) -> Any:
         """The value run `workflow_id` published under `key`, waiting up to `timeout` seconds
@@ -113,7 +113,7 @@ class Client:
     def cancel(self, workflow_id: str) -> None:
         """Cancel a run and its live descendants; the executor running it stops it at its
         next step boundary."""
-        self._write(lambda conn: operator.cancel(conn, workflow_id, _now(), notify=True))
+        self._write(lambda conn: operator.cancel(conn, workflow_id, now_ms(), notify=True))
 
     # -- following runs -------------------------------------------------------------------------
 
@@ -152,7 +152,3 @@ class Client:
             if found is not None or time.monotonic() >= deadline:
                 return found
             time.sleep(min(POLL, max(0.0, deadline - time.monotonic())))
-
-
-def _now() -> int:
-    return time.time_ns() // 1_000_000

@@ -21,8 +21,6 @@ CLAIM_POLL = 1.0  # seconds between looks for runs to take over
 
 
 class LeaseKeeper(Background):
-    join_timeout = 5.0
-
     def __init__(self, rt: Runtime, claim: bool) -> None:
         super().__init__("eoflow-lease")
         self._rt = rt

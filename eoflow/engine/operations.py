@@ -91,8 +91,7 @@ def fork(rt: Runtime, workflow_id: str, from_step: int, new_id: str | None = Non
 
 def _run(rt: Runtime, record: WorkflowRecord, definition: Definition, what: str
          ) -> WorkflowHandle:
-    if record.status is Status.PENDING and rt.runs.get(record.workflow_id) is None \
-            and not rt.journal.claim_run(record.workflow_id):
+    if record.status is Status.PENDING and runner.held_elsewhere(rt, record.workflow_id):
         log.info("workflow %s %s; the executor that owns it runs it", record.workflow_id, what)
         return WorkflowHandle(rt, record.workflow_id)
     run = rt.runs.track(record.workflow_id)

@@ -33,6 +33,12 @@ JOURNAL_RETRY_FIRST = 0.5  # seconds before a run whose journal write failed is 
 JOURNAL_RETRY_CAP = 30.0
 
 
+def held_elsewhere(rt: Runtime, workflow_id: str) -> bool:
+    """True when another live executor owns PENDING run `workflow_id` (it runs it): it is not
+    held in this process, and this executor could not claim it."""
+    return rt.runs.get(workflow_id) is None and not rt.journal.claim_run(workflow_id)
+
+
 def submit(rt: Runtime, run: ActiveRun, definition: Definition, new: NewWorkflow | None,
            lane: str | None = None, on_done: Callable[[], None] | None = None) -> None:
     """Queue a run on the pool (in `lane`, if any). `new`: it was just created (nothing to

@@ -90,9 +90,8 @@ def run_created(rt: Runtime, definition: Definition, wid: str, new: NewWorkflow 
     a fresh run gets the caller's arguments as they are."""
     if not created and status.terminal:
         return WorkflowHandle(rt, wid)
-    if not created and status is Status.PENDING and rt.runs.get(wid) is None \
-            and not rt.journal.claim_run(wid):
-        return WorkflowHandle(rt, wid)  # another executor runs it: the handle reads the journal
+    if not created and status is Status.PENDING and runner.held_elsewhere(rt, wid):
+        return WorkflowHandle(rt, wid)  # the handle reads the journal
     run = rt.runs.track(wid)
     if created:
         run.call = call
@@ -117,9 +116,8 @@ def attach(rt: Runtime, definition: Definition, wid: str, created: bool, status:
         record = rt.journal.get_workflow(wid)
         assert record is not None
         return recorded_outcome(record)
-    if not created and status is Status.PENDING and rt.runs.get(wid) is None \
-            and not rt.journal.claim_run(wid):
-        return WorkflowHandle(rt, wid).result()  # another executor runs it
+    if not created and status is Status.PENDING and runner.held_elsewhere(rt, wid):
+        return WorkflowHandle(rt, wid).result()
     run = rt.runs.track(wid)
     if rt.runs.claim(run):
         if created and new is not None:

@@ -19,7 +19,7 @@ from eoflow.journal.retention import PruneReport
 T = TypeVar("T")
 
 
-def _now() -> int:
+def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
@@ -70,7 +70,7 @@ def prune(path: str, older_than: float, *, app_db: str | None = None,
 
         total = PruneReport()
         for report in retention.prune(journal, None if app is None else application,
-                                      _now() - int(older_than * 1000)):
+                                      now_ms() - int(older_than * 1000)):
             total.add(report)
         return total
     finally:
@@ -80,20 +80,20 @@ def prune(path: str, older_than: float, *, app_db: str | None = None,
 
 
 def cancel(path: str, workflow_id: str) -> None:
-    _change(path, lambda conn: operator.cancel(conn, workflow_id, _now(), notify=True))
+    _change(path, lambda conn: operator.cancel(conn, workflow_id, now_ms(), notify=True))
 
 
 def resume(path: str, workflow_id: str) -> None:
-    _change(path, lambda conn: operator.resume(conn, workflow_id, _now(), notify=True))
+    _change(path, lambda conn: operator.resume(conn, workflow_id, now_ms(), notify=True))
 
 
 def fork(path: str, workflow_id: str, from_step: int, new_id: str) -> None:
-    _change(path, lambda conn: operator.fork(conn, workflow_id, from_step, new_id, _now(),
+    _change(path, lambda conn: operator.fork(conn, workflow_id, from_step, new_id, now_ms(),
                                              notify=True))
 
 
 def request_quarantine_retry(path: str, key: str) -> None:
-    _change(path, lambda conn: operator.request_quarantine_retry(conn, key, _now()))
+    _change(path, lambda conn: operator.request_quarantine_retry(conn, key, now_ms()))
 
 
 def drop_quarantined(path: str, key: str) -> None:
@@ -102,8 +102,8 @@ def drop_quarantined(path: str, key: str) -> None:
 
 def request_quarantine_retries(path: str, handler: str | None, topic: str | None) -> list[str]:
     return _change(path, lambda conn: operator.request_quarantine_retries(conn, handler, topic,
-                                                                         _now()))
+                                                                         now_ms()))
 
 
 def restart_topic(path: str, group_id: str, topic: str) -> int:
-    return _change(path, lambda conn: operator.restart_topic(conn, group_id, topic, _now()))
+    return _change(path, lambda conn: operator.restart_topic(conn, group_id, topic, now_ms()))

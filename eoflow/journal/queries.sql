@@ -347,12 +347,6 @@ INSERT INTO eoflow_steps
 SELECT ?, step, name, kind, output, error, attempts, started_ms, ended_ms
 FROM eoflow_steps WHERE workflow_id = ? AND step < ?;
 
--- name: runnable_workflows
--- PENDING runs in the order they were created: recovery preserves each lane's order.
-SELECT workflow_id, name, status, inputs, output, error, created_ms, updated_ms,
-       recovery_attempts, parent_id, queue, lane, deadline_ms, not_before_ms
-FROM eoflow_workflows WHERE status = 'PENDING' ORDER BY rowid;
-
 -- name: note_recovery
 UPDATE eoflow_workflows
 SET recovery_attempts = CASE WHEN progress_mark < ?1 THEN 1 ELSE recovery_attempts + 1 END,

@@ -196,11 +196,6 @@ UPDATE eoflow_executors SET status = 'EXPIRED'
 WHERE status = 'ALIVE' AND executor_id <> ?1 AND (?3::boolean OR heartbeat_ms + lease_ms < ?2)
 RETURNING executor_id;
 
--- name: runnable_workflows
-SELECT workflow_id, name, status, inputs, output, error, created_ms, updated_ms,
-       recovery_attempts, parent_id, queue, lane, deadline_ms, not_before_ms
-FROM eoflow_workflows WHERE status = 'PENDING' ORDER BY seq;
-
 -- name: list_workflows
 SELECT workflow_id, name, status, inputs, output, error, created_ms, updated_ms,
        recovery_attempts, parent_id, queue, lane, deadline_ms, not_before_ms, executor_id

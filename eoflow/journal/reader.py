@@ -143,8 +143,6 @@ class Reader:
         code = status.value if status is not None else None
         return [workflow_from_row(r) for r in self._all("list_workflows", (code, name, limit))]
 
-    def runnable_workflows(self) -> list[WorkflowRecord]:
-        return [workflow_from_row(row) for row in self._all("runnable_workflows")]
 
     def has_requests(self) -> bool:
         return bool(self._all("has_requests")[0][0])

@@ -95,7 +95,8 @@ def test_finish_applies_only_to_pending_runs(journal: Journal) -> None:
 def test_recovery_bookkeeping(journal: Journal) -> None:
     journal.create_workflows([new("a"), new("b")], 1)
     journal.record_step(step("a", 1))
-    assert [r.workflow_id for r in journal.runnable_workflows()] == ["a", "b"]
+    journal.register_executor(lease_ms=1000, now_ms=1)
+    assert [r.workflow_id for r in journal.claim_runs(1)[1]] == ["a", "b"]  # creation order
     assert journal.pending_step_counts() == {"a": 1, "b": 0}
     assert journal.note_recoveries([("a", 1), ("b", 0)], 2) == [1, 1]
     assert journal.note_recoveries([("a", 1), ("b", 0)], 3) == [2, 2]

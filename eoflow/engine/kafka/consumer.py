@@ -299,8 +299,7 @@ class ConsumerLoop:
         for new, m, (created, existing, status) in zip(news, batch, results, strict=True):
             if not created and (existing != name or status is not Status.PENDING):
                 continue  # already ran (a redelivery): nothing to do
-            if not created and rt.runs.get(new.workflow_id) is None \
-                    and not rt.journal.claim_run(new.workflow_id):
+            if not created and runner.held_elsewhere(rt, new.workflow_id):
                 continue  # recorded by the partition's previous consumer, which runs it
             run = rt.runs.track(new.workflow_id)
             if not created and run.claimed:
