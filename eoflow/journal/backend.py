@@ -71,9 +71,11 @@ class Backend(Protocol):
 
     def has_table(self, conn: Conn, name: str) -> bool: ...
 
-    def begin(self, conn: Conn, fence: Fence | None = None) -> None:
+    def begin(self, conn: Conn, fence: Fence | None = None, shared: bool = False) -> None:
         """Open the write transaction of a batch; with a `fence`, checked before anything
-        the transaction does can commit (after a failed check the transaction is gone)."""
+        the transaction does can commit (after a failed check the transaction is gone).
+        `shared`: the batch writes only what other engines' shared batches may write beside
+        it (queries_pg.sql, write_lock_shared); a backend with one writer ignores it."""
         ...
 
     def commit(self, conn: Conn) -> None:

@@ -43,12 +43,14 @@ class _Batch:
 
 
 class _Op(Generic[T]):
-    __slots__ = ("work", "savepoint", "turn", "result", "error", "go", "finished")
+    __slots__ = ("work", "savepoint", "turn", "shared", "result", "error", "go", "finished")
 
-    def __init__(self, work: Callable[[Conn], T], savepoint: bool, turn: bool) -> None:
+    def __init__(self, work: Callable[[Conn], T], savepoint: bool, turn: bool,
+                 shared: bool) -> None:
         self.work = work
         self.savepoint = savepoint
         self.turn = turn
+        self.shared = shared  # may run beside other engines' shared writes (Backend.begin)
         self.result: T = _UNSET
         self.error: BaseException | None = None
         self.go = Latch() if turn else None  # the caller's turn has come
@@ -92,34 +94,36 @@ class GroupCommitter:
     @overload
     def write(self, work: Callable[[Conn], T], *, wait: Literal[True] = ...,
               savepoint: bool = ..., on_durable: Durable | None = ...,
-              urgent: bool = ...) -> T: ...
+              urgent: bool = ..., shared: bool = ...) -> T: ...
 
     @overload
     def write(self, work: Callable[[Conn], object], *, wait: Literal[False],
               savepoint: bool = ..., on_durable: Durable | None = ...,
-              urgent: bool = ...) -> None: ...
+              urgent: bool = ..., shared: bool = ...) -> None: ...
 
     @overload
     def write(self, work: Callable[[Conn], T], *, wait: bool,
               savepoint: bool = ..., on_durable: Durable | None = ...,
-              urgent: bool = ...) -> T | None: ...
+              urgent: bool = ..., shared: bool = ...) -> T | None: ...
 
     def write(self, work: Callable[[Conn], T], *, wait: bool = True,
               savepoint: bool = False, on_durable: Durable | None = None,
-              urgent: bool = False) -> T | None:
+              urgent: bool = False, shared: bool = False) -> T | None:
         """Run our own SQL `work(connection)` in the next batch; with `wait`, return its result
         once the batch is durable (raising work's error, or the batch's). A write that does not
-        wait may linger briefly for company, unless `urgent` (someone waits on its callback)."""
-        op: _Op[T] = _Op(work, savepoint, turn=False)
+        wait may linger briefly for company, unless `urgent` (someone waits on its callback).
+        `shared`: see Backend.begin; a batch is shared when all its writes are."""
+        op: _Op[T] = _Op(work, savepoint, turn=False, shared=shared)
         batch = self._submit(op, wait or urgent, on_durable)
         if not wait:
             return None
         return self._outcome(op, batch)
 
-    def turn(self, work: Callable[[Conn], T], *, savepoint: bool = True) -> T:
+    def turn(self, work: Callable[[Conn], T], *, savepoint: bool = True,
+             shared: bool = False) -> T:
         """Run `work(connection)` in *this* thread inside the next batch (user code goes here);
         return its result once the batch is durable."""
-        op: _Op[T] = _Op(work, savepoint, turn=True)
+        op: _Op[T] = _Op(work, savepoint, turn=True, shared=shared)
         batch = self._submit(op, True, None)
         assert op.go is not None and op.finished is not None
         op.go.wait()
@@ -223,7 +227,7 @@ class GroupCommitter:
                 self._fail(ops, batch, self.fenced, quiet=True)
                 continue
             try:
-                self.backend.begin(self.conn, self.fence)
+                self.backend.begin(self.conn, self.fence, all(op.shared for op in ops))
             except ExecutorFencedError as error:
                 self._fenced(error)
                 self._fail(ops, batch, error, quiet=True)

@@ -68,8 +68,8 @@ class SQLiteBackend:
         return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
                             (name,)).fetchone() is not None
 
-    def begin(self, conn: Conn, fence: Fence | None = None) -> None:
-        conn.execute("BEGIN IMMEDIATE")
+    def begin(self, conn: Conn, fence: Fence | None = None, shared: bool = False) -> None:
+        conn.execute("BEGIN IMMEDIATE")  # one writer per file: `shared` changes nothing
         if fence is not None:
             try:
                 fence.check(conn.execute(fence.sql, fence.params).fetchone())

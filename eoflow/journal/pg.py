@@ -198,11 +198,11 @@ class PostgresBackend:
     def has_table(self, conn: Any, name: str) -> bool:
         return bool(conn.execute(QPG["has_table"], (name,)).fetchone()[0])
 
-    def begin(self, conn: Any, fence: Fence | None = None) -> None:
-        # BEGIN, then the journal's write lock (held to COMMIT), so that an
-        # operator's change from the CLI and the engine's batches never interleave (SQLite's
-        # BEGIN IMMEDIATE does the same).
-        conn.begin("BEGIN", QPG["write_lock"], fence=fence)
+    def begin(self, conn: Any, fence: Fence | None = None, shared: bool = False) -> None:
+        # BEGIN, then the journal's write lock (held to COMMIT), so that an operator's change
+        # from the CLI and the engine's batches never interleave (SQLite's BEGIN IMMEDIATE does
+        # the same); engines' `shared` batches run beside each other (queries_pg.sql).
+        conn.begin("BEGIN", QPG["write_lock_shared" if shared else "write_lock"], fence=fence)
 
     def commit(self, conn: Any) -> None:
         # The server answers COMMIT in a failed transaction with a ROLLBACK, without an error.

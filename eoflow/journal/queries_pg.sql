@@ -136,6 +136,14 @@ SELECT to_regclass(quote_ident(current_schema()) || '.' || ?) IS NOT NULL;
 -- with BEGIN and the transaction's first statement, in one round trip.
 SELECT pg_advisory_xact_lock(hashtext('eoflow-write:' || current_schema()));
 
+-- name: write_lock_shared
+-- The same lock, shared: an engine's batch that writes only its own runs (steps, outcomes,
+-- @transaction bodies) and inserts whose conflicts the unique indexes settle (new runs, Kafka
+-- keys) runs beside the other engines' such batches; any other write waits for them all, and
+-- they for it. A takeover is such another write: no batch of the executor it expires is in
+-- flight, and its next one finds it fenced.
+SELECT pg_advisory_xact_lock_shared(hashtext('eoflow-write:' || current_schema()));
+
 -- name: migration_lock
 -- One migration at a time per schema, whichever process starts first (held to COMMIT).
 SELECT pg_advisory_xact_lock(hashtext('eoflow-migrate:' || current_schema()));

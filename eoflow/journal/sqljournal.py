@@ -133,7 +133,7 @@ class SqlJournal(Reader):
                     results.append((False, str(row[0]), Status(row[1])))
             return results
 
-        return self.committer.write(insert, wait=True, savepoint=True)
+        return self.committer.write(insert, wait=True, savepoint=True, shared=True)
 
     def _insert_workflow(self, conn: Conn, run: NewWorkflow, now_ms: int) -> bool:
         return primitive_ops.insert_run(conn, self.backend, run, now_ms, self.executor_id)
@@ -159,7 +159,8 @@ class SqlJournal(Reader):
             if on_durable is not None:
                 on_durable(failure, applied[0])
 
-        self.committer.write(finish, wait=False, on_durable=durable, urgent=urgent)
+        self.committer.write(finish, wait=False, on_durable=durable, urgent=urgent,
+                             shared=True)
 
     # -- operator actions: the same code as the CLI's (operator.py), on the writer ------------
 
@@ -202,7 +203,7 @@ class SqlJournal(Reader):
 
     def record_step(self, record: StepRecord) -> None:
         """Record a step's outcome; returns once it is durable."""
-        self.committer.write(lambda conn: insert_step(conn, record))
+        self.committer.write(lambda conn: insert_step(conn, record), shared=True)
 
     # -- messages, events, sleeps, queues: the writes of primitive_ops.py ---------------------
 
@@ -257,7 +258,9 @@ class SqlJournal(Reader):
                 conn.execute(Q["note_kafka_offset"],
                              (group, topic, partition, max(seen), new, now_ms))
 
-        self.committer.write(note, wait=False)
+        # Shared: two engines noting one partition at once (a rebalance) may miscount its
+        # messages for `eoflow status`; the offset itself only grows (an upsert).
+        self.committer.write(note, wait=False, shared=True)
 
     def kafka_topic(self, group_id: str, topic: str) -> tuple[str | None, int]:
         """(the topic's recorded id, or None; the incarnation its keys are under)."""

@@ -99,7 +99,7 @@ class SqlTxStore:
             self._record(conn, workflow_id, step, name, output, error, started_ms, clock_ms())
             return TxOutcome(output, error, fresh=True)
 
-        return self.committer.turn(attempt, savepoint=False)
+        return self.committer.turn(attempt, savepoint=False, shared=True)
 
     def write(self, work: Callable[[Conn], T]) -> T:
         """`work(conn)` in the store's next write transaction (bookkeeping such as retention)."""
@@ -108,7 +108,8 @@ class SqlTxStore:
     def run_plain(self, work: Callable[[Any], T]) -> T:
         """`work(conn)` in a transaction of its own, recording nothing (a @transaction called
         outside any workflow)."""
-        return self.committer.turn(lambda conn: work(self._user(conn)), savepoint=True)
+        return self.committer.turn(lambda conn: work(self._user(conn)), savepoint=True,
+                                   shared=True)
 
     def apply_keyed(
         self, items: Sequence[tuple[str, str, Callable[[Any], object], str]],
@@ -138,7 +139,7 @@ class SqlTxStore:
             return fast if fast is not None else \
                 self._one_by_one(conn, items, now_ms, deadline())
 
-        return self.committer.turn(batch, savepoint=False)
+        return self.committer.turn(batch, savepoint=False, shared=True)
 
     def _all_at_once(
         self, conn: Conn, items: Sequence[tuple[str, str, Callable[[Any], object], str]],

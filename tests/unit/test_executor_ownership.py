@@ -120,3 +120,49 @@ def test_two_executors_on_one_postgres_journal(pg_url: str) -> None:
     finally:
         first.close()
         second.close()
+
+
+def test_engines_write_their_own_runs_side_by_side_and_a_takeover_waits_for_them(
+        pg_url: str) -> None:
+    """Steps, outcomes, new runs and @transaction bodies of different engines take the
+    journal's write lock shared; anything else (a takeover here) takes it alone, so it never
+    overlaps a batch of the executor it expires."""
+    import threading
+
+    from eoflow.journal.postgres import PostgresJournal
+
+    first, second = PostgresJournal.open(pg_url), PostgresJournal.open(pg_url)
+    inside, release = threading.Event(), threading.Event()
+
+    def hold(conn: object) -> None:  # a long @transaction body of the first engine
+        inside.set()
+        assert release.wait(10)
+
+    try:
+        first.register_executor(lease_ms=1000, now_ms=1000)
+        second.register_executor(lease_ms=1000, now_ms=1000)
+        first.create_workflows([new("a1")], 1000)
+        second.create_workflows([new("b1")], 1000)
+        holder = threading.Thread(target=first.committer.turn, args=(hold,),
+                                  kwargs={"shared": True})
+        holder.start()
+        assert inside.wait(10)
+        second.record_step(step("b1", 1))  # beside the open batch: it does not wait for it
+        second.finish_workflow("b1", Status.SUCCESS, codec.encode(1), None, 1100, urgent=True)
+        second.create_workflows([new("b2")], 1100)
+        claimed: list[list[str]] = []
+        taker = threading.Thread(target=lambda: claimed.append(
+            [r.workflow_id for r in second.claim_runs(2500)[1]]))
+        taker.start()
+        taker.join(0.5)
+        assert taker.is_alive(), "the takeover ran beside the batch of the engine it expires"
+        release.set()
+        holder.join(10)
+        taker.join(10)
+        assert claimed == [["a1"]]
+        with pytest.raises(ExecutorFencedError):
+            first.record_step(step("a1", 1))
+    finally:
+        release.set()
+        first.close()
+        second.close()
