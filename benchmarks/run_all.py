@@ -19,7 +19,8 @@ def main() -> None:
     args = parser.parse_args()
     status = 0
     runs = [["workflow_throughput.py"], ["queue_throughput.py"], ["kafka_throughput.py"],
-            ["kafka_throughput.py", "--partitions", "12"], ["fairness.py"]]
+            ["kafka_throughput.py", "--partitions", "12"], ["fairness.py"],
+            ["postgres_throughput.py"], ["many_engines.py"]]
     for script, *extra in runs:
         done = subprocess.run([sys.executable, str(HERE / script), "--dbos-python",
                                args.dbos_python, *extra])
