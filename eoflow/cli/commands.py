@@ -45,13 +45,17 @@ T = TypeVar("T")
 @click.option("--retention", envvar="EOFLOW_RETENTION", show_envvar=True, metavar="DURATION",
               help="Forget finished runs (and applied Kafka keys) this long after they "
                    "finished, e.g. 90s, 12h, 7d [default: keep everything].")
+@click.option("--app-version", envvar="EOFLOW_APP_VERSION", show_envvar=True, metavar="TEXT",
+              help="The version of the app's code, which every run it starts records "
+                   "[default: a hash of the code of its workflows, steps and transactions].")
 @click.option("--lease", envvar="EOFLOW_LEASE", show_envvar=True, metavar="DURATION",
               help="How long this engine's heartbeat holds its runs: when it stops beating "
                    "(killed, paused), the other engines on the journal take its runs over "
                    "after this long [default: 10s].")
 @click.pass_context
 def run(ctx: click.Context, app: str, journal: str, app_db: str | None, brokers: str | None,
-        workers: int | None, retention: str | None, lease: str | None) -> None:
+        workers: int | None, retention: str | None, app_version: str | None,
+        lease: str | None) -> None:
     """Run APP (a .py file or a module name) until SIGINT or SIGTERM.
 
     Opens the journal, resumes pending workflows, starts the Kafka consumers the app declares,
@@ -75,7 +79,7 @@ def run(ctx: click.Context, app: str, journal: str, app_db: str | None, brokers:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     serve(loaded, stop, journal=journal, app_db=app_db, workers=workers, brokers=brokers,
-          retention=retention, lease=lease)
+          retention=retention, lease=lease, app_version=app_version)
 
 
 def _reader(journal: str) -> Reader:
@@ -133,11 +137,13 @@ def workflows() -> None:
 @click.option("--name", help="Only runs of this workflow (`handle` also finds `Orders.handle`).")
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True,
               help="At most this many runs, the newest first.")
+@click.option("--version", "version",
+              help="Only runs started by this version of the app's code (see `eoflow status`).")
 def list_workflows(journal: str, as_json: bool, status_: str | None, name: str | None,
-                   limit: int) -> None:
+                   limit: int, version: str | None) -> None:
     """List recent runs, newest first."""
     rows = _read(journal, lambda reader: views.list_workflows(
-        reader, Status(status_.upper()) if status_ else None, name, limit))
+        reader, Status(status_.upper()) if status_ else None, name, limit, version))
     _emit(rows, as_json, render.workflows_table)
 
 

@@ -211,10 +211,18 @@ def status_view(report: dict[str, Any]) -> Group | str:
     if report.get("executors"):
         parts.append(listing(
             [Column("executor", id=True), Column("state"), Column("runs owned", right=True),
-             Column("last heartbeat", drop=1)],
+             Column("last heartbeat", drop=1), Column("version", drop=2)],
             [[str(e["executor_id"]), str(e["state"]), str(e["runs_owned"]),
-              str(e["last_heartbeat_at"] or "")] for e in report["executors"]],
+              str(e["last_heartbeat_at"] or ""), str(e.get("version") or "")]
+             for e in report["executors"]],
             title="Executors"))
+    if report.get("versions"):
+        parts.append(listing(
+            [Column("version", id=True), Column("pending", right=True),
+             Column("enqueued", right=True)],
+            [[str(v["version"] or "(none: started by a client)"), str(v["pending"]),
+              str(v["enqueued"])] for v in report["versions"]],
+            title="Live runs by app version"))
     rate = report["throughput"]
     parts.append(f"Throughput: {rate['succeeded']} succeeded in the last "
                  f"{rate['window_seconds']} s ({rate['per_second']}/s); last 5 s: "
@@ -229,9 +237,11 @@ def workflows_table(rows: list[dict[str, Any]]) -> Table | str:
     return listing(
         [Column("workflow id", id=True), Column("name", shrink=True), Column("status"),
          Column("created", drop=2), Column("error", shrink=True, least=20, drop=1),
-         Column("executor", drop=3)],  # last: scripts reading the columns by place keep working
+         # new columns go last: scripts reading the columns by place keep working
+         Column("executor", drop=3), Column("version", drop=4)],
         [[row["workflow_id"], row["name"], row["status"], row["created_at"] or "",
-          _error_text(row["error"]), row.get("executor") or ""] for row in rows])
+          _error_text(row["error"]), row.get("executor") or "", row.get("version") or ""]
+         for row in rows])
 
 
 def quarantine_table(rows: list[dict[str, Any]]) -> Table | str:
@@ -255,6 +265,7 @@ def workflow_view(detail: dict[str, Any], full: bool = False) -> Group | str:
     fields = [("workflow", detail["workflow_id"]), ("name", detail["name"]),
               ("status", detail["status"]), ("created", detail["created_at"] or ""),
               *([("executor", detail["executor"])] if detail.get("executor") else []),
+              *([("version", detail["version"])] if detail.get("version") else []),
               ("inputs", _short(_shown(detail["inputs"]), cut))]
     if detail["status"] == "SUCCESS":
         fields.append(("output", _short(_shown(detail["output"]), cut)))

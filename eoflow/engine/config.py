@@ -39,6 +39,16 @@ def _number(setting: str, raw: Any, kind: type, minimum: float) -> Any:
     return value
 
 
+def _app_version(raw: object) -> str | None:
+    if raw is None or raw == "":
+        return None
+    text = str(raw)
+    if len(text) > 100 or not text.isprintable():
+        raise ConfigError("app_version", f"must be printable text of at most 100 characters, "
+                                         f"got {text[:40]!r}")
+    return text
+
+
 def _lease(raw: str | float) -> float:
     seconds = parse_duration("lease", raw)
     if seconds < 0.3:  # a heartbeat every third of it: shorter would fence busy engines
@@ -90,6 +100,7 @@ class EngineConfig:
     request_poll: float = 0.5
     lease: float = DEFAULT_LEASE  # seconds an executor's heartbeat holds its runs
     retention: float | None = None  # seconds finished runs are kept; None: keep everything
+    app_version: str | None = None  # None: a hash of the app's code (versions.py)
 
     def __post_init__(self) -> None:
         if self.durability not in ("full", "normal"):
@@ -109,6 +120,7 @@ class EngineConfig:
         retention: str | float | None = None,
         env: Mapping[str, str] | None = None,
         lease: str | float | None = None,
+        app_version: str | None = None,
     ) -> EngineConfig:
         env = os.environ if env is None else env
         raw_app_db = _pick(app_db, env, "EOFLOW_APP_DB", None)
@@ -127,4 +139,5 @@ class EngineConfig:
             retention=None if raw_retention in (None, "") else
             parse_duration("retention", raw_retention),
             lease=_lease(_pick(lease, env, "EOFLOW_LEASE", DEFAULT_LEASE)),
+            app_version=_app_version(_pick(app_version, env, "EOFLOW_APP_VERSION", None)),
         )

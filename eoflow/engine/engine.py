@@ -63,9 +63,11 @@ class Engine:
         recover: bool = True,
         retention: str | float | None = None,
         lease: str | float | None = None,
+        app_version: str | None = None,
     ) -> None:
         self.config = EngineConfig.resolve(journal, app_db, workers, durability, grace_period,
-                                           brokers, retention, lease=lease)
+                                           brokers, retention, lease=lease,
+                                           app_version=app_version)
         self.fenced: ExecutorFencedError | None = None
         self.path = redact(self.config.journal)
         self._entered: list[contextlib.AbstractContextManager[None]] = []
@@ -119,6 +121,14 @@ class Engine:
         if engine is None:
             raise ContextError("no eoflow engine is running here")
         return engine
+
+    @property
+    def app_version(self) -> str:
+        """The version of the app's code this engine runs, which the runs it starts record:
+        `app_version=` as given, or a hash of the registered functions' code (versions.py)."""
+        version = self.runtime.journal.app_version
+        assert version is not None, "registered at start"
+        return version
 
     @property
     def closed(self) -> bool:

@@ -125,21 +125,25 @@ class Registry:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._workflows: dict[str, Definition] = {}
+        self._functions: dict[tuple[str, str], Definition] = {}  # every kind: for versions.py
         self.start_hooks: list[Callable[[], Any]] = []
         STORES.append(self)
 
     def snapshot(self) -> object:
         with self._lock:
-            return dict(self._workflows), list(self.start_hooks)
+            return dict(self._workflows), dict(self._functions), list(self.start_hooks)
 
     def restore(self, state: object) -> None:
         assert isinstance(state, tuple)
-        workflows, hooks = state
+        workflows, functions, hooks = state
         with self._lock:
             self._workflows = dict(workflows)
+            self._functions = dict(functions)
             self.start_hooks[:] = hooks
 
     def add(self, definition: Definition) -> None:
+        with self._lock:
+            self._functions[(definition.kind.value, definition.name)] = definition
         if definition.kind is not Kind.WORKFLOW:
             return
         with self._lock:
@@ -159,6 +163,11 @@ class Registry:
     def workflows(self) -> list[Definition]:
         with self._lock:
             return list(self._workflows.values())
+
+    def functions(self) -> list[Definition]:
+        """Every workflow, step and transaction defined so far."""
+        with self._lock:
+            return list(self._functions.values())
 
 
 # Definitions are global like a Flask blueprint: importing the app registers them. Engines read

@@ -19,7 +19,9 @@ from eoflow.engine.clock import Clock
 from eoflow.engine.config import EngineConfig
 from eoflow.engine.notifier import Notifier
 from eoflow.engine.pool import WorkerPool
+from eoflow.engine.registry import REGISTRY
 from eoflow.engine.timers import Timers
+from eoflow.engine.versions import code_version
 from eoflow.errors import EngineClosedError
 from eoflow.journal.appdb import AppDatabase
 from eoflow.journal.interface import Journal, TxStore
@@ -61,7 +63,8 @@ class Runtime:
         with contextlib.ExitStack() as stack:
             journal = open_journal(config.journal, config.durability)
             stack.callback(journal.close)
-            journal.register_executor(int(config.lease * 1000), clock.now_ms())
+            version = config.app_version or code_version(REGISTRY.functions())
+            journal.register_executor(int(config.lease * 1000), clock.now_ms(), version)
             txstore = journal.tx
             if config.app_db:
                 app_db = AppDatabase.open(config.app_db, config.durability)

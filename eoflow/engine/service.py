@@ -20,7 +20,8 @@ log = logging.getLogger("eoflow.engine")
 def serve(app: LoadedApp, stop: threading.Event, *, journal: str | None = None,
           app_db: str | None = None, workers: int | None = None, brokers: str | None = None,
           grace_period: float | None = None, retention: str | None = None,
-          ready: Callable[[Engine], None] | None = None, lease: str | None = None) -> None:
+          ready: Callable[[Engine], None] | None = None, lease: str | None = None,
+          app_version: str | None = None) -> None:
     """Open the journal, resume pending runs, start the app's consumers, and run until `stop`
     is set; then shut down gracefully (unfinished runs stay PENDING for the next start)."""
     path = EngineConfig.resolve(journal, app_db, workers, None, grace_period, brokers,
@@ -29,7 +30,8 @@ def serve(app: LoadedApp, stop: threading.Event, *, journal: str | None = None,
     consuming = False
     try:
         with Engine(journal=journal, app_db=app_db, workers=workers, brokers=brokers,
-                    grace_period=grace_period, retention=retention, lease=lease) as engine:
+                    grace_period=grace_period, retention=retention, lease=lease,
+                    app_version=app_version) as engine:
             for hook in REGISTRY.start_hooks:
                 hook()
             consumers = CONSUMERS.all()
@@ -39,9 +41,10 @@ def serve(app: LoadedApp, stop: threading.Event, *, journal: str | None = None,
             scheduler = engine.schedule()
             schedules = len(scheduler.schedules) if scheduler is not None else 0
             window = engine.config.retention
-            log.info("eoflow: app %s running: %d workflow(s), %d Kafka consumer(s), "
-                     "%d schedule(s); journal %s (%s)", app.name, len(app.workflows),
-                     len(consumers), schedules, engine.path,
+            log.info("eoflow: app %s (version %s) running: %d workflow(s), %d Kafka "
+                     "consumer(s), %d schedule(s); journal %s (%s)", app.name,
+                     engine.app_version, len(app.workflows), len(consumers), schedules,
+                     engine.path,
                      "keeping every run" if window is None else
                      f"forgetting finished runs after {window:g}s")
             if ready is not None:

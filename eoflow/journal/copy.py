@@ -36,7 +36,8 @@ TABLES: list[tuple[str, str, str]] = [
     ("eoflow_workflows",
      "workflow_id, name, status, inputs, output, error, created_ms, updated_ms, "
      "recovery_attempts, progress_mark, parent_id, queue, lane, deadline_ms, priority, "
-     "dedup_id, not_before_ms, timeout_ms, executor_id, dequeued_ms", "{creation}"),
+     "dedup_id, not_before_ms, timeout_ms, executor_id, dequeued_ms, app_version",
+     "{creation}"),
     ("eoflow_steps",
      "workflow_id, step, name, kind, output, error, attempts, started_ms, ended_ms",
      "workflow_id, step"),
@@ -53,7 +54,8 @@ TABLES: list[tuple[str, str, str]] = [
     ("eoflow_events", "workflow_id, key, value, updated_ms", "workflow_id, key"),
     ("eoflow_requests", "workflow_id, action, created_ms", "id"),
     ("eoflow_executors",
-     "executor_id, host, pid, started_ms, heartbeat_ms, lease_ms, status, process_space",
+     "executor_id, host, pid, started_ms, heartbeat_ms, lease_ms, status, process_space, "
+     "app_version",
      "executor_id"),
     ("eoflow_meta", "key, value", "key"),
 ]

@@ -37,10 +37,12 @@ def new_executor_id() -> str:
 HISTORY_MS = 86_400_000  # how long a stopped or expired executor stays listed
 
 
-def register(conn: Conn, executor_id: str, lease_ms: int, now_ms: int) -> None:
+def register(conn: Conn, executor_id: str, lease_ms: int, now_ms: int,
+             app_version: str | None = None) -> None:
     conn.execute(Q["forget_executors"], (now_ms - HISTORY_MS,))
     conn.execute(Q["register_executor"], (executor_id, socket.gethostname(), os.getpid(),
-                                          now_ms, now_ms, lease_ms, process_space()))
+                                          now_ms, now_ms, lease_ms, process_space(),
+                                          app_version))
 
 
 @functools.cache

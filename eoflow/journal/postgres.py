@@ -19,7 +19,7 @@ from eoflow.journal.pg import POSTGRES, QPG, PgConn, connect
 from eoflow.journal.sql import Q
 from eoflow.journal.sqljournal import SqlJournal
 
-MIGRATIONS = [QPG["pg_migration_1"], QPG["pg_migration_2"]]
+MIGRATIONS = [QPG["pg_migration_1"], QPG["pg_migration_2"], QPG["pg_migration_3"]]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -117,11 +117,12 @@ class PostgresJournal(SqlJournal):
                     conn.close()
             raise
 
-    def register_executor(self, lease_ms: int, now_ms: int) -> str:
+    def register_executor(self, lease_ms: int, now_ms: int,
+                          app_version: str | None = None) -> str:
         """As SqlJournal's; and the server ends this writer's session if it stays idle in a
         transaction (holding the journal's write lock) for a lease: an engine paused there
         (SIGSTOP, a VM migration) must not stop the others from taking its runs over."""
-        executor_id = super().register_executor(lease_ms, now_ms)
+        executor_id = super().register_executor(lease_ms, now_ms, app_version)
         writer = cast(PgConn, self.committer.conn)
 
         def join(conn: PgConn) -> None:

@@ -19,14 +19,14 @@ from eoflow.journal.sql import Q
 
 
 def insert_run(conn: Conn, backend: Backend, run: NewWorkflow, now_ms: int,
-               executor_id: str | None) -> bool:
+               executor_id: str | None, app_version: str | None = None) -> bool:
     """Insert `run` unless its id exists; True if it was inserted. A PENDING run is owned by
     `executor_id` (None: by no one yet, for any executor to claim). A live run of its queue
     holding its dedup id raises DedupError, naming that run."""
     params = (run.workflow_id, run.name, run.status.value, backend.stored_inputs(run.inputs),
               run.created_ms, now_ms, run.parent_id, run.queue, run.lane, run.deadline_ms,
               run.priority, run.dedup_id, run.not_before_ms, run.timeout_ms,
-              executor_id if run.status is Status.PENDING else None)
+              executor_id if run.status is Status.PENDING else None, app_version)
 
     def insert() -> bool:
         conn.execute(Q["insert_workflow"], params)

@@ -170,6 +170,12 @@ ALTER TABLE eoflow_workflows ADD COLUMN dequeued_ms BIGINT;
 CREATE INDEX eoflow_workflows_executor ON eoflow_workflows (executor_id)
     WHERE status = 'PENDING';
 
+-- name: migration_8
+-- The version of the app's code that started a run (NULL: not known, e.g. a run a Client
+-- started), and the version each executor runs (engine/versions.py).
+ALTER TABLE eoflow_workflows ADD COLUMN app_version TEXT;
+ALTER TABLE eoflow_executors ADD COLUMN app_version TEXT;
+
 -- name: tx_schema_1
 -- Kept by whichever database runs @transaction functions (the journal, or --app-db).
 CREATE TABLE IF NOT EXISTS eoflow_tx_outputs (
@@ -189,8 +195,9 @@ CREATE TABLE IF NOT EXISTS eoflow_kafka_keys (
 
 -- name: register_executor
 INSERT INTO eoflow_executors
-    (executor_id, host, pid, started_ms, heartbeat_ms, lease_ms, status, process_space)
-VALUES (?, ?, ?, ?, ?, ?, 'ALIVE', ?);
+    (executor_id, host, pid, started_ms, heartbeat_ms, lease_ms, status, process_space,
+     app_version)
+VALUES (?, ?, ?, ?, ?, ?, 'ALIVE', ?, ?);
 
 -- name: neighbours
 -- The other live executors whose processes this one can see (the same process space).
@@ -269,7 +276,7 @@ UPDATE eoflow_workflows SET executor_id = NULL WHERE status = 'PENDING' AND exec
 -- name: list_executors
 SELECT e.executor_id, e.host, e.pid, e.started_ms, e.heartbeat_ms, e.lease_ms, e.status,
        (SELECT count(*) FROM eoflow_workflows AS w
-        WHERE w.status = 'PENDING' AND w.executor_id = e.executor_id)
+        WHERE w.status = 'PENDING' AND w.executor_id = e.executor_id), e.app_version
 FROM eoflow_executors AS e ORDER BY e.started_ms DESC, e.executor_id LIMIT ?;
 
 -- name: get_meta
@@ -282,13 +289,14 @@ ON CONFLICT (key) DO UPDATE SET value = excluded.value;
 -- name: insert_workflow
 INSERT INTO eoflow_workflows
     (workflow_id, name, status, inputs, created_ms, updated_ms, parent_id, queue, lane,
-     deadline_ms, priority, dedup_id, not_before_ms, timeout_ms, executor_id)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+     deadline_ms, priority, dedup_id, not_before_ms, timeout_ms, executor_id, app_version)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (workflow_id) DO NOTHING;
 
 -- name: get_workflow
 SELECT workflow_id, name, status, inputs, output, error, created_ms, updated_ms,
-       recovery_attempts, parent_id, queue, lane, deadline_ms, not_before_ms, executor_id
+       recovery_attempts, parent_id, queue, lane, deadline_ms, not_before_ms, executor_id,
+       app_version
 FROM eoflow_workflows WHERE workflow_id = ?;
 
 -- name: workflow_name_status
@@ -364,11 +372,19 @@ UPDATE eoflow_workflows SET status = 'PARKED', updated_ms = ? WHERE workflow_id 
 
 -- name: list_workflows
 SELECT workflow_id, name, status, inputs, output, error, created_ms, updated_ms,
-       recovery_attempts, parent_id, queue, lane, deadline_ms, not_before_ms, executor_id
+       recovery_attempts, parent_id, queue, lane, deadline_ms, not_before_ms, executor_id,
+       app_version
 FROM eoflow_workflows
 WHERE (?1 IS NULL OR status = ?1)
   AND (?2 IS NULL OR name = ?2 OR name LIKE '%.' || ?2)  -- `handle` finds `Orders.handle`
+  AND (?4 IS NULL OR app_version = ?4)
 ORDER BY rowid DESC LIMIT ?3;
+
+-- name: live_runs_by_version
+SELECT app_version, sum(CASE WHEN status = 'PENDING' THEN 1 ELSE 0 END),
+       sum(CASE WHEN status = 'ENQUEUED' THEN 1 ELSE 0 END)
+FROM eoflow_workflows WHERE status IN ('PENDING', 'ENQUEUED')
+GROUP BY app_version ORDER BY app_version;
 
 -- name: count_by_status
 SELECT status, count(*) FROM eoflow_workflows GROUP BY status;

@@ -194,6 +194,12 @@ ALTER TABLE eoflow_workflows ADD COLUMN dequeued_ms BIGINT;
 CREATE INDEX eoflow_workflows_executor ON eoflow_workflows (executor_id)
     WHERE status = 'PENDING';
 
+-- name: pg_migration_3
+-- The version of the app's code that started a run (NULL: not known, e.g. a run a Client
+-- started), and the version each executor runs (engine/versions.py).
+ALTER TABLE eoflow_workflows ADD COLUMN app_version TEXT;
+ALTER TABLE eoflow_executors ADD COLUMN app_version TEXT;
+
 -- name: owned_runs
 SELECT workflow_id, name, status, inputs, output, error, created_ms, updated_ms,
        recovery_attempts, parent_id, queue, lane, deadline_ms, not_before_ms
@@ -206,10 +212,12 @@ RETURNING executor_id;
 
 -- name: list_workflows
 SELECT workflow_id, name, status, inputs, output, error, created_ms, updated_ms,
-       recovery_attempts, parent_id, queue, lane, deadline_ms, not_before_ms, executor_id
+       recovery_attempts, parent_id, queue, lane, deadline_ms, not_before_ms, executor_id,
+       app_version
 FROM eoflow_workflows
 WHERE (?1::text IS NULL OR status = ?1)
   AND (?2::text IS NULL OR name = ?2 OR name LIKE '%.' || ?2)
+  AND (?4::text IS NULL OR app_version = ?4)
 ORDER BY seq DESC LIMIT ?3;
 
 -- name: finished_since

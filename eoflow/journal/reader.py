@@ -48,6 +48,7 @@ def workflow_from_row(row: Any) -> WorkflowRecord:
         error=r[5], created_ms=r[6], updated_ms=r[7], recovery_attempts=r[8],
         parent_id=r[9], queue=r[10], lane=r[11], deadline_ms=r[12],
         not_before_ms=r[13], executor_id=row[14] if len(row) > 14 else None,
+        app_version=row[15] if len(row) > 15 else None,
     )
 
 
@@ -138,10 +139,12 @@ class Reader:
         return [step_from_row(row) for row in self._all("steps_of", (workflow_id,))]
 
     def list_workflows(
-        self, status: Status | None = None, name: str | None = None, limit: int = 50
+        self, status: Status | None = None, name: str | None = None, limit: int = 50,
+        app_version: str | None = None,
     ) -> list[WorkflowRecord]:
         code = status.value if status is not None else None
-        return [workflow_from_row(r) for r in self._all("list_workflows", (code, name, limit))]
+        return [workflow_from_row(r) for r in self._all("list_workflows",
+                                                        (code, name, limit, app_version))]
 
 
     def has_requests(self) -> bool:
@@ -197,6 +200,11 @@ class Reader:
         if not self._run(lambda conn: self.backend.has_table(conn, "eoflow_executors")):
             return []  # a journal no engine of this version has opened yet
         return [executor_from_row(row) for row in self._all("list_executors", (limit,))]
+
+    def live_runs_by_version(self) -> list[tuple[str | None, int, int]]:
+        """(app version, PENDING runs, ENQUEUED runs) for each version with any."""
+        rows = self._all("live_runs_by_version")
+        return [(None if v is None else str(v), int(p), int(e)) for v, p, e in rows]
 
     def queue_running(self, queue: str) -> int:
         return self._count("queue_running", (queue,))

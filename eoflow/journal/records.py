@@ -76,6 +76,7 @@ class WorkflowRecord:
     deadline_ms: int | None
     not_before_ms: int | None = None  # a sleeping or delayed run resumes no earlier than this
     executor_id: str | None = None  # the executor that owns it, while PENDING (where read)
+    app_version: str | None = None  # the app's version that started it (where read)
 
 
 @dataclass(frozen=True)
@@ -138,12 +139,14 @@ class ExecutorRecord:
     lease_ms: int
     status: str  # ALIVE, STOPPED or EXPIRED (as recorded: an ALIVE one may be past its lease)
     runs: int  # PENDING runs it owns
+    app_version: str | None = None
 
     def expired_at(self, now_ms: int) -> bool:
         return self.status == ALIVE and self.heartbeat_ms + self.lease_ms < now_ms
 
 
 def executor_from_row(row: tuple[object, ...]) -> ExecutorRecord:
-    e, host, pid, started, beat, lease, status, runs = row
+    e, host, pid, started, beat, lease, status, runs, version = row
     return ExecutorRecord(str(e), str(host), int(str(pid)), int(str(started)), int(str(beat)),
-                          int(str(lease)), str(status), int(str(runs)))
+                          int(str(lease)), str(status), int(str(runs)),
+                          None if version is None else str(version))

@@ -42,14 +42,18 @@ class SqlJournal(Reader):
         self.committer = GroupCommitter(writer, path, backend)
         self.tx = SqlTxStore(self.committer, in_journal=True)
         self.executor_id: str | None = None  # once registered
+        self.app_version: str | None = None  # the app's, as registered
 
     # -- executors (executors.py) -------------------------------------------------------------
 
-    def register_executor(self, lease_ms: int, now_ms: int) -> str:
-        """Join as a new executor; from now on every write batch is fenced by its lease."""
+    def register_executor(self, lease_ms: int, now_ms: int,
+                          app_version: str | None = None) -> str:
+        """Join as a new executor running `app_version` of the app (the runs it creates record
+        it); from now on every write batch is fenced by its lease."""
         executor_id = executors.new_executor_id()
         self.committer.write(lambda conn: executors.register(conn, executor_id, lease_ms,
-                                                             now_ms))
+                                                             now_ms, app_version))
+        self.app_version = app_version
         self.executor_id = executor_id
         self.committer.fence = executors.fence(executor_id, self.path)
         return executor_id
@@ -136,7 +140,8 @@ class SqlJournal(Reader):
         return self.committer.write(insert, wait=True, savepoint=True, shared=True)
 
     def _insert_workflow(self, conn: Conn, run: NewWorkflow, now_ms: int) -> bool:
-        return primitive_ops.insert_run(conn, self.backend, run, now_ms, self.executor_id)
+        return primitive_ops.insert_run(conn, self.backend, run, now_ms, self.executor_id,
+                                        self.app_version)
 
     def stored_inputs(self, inputs: str | bytes) -> str | bytes:
         """The inputs as this backend's column holds them."""

@@ -27,7 +27,7 @@ _KINDS = frozenset(kind.value for kind in StepKind)
 # The columns of the get_workflow and list_workflows queries, in their order (as in reader.py).
 _WORKFLOW_COLUMNS = ("workflow_id", "name", "status", "inputs", "output", "error", "created_ms",
                      "updated_ms", "recovery_attempts", "parent_id", "queue", "lane",
-                     "deadline_ms", "not_before_ms", "executor_id")
+                     "deadline_ms", "not_before_ms", "executor_id", "app_version")
 
 
 class _TooDeep(Exception):
@@ -171,6 +171,8 @@ def status_report(reader: Reader, recent: int = 5) -> dict[str, Any]:
             for group, topic, partition, offset, messages, updated in reader.kafka_offsets()
         ],
         "executors": [executor_view(e, now_ms) for e in reader.list_executors(limit=recent * 4)],
+        "versions": [{"version": version, "pending": pending, "enqueued": enqueued}
+                     for version, pending, enqueued in reader.live_runs_by_version()],
         "throughput": {
             "window_seconds": THROUGHPUT_WINDOW_S,
             "succeeded": finished,
@@ -186,7 +188,7 @@ def executor_view(e: ExecutorRecord, now_ms: int) -> dict[str, Any]:
     state = {"ALIVE": "expired" if e.expired_at(now_ms) else "alive", "STOPPED": "stopped",
              "EXPIRED": "taken over"}.get(e.status, e.status.lower())
     return {"executor_id": e.executor_id, "host": e.host, "pid": e.pid, "state": state,
-            "runs_owned": e.runs, "lease_seconds": e.lease_ms / 1000,
+            "runs_owned": e.runs, "lease_seconds": e.lease_ms / 1000, "version": e.app_version,
             "last_heartbeat_at": iso(e.heartbeat_ms), "started_at": iso(e.started_ms)}
 
 
@@ -215,14 +217,16 @@ def workflow_summary(fields: dict[str, Any]) -> dict[str, Any]:
         "error": _error(fields["error"]),
         # While PENDING, the executor that runs it (see `eoflow status`); None: no one yet.
         "executor": fields["executor_id"] if fields["status"] == "PENDING" else None,
+        "version": fields["app_version"],  # of the app's code that started it (None: unknown)
     }
 
 
 def list_workflows(reader: Reader, status: Status | None = None, name: str | None = None,
-                   limit: int = 50) -> list[dict[str, Any]]:
+                   limit: int = 50, version: str | None = None) -> list[dict[str, Any]]:
     """Recent runs, newest first. Read as rows, not records: a record refuses a status it does
     not know, a view shows it."""
-    rows = reader._all("list_workflows", (status.value if status else None, name, limit))
+    rows = reader._all("list_workflows",
+                       (status.value if status else None, name, limit, version))
     return [workflow_summary(_workflow_fields(row)) for row in rows]
 
 

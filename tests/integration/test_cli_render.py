@@ -60,7 +60,7 @@ def test_a_pipe_gets_plain_tab_separated_lines(journal_path: str) -> None:
     done = CliRunner().invoke(cli, ["workflows", "list", "--journal", journal_path])
     lines = done.output.splitlines()
     assert lines[0].split("\t") == ["workflow id", "name", "status", "created", "error",
-                                     "executor"]
+                                     "executor", "version"]
     assert {line.split("\t")[0] for line in lines[1:]} == {
         KAFKA_ID, HEX_ID, "failed-run-with-a-long-id-0001"}
     failed = next(line for line in lines if line.startswith("failed-run"))
