@@ -174,13 +174,30 @@ def cancel(workflow_id: str, journal: str) -> None:
 
 
 @workflows.command("resume")
-@click.argument("workflow_id")
+@click.argument("workflow_id", required=False)
+@click.option("--any-version", is_flag=True,
+              help="Let an engine of any version of the app run it (an engine runs only the "
+                   "runs its own version started, unless told so).")
+@click.option("--version", "version", metavar="V",
+              help="With --any-version and no ID: every PENDING and ENQUEUED run of version V.")
 @journal_option
-def resume(workflow_id: str, journal: str) -> None:
-    """Resume a cancelled or parked run from its last recorded step."""
-    admin.resume(journal, workflow_id)
+def resume(workflow_id: str | None, any_version: bool, version: str | None,
+           journal: str) -> None:
+    """Resume a cancelled, parked or failed run from its last recorded step."""
+    if workflow_id is None:
+        if not (any_version and version):
+            raise click.UsageError("give a workflow ID, or --any-version --version V for "
+                                   "every live run of a version")
+        moved = admin.release_version(journal, version)
+        render.line(f"{moved} run(s) of version {version} may now run on any version "
+                    "(running engines take them within a second)")
+        return
+    if version is not None:
+        raise click.UsageError("--version goes without a workflow ID (it names every run of "
+                               "that version)")
+    admin.resume(journal, workflow_id, any_version)
     render.line(f"resumed {workflow_id} (a running app picks it up within a second; "
-                     "otherwise the next `eoflow run` does)")
+                "otherwise the next `eoflow run` does)")
 
 
 def _json_argument(raw: str, what: str) -> Any:

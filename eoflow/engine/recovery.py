@@ -20,8 +20,17 @@ log = logging.getLogger("eoflow.engine")
 
 def recover(rt: Runtime) -> list[WorkflowHandle]:
     """Claim every PENDING run no live executor owns and resume it from its last recorded
-    step; park crash-looping ones."""
-    return take_over(rt)
+    step; park crash-looping ones. Say which runs of other versions of the app are left."""
+    handles = take_over(rt)
+    mine = rt.journal.app_version
+    for version, pending, enqueued in rt.journal.live_runs_by_version():
+        if version is not None and version != mine:
+            log.warning("engine: %d PENDING and %d ENQUEUED run(s) of app version %s are left "
+                        "waiting (this engine runs version %s): run that version's code to "
+                        "finish them, or let this one take them with `eoflow workflows resume "
+                        "--any-version --version %s`", pending, enqueued, version, mine,
+                        version)
+    return handles
 
 
 def take_over(rt: Runtime, if_any: bool = False) -> list[WorkflowHandle]:

@@ -83,8 +83,19 @@ def cancel(path: str, workflow_id: str) -> None:
     _change(path, lambda conn: operator.cancel(conn, workflow_id, now_ms(), notify=True))
 
 
-def resume(path: str, workflow_id: str) -> None:
-    _change(path, lambda conn: operator.resume(conn, workflow_id, now_ms(), notify=True))
+def resume(path: str, workflow_id: str, any_version: bool = False) -> None:
+    """Resume a run; with `any_version`, for an engine of any version of the app to run."""
+    def apply(conn: Conn) -> None:
+        if any_version:
+            operator.release(conn, workflow_id)
+        operator.resume(conn, workflow_id, now_ms(), notify=True)
+
+    _change(path, apply)
+
+
+def release_version(path: str, version: str) -> int:
+    """Let engines of any version run the live runs of `version`; how many there were."""
+    return _change(path, lambda conn: operator.release(conn, version=version))
 
 
 def fork(path: str, workflow_id: str, from_step: int, new_id: str) -> None:

@@ -71,6 +71,18 @@ def resume(conn: Conn, workflow_id: str, now_ms: int, notify: bool
     return _get(conn, workflow_id)
 
 
+def release(conn: Conn, workflow_id: str | None = None, version: str | None = None) -> int:
+    """Let any version of the app run `workflow_id`, or every live run of `version`: their
+    recorded version is cleared (an engine of any version claims a PENDING one within a
+    second, dequeues an ENQUEUED one). Returns how many runs."""
+    if workflow_id is not None:
+        _get(conn, workflow_id)  # WorkflowNotFoundError
+        conn.execute(Q["release_run"], (workflow_id,))
+    else:
+        conn.execute(Q["release_version"], (version,))
+    return conn.changes()
+
+
 def fork(conn: Conn, workflow_id: str, from_step: int, new_id: str, now_ms: int,
          notify: bool) -> WorkflowRecord:
     """Create run `new_id` of the same workflow and inputs, with copies of the recorded steps

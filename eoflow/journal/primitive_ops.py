@@ -114,7 +114,8 @@ def dequeue(conn: Conn, queue: str, now_ms: int, by_priority: bool, limit: int,
         limit = min(limit, rate[0] - int(started[0]))
     if limit <= 0:
         return []
-    rows = conn.execute(Q["queue_ready"], (queue, now_ms, by_priority, limit)).fetchall()
+    rows = conn.execute(Q["queue_ready"],
+                        (queue, now_ms, by_priority, limit, executor_id)).fetchall()
     for workflow_id, _, _ in rows:
         conn.execute(Q["dequeue"], (now_ms, executor_id, workflow_id))
     return [(str(w), str(n), str(i)) for w, n, i in rows]

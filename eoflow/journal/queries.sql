@@ -230,11 +230,14 @@ RETURNING executor_id;
 
 -- name: claim_runs
 -- PENDING runs that no live executor owns: unowned ones (handed over at a shutdown, started
--- by a client) and those of an executor that stopped or expired.
+-- by a client) and those of an executor that stopped or expired; only runs of executor ?1's
+-- version of the app, or of none recorded (every claim of a run checks this, and dequeuing).
 UPDATE eoflow_workflows SET executor_id = ?1
 WHERE status = 'PENDING' AND (executor_id IS NULL OR NOT EXISTS (
     SELECT 1 FROM eoflow_executors AS e
     WHERE e.executor_id = eoflow_workflows.executor_id AND e.status = 'ALIVE'))
+  AND (app_version IS NULL OR app_version = (
+    SELECT x.app_version FROM eoflow_executors AS x WHERE x.executor_id = ?1))
 RETURNING workflow_id;
 
 -- name: claim_run
@@ -243,7 +246,9 @@ UPDATE eoflow_workflows SET executor_id = ?1
 WHERE workflow_id = ?2 AND status || '' = 'PENDING'  -- see finish_workflow
     AND (executor_id IS NULL OR executor_id = ?1
     OR NOT EXISTS (SELECT 1 FROM eoflow_executors AS e
-                   WHERE e.executor_id = eoflow_workflows.executor_id AND e.status = 'ALIVE'));
+                   WHERE e.executor_id = eoflow_workflows.executor_id AND e.status = 'ALIVE'))
+    AND (app_version IS NULL OR app_version = (  -- see claim_runs
+        SELECT x.app_version FROM eoflow_executors AS x WHERE x.executor_id = ?1));
 
 -- name: foreign_lane_runs
 -- PENDING runs of a partition's lanes (?1, and its keys' lanes) that executor ?2 does not own.
@@ -258,7 +263,10 @@ SELECT EXISTS (SELECT 1 FROM eoflow_executors
     OR EXISTS (SELECT 1 FROM eoflow_workflows AS w
                WHERE w.status = 'PENDING' AND (w.executor_id IS NULL OR NOT EXISTS (
                    SELECT 1 FROM eoflow_executors AS e
-                   WHERE e.executor_id = w.executor_id AND e.status = 'ALIVE')));
+                   WHERE e.executor_id = w.executor_id AND e.status = 'ALIVE'))
+                 AND (w.app_version IS NULL OR w.app_version = (  -- see claim_runs
+                   SELECT x.app_version FROM eoflow_executors AS x
+                   WHERE x.executor_id = ?1)));
 
 -- name: owned_runs
 -- The PENDING runs an executor owns, in the order they were created (each lane's order).
@@ -379,6 +387,14 @@ WHERE (?1 IS NULL OR status = ?1)
   AND (?2 IS NULL OR name = ?2 OR name LIKE '%.' || ?2)  -- `handle` finds `Orders.handle`
   AND (?4 IS NULL OR app_version = ?4)
 ORDER BY rowid DESC LIMIT ?3;
+
+-- name: release_run
+-- Any version of the app may run it from now on (an operator's choice: see versions.py).
+UPDATE eoflow_workflows SET app_version = NULL WHERE workflow_id = ?;
+
+-- name: release_version
+UPDATE eoflow_workflows SET app_version = NULL
+WHERE app_version = ? AND status IN ('PENDING', 'ENQUEUED');
 
 -- name: live_runs_by_version
 SELECT app_version, sum(CASE WHEN status = 'PENDING' THEN 1 ELSE 0 END),
@@ -522,8 +538,11 @@ WHERE parent_id = ? AND status IN ('PENDING', 'ENQUEUED');
 SELECT count(*) FROM eoflow_workflows WHERE queue = ? AND status = 'PENDING';
 
 -- name: queue_ready
+-- Only runs of executor ?5's version of the app, or of none recorded (see claim_runs).
 SELECT workflow_id, name, inputs FROM eoflow_workflows
 WHERE queue = ?1 AND status = 'ENQUEUED' AND (not_before_ms IS NULL OR not_before_ms <= ?2)
+  AND (app_version IS NULL OR ?5 IS NULL OR app_version = (
+    SELECT x.app_version FROM eoflow_executors AS x WHERE x.executor_id = ?5))
 ORDER BY CASE WHEN ?3 THEN priority ELSE 0 END, rowid LIMIT ?4;
 
 -- name: queue_next_due

@@ -242,6 +242,8 @@ WHERE key = ?;
 -- name: queue_ready
 SELECT workflow_id, name, inputs FROM eoflow_workflows
 WHERE queue = ?1 AND status = 'ENQUEUED' AND (not_before_ms IS NULL OR not_before_ms <= ?2)
+  AND (app_version IS NULL OR ?5::text IS NULL OR app_version = (
+    SELECT x.app_version FROM eoflow_executors AS x WHERE x.executor_id = ?5))
 ORDER BY CASE WHEN ?3 THEN priority ELSE 0 END, seq LIMIT ?4;
 
 -- name: prune_runs_page

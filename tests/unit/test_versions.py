@@ -12,13 +12,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from eoflow import Client, Engine, Queue, step, workflow
+import eoflow
+from eoflow import Client, Engine, Queue, Status, step, workflow
 from eoflow.cli.main import cli
 from eoflow.engine.config import EngineConfig
 from eoflow.engine.registry import REGISTRY
 from eoflow.engine.versions import code_version
 from eoflow.errors import ConfigError
-from eoflow.journal import views
+from eoflow.journal import admin, views
 from eoflow.journal.opening import open_reader
 
 BACKENDS = ("sqlite", "postgres")
@@ -111,6 +112,17 @@ def test_status_counts_live_runs_by_version(journal_path: str) -> None:
     assert report["versions"] == [{"version": "old", "pending": 0, "enqueued": 3}]
     shown = CliRunner().invoke(cli, ["status", "--journal", journal_path])
     assert "Live runs by app version" in shown.output and "old" in shown.output
+    refused = CliRunner().invoke(cli, ["workflows", "resume", "--journal", journal_path])
+    assert refused.exit_code == 2 and "--any-version --version V" in refused.output
+    moved = CliRunner().invoke(cli, ["workflows", "resume", "--any-version", "--version", "old",
+                                     "--journal", journal_path])
+    assert moved.exit_code == 0, moved.output
+    assert "3 run(s) of version old may now run on any version" in moved.output
+    reader = open_reader(journal_path)
+    try:
+        assert reader.live_runs_by_version() == [(None, 0, 3)]
+    finally:
+        reader.close()
 
 
 def test_an_app_version_is_given_by_argument_or_environment() -> None:
@@ -163,3 +175,36 @@ def test_eoflow_run_records_the_version_it_is_given(tmp_path: Path) -> None:
         process.terminate()
         _, errors = process.communicate(timeout=30)
     assert "(version 7.1) running" in errors
+
+
+@workflow()
+def v_waiter() -> str:
+    return str(eoflow.recv(timeout=60))
+
+
+def test_an_engine_runs_only_its_own_versions_runs_until_told(
+        journal_path: str, caplog: pytest.LogCaptureFixture) -> None:
+    import time
+
+    queue = Queue("v_upgrade_queue")
+    with Engine(journal=journal_path, app_version="v1", grace_period=0.2, lease=0.5) as old:
+        old.start(v_waiter, workflow_id="waiting")
+        time.sleep(0.3)  # waiting in recv: the shutdown leaves it PENDING
+        old.queues.stop()  # this one stays ENQUEUED
+        queue.enqueue(v_flow, 21)
+    with Client(journal_path) as client:
+        client.send("waiting", "hello")
+    with Engine(journal=journal_path, app_version="v2") as new:
+        assert "1 PENDING and 1 ENQUEUED run(s) of app version v1 are left waiting" \
+            in caplog.text
+        time.sleep(1.5)  # its claim loop has looked again meanwhile
+        record = new.journal.get_workflow("waiting")
+        assert record is not None and record.status is Status.PENDING
+        assert record.executor_id != new.journal.executor_id  # not this engine's
+        queued = [r for r in new.journal.list_workflows() if r.queue == "v_upgrade_queue"]
+        assert [r.status for r in queued] == [Status.ENQUEUED]
+        # The operator moves them: one run, then the rest of the version.
+        admin.resume(journal_path, "waiting", any_version=True)
+        assert new.retrieve("waiting").result(timeout=20) == "hello"
+        assert admin.release_version(journal_path, "v1") == 1
+        assert new.retrieve(queued[0].workflow_id).result(timeout=20) == 42
