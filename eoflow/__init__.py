@@ -10,6 +10,7 @@ from eoflow.engine.decorators import step, transaction, workflow
 from eoflow.engine.engine import Engine
 from eoflow.engine.handle import WorkflowHandle
 from eoflow.engine.kafka.defs import KafkaMessage, kafka, kafka_consume
+from eoflow.engine.patches import deprecated_patch, patched
 from eoflow.engine.primitives import get_event, recv, send, set_event, sleep
 from eoflow.engine.registry import on_start
 from eoflow.engine.scheduling.queues import Queue
@@ -29,11 +30,13 @@ __all__ = [
     "Status",
     "WorkflowHandle",
     "db",
+    "deprecated_patch",
     "get_event",
     "kafka",
     "kafka_consume",
     "logger",
     "on_start",
+    "patched",
     "recv",
     "scheduled",
     "send",

@@ -84,15 +84,20 @@ class SerializationError(EoflowError):
 class DeterminismError(EoflowError):
     """Replay met a step whose recorded name differs from the one called now."""
 
-    def __init__(self, workflow_id: str, step: int, recorded: str, called: str) -> None:
+    def __init__(self, workflow_id: str, step: int, recorded: str, called: str,
+                 patch: str | None = None) -> None:
         self.workflow_id = workflow_id
         self.step = step
         self.recorded = recorded
         self.called = called
+        self.patch = patch  # the patch involved, if any (engine/patches.py)
+        advice = ("keep the step order of running workflows stable (guard a change with "
+                  "eoflow.patched()), or fork the workflow") if patch is None else (
+            f"look at patch {patch!r}: a run that recorded it needs eoflow.patched({patch!r}) "
+            f"or eoflow.deprecated_patch({patch!r}) at that point of the code")
         super().__init__(
             f"workflow {workflow_id!r} is not deterministic: step {step} was recorded as "
-            f"{recorded!r} but the code now calls {called!r}; keep the step order of running "
-            "workflows stable, or fork the workflow"
+            f"{recorded!r} but the code now calls {called!r}; {advice}"
         )
 
 

@@ -60,7 +60,9 @@ def replayed(run: RunContext, number: int, name: str, kind: StepKind) -> StepRec
     if record is None:
         return None
     if record.name != name or record.kind is not kind:
-        run.fatal = DeterminismError(run.workflow_id, number, record.name, name)
+        run.fatal = DeterminismError(run.workflow_id, number, record.name, name,
+                                     patch=record.name if record.kind is StepKind.PATCH else
+                                     name if kind is StepKind.PATCH else None)
         raise run.fatal
     return record
 

@@ -13,6 +13,7 @@ from eoflow.engine.config import EngineConfig
 from eoflow.engine.engine import Engine
 from eoflow.engine.kafka.defs import CONSUMERS
 from eoflow.engine.registry import REGISTRY
+from eoflow.engine.versions import uses_patches
 
 log = logging.getLogger("eoflow.engine")
 
@@ -41,6 +42,7 @@ def serve(app: LoadedApp, stop: threading.Event, *, journal: str | None = None,
             scheduler = engine.schedule()
             schedules = len(scheduler.schedules) if scheduler is not None else 0
             window = engine.config.retention
+            _warn_of_patches(engine)
             log.info("eoflow: app %s (version %s) running: %d workflow(s), %d Kafka "
                      "consumer(s), %d schedule(s); journal %s (%s)", app.name,
                      engine.app_version, len(app.workflows), len(consumers), schedules,
@@ -63,3 +65,13 @@ def _remove_journal_files(path: str) -> None:
     for name in (path, f"{path}-wal", f"{path}-shm", f"{path}-journal", f"{path}.lock"):
         with contextlib.suppress(FileNotFoundError):
             os.remove(name)
+
+
+def _warn_of_patches(engine: Engine) -> None:
+    """Patches let one version serve old and new runs; a version that is a hash of the code
+    changes with every patch, and its engines leave the older runs waiting."""
+    if engine.config.app_version is None and uses_patches(REGISTRY.workflows()):
+        log.warning("eoflow: this app uses eoflow.patched(), but its version is a hash of its "
+                    "code (%s), which every patch changes: runs started by the code before "
+                    "will wait for that code. Give the app a version of your own "
+                    "(--app-version) and keep it across patched deploys", engine.app_version)

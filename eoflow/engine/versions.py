@@ -31,6 +31,12 @@ def code_version(definitions: Iterable[Definition]) -> str:
     return digest.hexdigest()[:LENGTH]
 
 
+def uses_patches(definitions: Iterable[Definition]) -> bool:
+    """Whether any of these functions' code calls eoflow.patched() or deprecated_patch()."""
+    return any("patched(" in _source(d) or "deprecated_patch(" in _source(d)
+               for d in definitions)
+
+
 def _source(definition: Definition) -> str:
     fn = inspect.unwrap(definition.fn)
     try:

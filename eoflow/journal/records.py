@@ -30,6 +30,7 @@ class StepKind(str, enum.Enum):
     RECV = "recv"
     SET_EVENT = "set_event"
     GET_EVENT = "get_event"
+    PATCH = "patch"  # eoflow.patched(): the run took the patch's code (engine/patches.py)
 
 
 class Action(str, enum.Enum):
