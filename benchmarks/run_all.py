@@ -21,9 +21,13 @@ def main() -> None:
     runs = [["workflow_throughput.py"], ["queue_throughput.py"], ["kafka_throughput.py"],
             ["kafka_throughput.py", "--partitions", "12"], ["fairness.py"],
             ["postgres_throughput.py"], ["many_engines.py"]]
+    plain = [["verify_speed.py"]]  # no DBOS peer: nothing to compare with
     for script, *extra in runs:
         done = subprocess.run([sys.executable, str(HERE / script), "--dbos-python",
                                args.dbos_python, *extra])
+        status = status or done.returncode
+    for script, *extra in plain:
+        done = subprocess.run([sys.executable, str(HERE / script), *extra])
         status = status or done.returncode
     sys.exit(status)
 

@@ -396,6 +396,12 @@ UPDATE eoflow_workflows SET app_version = NULL WHERE workflow_id = ?;
 UPDATE eoflow_workflows SET app_version = NULL
 WHERE app_version = ? AND status IN ('PENDING', 'ENQUEUED');
 
+-- name: verify_candidates
+-- `eoflow verify`: runs with a status in ?1 (",PENDING,ENQUEUED,") or updated since ?2.
+SELECT workflow_id, name, status, inputs FROM eoflow_workflows
+WHERE ?1 LIKE '%,' || status || ',%' OR updated_ms >= ?2
+ORDER BY created_ms, workflow_id LIMIT ?3;
+
 -- name: live_runs_by_version
 SELECT app_version, sum(CASE WHEN status = 'PENDING' THEN 1 ELSE 0 END),
        sum(CASE WHEN status = 'ENQUEUED' THEN 1 ELSE 0 END)

@@ -48,3 +48,8 @@ def test_many_engines_benchmark_runs() -> None:
                 "SQLite file, Kafka workflow path, 2 processes", "holder killed",
                 "holder paused", "a message reaches a waiting run"):
         assert row in out
+
+
+def test_verify_benchmark_runs() -> None:
+    out = run("verify_speed.py", "--runs", "300")
+    assert "verified 300 runs" in out and "0 divergences" in out
