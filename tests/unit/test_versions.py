@@ -208,3 +208,24 @@ def test_an_engine_runs_only_its_own_versions_runs_until_told(
         assert new.retrieve("waiting").result(timeout=20) == "hello"
         assert admin.release_version(journal_path, "v1") == 1
         assert new.retrieve(queued[0].workflow_id).result(timeout=20) == 42
+
+
+def test_each_engine_resumes_its_own_versions_runs(journal_path: str) -> None:
+    import time
+
+    for version in ("v1", "v2"):
+        with Engine(journal=journal_path, app_version=version, grace_period=0.2,
+                    lease=0.5) as engine:
+            engine.start(v_waiter, workflow_id=f"of-{version}")
+            time.sleep(0.3)  # waiting in recv: left PENDING at the shutdown
+    with Client(journal_path) as client:
+        for version in ("v1", "v2"):
+            client.send(f"of-{version}", f"hello {version}")
+    for version in ("v2", "v1"):
+        with Engine(journal=journal_path, app_version=version, lease=0.5) as engine:
+            assert engine.retrieve(f"of-{version}").result(timeout=20) == f"hello {version}"
+            other = "v1" if version == "v2" else "v2"
+            record = engine.journal.get_workflow(f"of-{other}")
+            assert record is not None
+            # v2's engine left v1's run; v1's engine finds v2's already finished.
+            assert record.status is (Status.PENDING if version == "v2" else Status.SUCCESS)
