@@ -48,6 +48,10 @@ T = TypeVar("T")
 @click.option("--app-version", envvar="EOFLOW_APP_VERSION", show_envvar=True, metavar="TEXT",
               help="The version of the app's code, which every run it starts records "
                    "[default: a hash of the code of its workflows, steps and transactions].")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
+              envvar="EOFLOW_LOG_FORMAT", show_envvar=True, show_default=True,
+              help="json: one JSON object per log line, with the run's workflow id, name and "
+                   "step where there is one.")
 @click.option("--lease", envvar="EOFLOW_LEASE", show_envvar=True, metavar="DURATION",
               help="How long this engine's heartbeat holds its runs: when it stops beating "
                    "(killed, paused), the other engines on the journal take its runs over "
@@ -55,7 +59,7 @@ T = TypeVar("T")
 @click.pass_context
 def run(ctx: click.Context, app: str, journal: str, app_db: str | None, brokers: str | None,
         workers: int | None, retention: str | None, app_version: str | None,
-        lease: str | None) -> None:
+        log_format: str, lease: str | None) -> None:
     """Run APP (a .py file or a module name) until SIGINT or SIGTERM.
 
     Opens the journal, resumes pending workflows, starts the Kafka consumers the app declares,
@@ -65,7 +69,7 @@ def run(ctx: click.Context, app: str, journal: str, app_db: str | None, brokers:
     from eoflow.engine.apploader import load_app
     from eoflow.engine.service import serve
 
-    render.setup_logging(is_verbose(ctx))
+    render.setup_logging(is_verbose(ctx), log_format)
     loaded = load_app(app)
     stop = threading.Event()
 

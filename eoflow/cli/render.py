@@ -32,12 +32,17 @@ GAP = 3  # characters between two table columns: padding, separator, padding (no
 CUT = 200  # characters of a value `workflows show` shows without --full
 
 
-def setup_logging(verbose: bool) -> None:
-    """One readable line per event: rich on a terminal, plain text otherwise."""
+def setup_logging(verbose: bool, log_format: str = "text") -> None:
+    """One readable line per event: rich on a terminal, plain text otherwise; or one JSON
+    object per line (engine/logjson.py)."""
     root = logging.getLogger()
     root.handlers.clear()
-    if sys.stderr.isatty():
-        handler: logging.Handler = RichHandler(console=err, show_path=verbose,
+    if log_format == "json":
+        from eoflow.engine.logjson import JsonFormatter
+        handler: logging.Handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonFormatter())
+    elif sys.stderr.isatty():
+        handler = RichHandler(console=err, show_path=verbose,
                                                rich_tracebacks=verbose)
         handler.setFormatter(logging.Formatter("%(message)s"))
     else:

@@ -105,6 +105,11 @@ class KafkaKey:
     partition: int
     offset: int
 
+    def log_fields(self) -> dict[str, object]:
+        """Where the message came from, for a log call's `extra` (engine/logjson.py)."""
+        return {"kafka_topic": self.topic, "kafka_partition": self.partition,
+                "kafka_offset": self.offset, "kafka_group": self.group_id}
+
 
 @dataclass(frozen=True)
 class QuarantinedMessage:

@@ -379,7 +379,7 @@ class ConsumerLoop:
                                     raw=error.raw)
         self._note([key])
         log.error("kafka %s: %s; quarantined as %s, going on past it", self.spec.name, error,
-                  key.key)
+                  key.key, extra=key.log_fields())
         self._connected().skip(topic, partition, offset + 1)
         self._uncommitted[(topic, partition)] = offset + 1  # committed once durable, as usual
 
@@ -392,7 +392,7 @@ class ConsumerLoop:
             codec.encode_error(error), attempts, self._rt.clock.now_ms())
         log.error("kafka %s: message %s quarantined after %d attempts: %s; see `eoflow status`,"
                   " retry with `eoflow quarantine retry %s`", self.spec.name, key.key, attempts,
-                  codec.describe(error), key.key)
+                  codec.describe(error), key.key, extra=key.log_fields())
 
 
 def handler_work(spec: ConsumerSpec, message: KafkaMessage) -> Callable[[Any], object]:
