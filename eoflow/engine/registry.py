@@ -142,9 +142,9 @@ class Registry:
             self.start_hooks[:] = hooks
 
     def add(self, definition: Definition) -> None:
-        with self._lock:
-            self._functions[(definition.kind.value, definition.name)] = definition
         if definition.kind is not Kind.WORKFLOW:
+            with self._lock:
+                self._functions[(definition.kind.value, definition.name)] = definition
             return
         with self._lock:
             known = self._workflows.get(definition.name)
@@ -155,6 +155,7 @@ class Registry:
                     "give one of them another name with @workflow(name=...)",
                 )
             self._workflows[definition.name] = definition
+            self._functions[(definition.kind.value, definition.name)] = definition
 
     def workflow(self, name: str) -> Definition | None:
         with self._lock:

@@ -15,37 +15,37 @@ from eoflow import Engine, Status, step, workflow
 from eoflow.errors import ContextError
 
 BACKENDS = ("sqlite", "postgres")
-CODE = {"now": "old"}  # which version of p_order's code is deployed
+CODE = {"now": "old"}  # which version of pt_order's code is deployed
 
 
 @step()
-def p_prepare(x: int) -> int:
+def pt_prepare(x: int) -> int:
     return x
 
 
 @step()
-def p_charge(x: int) -> str:
+def pt_charge(x: int) -> str:
     return f"v1:{x}"
 
 
 @step()
-def p_charge_v2(x: int) -> str:
+def pt_charge_v2(x: int) -> str:
     return f"v2:{x}"
 
 
 @workflow()
-def p_order(x: int) -> str:
-    p_prepare(x)
+def pt_order(x: int) -> str:
+    pt_prepare(x)
     eoflow.recv("go", timeout=60)  # before the patch point
     if CODE["now"] == "old":
-        charged = p_charge(x)
+        charged = pt_charge(x)
     elif CODE["now"] == "patched":
-        charged = p_charge_v2(x) if eoflow.patched("charge-v2") else p_charge(x)
+        charged = pt_charge_v2(x) if eoflow.patched("charge-v2") else pt_charge(x)
     elif CODE["now"] == "deprecated":
         eoflow.deprecated_patch("charge-v2")
-        charged = p_charge_v2(x)
+        charged = pt_charge_v2(x)
     else:  # the patch removed altogether
-        charged = p_charge_v2(x)
+        charged = pt_charge_v2(x)
     eoflow.recv("done", timeout=60)  # after it
     return charged
 
@@ -66,13 +66,13 @@ def _wait_steps(engine: Engine, wid: str, count: int) -> None:
 def test_a_patch_serves_runs_from_before_and_after_the_change(journal_path: str) -> None:
     CODE["now"] = "old"
     with _engine(journal_path) as engine:
-        engine.start(p_order, 1, workflow_id="before")  # stops before the patch point
-        engine.start(p_order, 2, workflow_id="passed")  # passes it under the old code
+        engine.start(pt_order, 1, workflow_id="before")  # stops before the patch point
+        engine.start(pt_order, 2, workflow_id="passed")  # passes it under the old code
         eoflow.send("passed", "go", topic="go")
         _wait_steps(engine, "passed", 4)  # prepare, recv go (a deadline and a message), charge
     CODE["now"] = "patched"  # deployed: both runs are PENDING, resumed by the new code
     with _engine(journal_path) as engine:
-        engine.start(p_order, 3, workflow_id="new")
+        engine.start(pt_order, 3, workflow_id="new")
         for wid in ("before", "new"):
             eoflow.send(wid, "go", topic="go")
         _wait_steps(engine, "new", 5)  # prepare, recv (2 steps), patch marker, charge
@@ -84,14 +84,14 @@ def test_a_patch_serves_runs_from_before_and_after_the_change(journal_path: str)
         kinds = [s.kind.value for s in engine.journal.steps_of("new")]
         assert [k for k in kinds if k in ("step", "patch")] == ["step", "patch", "step"]
         assert "patch" not in [s.kind.value for s in engine.journal.steps_of("passed")]
-        engine.start(p_order, 4, workflow_id="marked")  # will meet the deprecated code
-        engine.start(p_order, 5, workflow_id="too-early")  # will meet the patch removed
+        engine.start(pt_order, 4, workflow_id="marked")  # will meet the deprecated code
+        engine.start(pt_order, 5, workflow_id="too-early")  # will meet the patch removed
         for wid in ("marked", "too-early"):
             eoflow.send(wid, "go", topic="go")
             _wait_steps(engine, wid, 5)
     CODE["now"] = "deprecated"
     with _engine(journal_path) as engine:
-        engine.start(p_order, 6, workflow_id="fresh")
+        engine.start(pt_order, 6, workflow_id="fresh")
         eoflow.send("fresh", "go", topic="go")
         for wid in ("marked", "fresh"):
             eoflow.send(wid, "done", topic="done")

@@ -18,56 +18,56 @@ from eoflow.testing import isolated_definitions
 BACKENDS = ("sqlite", "postgres")
 CODE = {"now": "old"}
 CALLS: list[str] = []  # every step and transaction body that ran
-LATER = Queue("f_later")
+LATER = Queue("vf_later")
 
 
 @step()
-def f_prepare(x: int) -> int:
+def vf_prepare(x: int) -> int:
     CALLS.append("prepare")
     return x
 
 
 @step()
-def f_charge(x: int) -> str:
+def vf_charge(x: int) -> str:
     CALLS.append("charge")
     return f"v1:{x}"
 
 
 @step()
-def f_charge_v2(x: int) -> str:
+def vf_charge_v2(x: int) -> str:
     CALLS.append("charge_v2")
     return f"v2:{x}"
 
 
 @transaction()
-def f_record(x: int) -> int:
+def vf_record(x: int) -> int:
     CALLS.append("record")
     return x
 
 
 @workflow()
-def f_child(x: int) -> int:
-    return f_prepare(x)
+def vf_child(x: int) -> int:
+    return vf_prepare(x)
 
 
 @workflow()
-def f_order(x: int) -> str:
+def vf_order(x: int) -> str:
     """Every durable primitive before the change point, then the part that changes."""
-    f_prepare(x)
+    vf_prepare(x)
     eoflow.sleep(0.01)
     eoflow.set_event("stage", "prepared")
-    f_child(x)
-    LATER.enqueue(f_child, x + 100)
+    vf_child(x)
+    LATER.enqueue(vf_child, x + 100)
     eoflow.send(eoflow.workflow_id(), "note", topic="self")
     eoflow.recv("self", timeout=10)
     eoflow.recv("go", timeout=60)
     if CODE["now"] == "old":
-        charged = f_charge(x)
+        charged = vf_charge(x)
     elif CODE["now"] == "patched":
-        charged = f_charge_v2(x) if eoflow.patched("charge-v2") else f_charge(x)
+        charged = vf_charge_v2(x) if eoflow.patched("charge-v2") else vf_charge(x)
     else:  # changed without a patch: a divergence for runs that passed this point
-        charged = f_charge_v2(x)
-    f_record(x)
+        charged = vf_charge_v2(x)
+    vf_record(x)
     return charged
 
 
@@ -83,10 +83,10 @@ def _check(journal: str) -> dict[str, object]:
 def test_verify_replays_every_primitive_and_finds_the_changed_step(journal_path: str) -> None:
     CODE["now"] = "old"
     with Engine(journal=journal_path, grace_period=0.2, lease=0.5) as engine:
-        finished = engine.start(f_order, 1, workflow_id="finished")
+        finished = engine.start(vf_order, 1, workflow_id="finished")
         eoflow.send("finished", "go", topic="go")
         assert finished.result(timeout=30) == "v1:1"
-        engine.start(f_order, 2, workflow_id="waiting")  # stops at recv("go")
+        engine.start(vf_order, 2, workflow_id="waiting")  # stops at recv("go")
         deadline = time.monotonic() + 20
         while len(engine.journal.steps_of("waiting")) < 9:  # up to the deadline of recv("go")
             assert time.monotonic() < deadline
@@ -103,7 +103,7 @@ def test_verify_replays_every_primitive_and_finds_the_changed_step(journal_path:
     report = _check(journal_path)
     assert [(d["workflow_id"], d["step"], d["recorded"], d["called"], d["patch"])
             for d in report["divergences"]] == [  # type: ignore[union-attr]
-        ("finished", 11, "f_charge", "f_charge_v2", None)]
+        ("finished", 11, "vf_charge", "vf_charge_v2", None)]
     assert CALLS == []  # nothing ran
     CODE["now"] = "old"
 
