@@ -106,27 +106,6 @@ def _emit(data: Any, as_json: bool, view: Callable[[Any], Any]) -> None:
         render.show(view(data))
 
 
-@click.command()
-@journal_option
-@json_option
-@click.option("--watch", is_flag=True, help="Refresh every second until interrupted.")
-def status(journal: str, as_json: bool, watch: bool) -> None:
-    """Summarize a journal: workflows by status and name, failures, quarantined messages,
-    Kafka offsets and throughput. Read-only; safe while the app runs."""
-    reader = _reader(journal)
-    try:
-        if watch:  # in a pipe, or with --json: one line (or one JSON object) a refresh
-            render.watch(lambda: render.status_view(views.status_report(reader)),
-                         lambda: views.status_line(views.status_report(reader), as_json),
-                         every=1.0, lines=as_json)
-        elif as_json:
-            render.print_json(views.status_report(reader))
-        else:
-            render.show(render.status_view(views.status_report(reader)))
-    finally:
-        reader.close()
-
-
 @click.group()
 def workflows() -> None:
     """List, inspect, cancel, resume and fork workflow runs."""
@@ -386,5 +365,5 @@ def restart_topic(topic: str, group_id: str, journal: str) -> None:
 
 
 def register(group: click.Group) -> None:
-    for command in (run, status, workflows, quarantine, kafka, broker, produce, send):
+    for command in (run, workflows, quarantine, kafka, broker, produce, send):
         group.add_command(command)

@@ -213,6 +213,16 @@ def status_view(report: dict[str, Any]) -> Group | str:
             [[str(k["group"]), str(k["topic"]), str(k["partition"]), str(k["last_offset"]),
               str(k["messages"]), k["updated_at"] or ""] for k in report["kafka"]],
             title="Kafka (recorded in this journal)"))
+    if report.get("lag"):
+        parts.append(listing(
+            [Column("group", id=True), Column("topic", id=True), Column("partition"),
+             Column("journal offset", right=True), Column("committed", right=True),
+             Column("end", right=True), Column("lag", right=True)],
+            [[str(r["group"]), str(r["topic"]), str(r["partition"]),
+              "" if r["journal_offset"] is None else str(r["journal_offset"]),
+              "" if r["committed"] is None else str(r["committed"]), str(r["end"]),
+              str(r["lag"])] for r in report["lag"]],
+            title="Kafka consumer lag (asked from the brokers)"))
     if report.get("executors"):
         parts.append(listing(
             [Column("executor", id=True), Column("state"), Column("runs owned", right=True),

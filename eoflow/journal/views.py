@@ -11,6 +11,7 @@ import base64
 import datetime as dt
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import apsw
@@ -180,6 +181,29 @@ def status_report(reader: Reader, recent: int = 5) -> dict[str, Any]:
             "last_5s_per_second": round(reader.finished_since(now_ms - 5000) / 5, 2),
         },
     }
+
+
+def lag_view(reader: Reader, offsets: Callable[[str, list[str]], dict[tuple[str, int],
+                                                                    tuple[int, int | None]]]
+             ) -> list[dict[str, Any]]:
+    """Per group and partition of the topics this journal recorded: the journal's last
+    offset, Kafka's end offset and the group's committed offset there, and the lag (messages
+    past the committed offset; past the journal's last, with nothing committed).
+    `offsets(group, topics)` asks the brokers (engine/kafka/source.py)."""
+    recorded: dict[str, dict[tuple[str, int], int]] = {}
+    for group, topic, partition, offset, _, _ in reader.kafka_offsets():
+        recorded.setdefault(group, {})[(topic, partition)] = offset
+    rows = []
+    for group, seen in sorted(recorded.items()):
+        for (topic, partition), (end, committed) in sorted(
+                offsets(group, sorted({t for t, _ in seen})).items()):
+            last = seen.get((topic, partition))
+            start = committed if committed is not None else (last + 1 if last is not None
+                                                               else 0)
+            rows.append({"group": group, "topic": topic, "partition": partition,
+                         "journal_offset": last, "committed": committed, "end": end,
+                         "lag": max(end - start, 0)})
+    return rows
 
 
 def executor_view(e: ExecutorRecord, now_ms: int) -> dict[str, Any]:

@@ -152,6 +152,23 @@ def check_reachable(brokers: tuple[str, ...], timeout: float = 2.0) -> None:
     raise BrokerUnavailableError(",".join(brokers), "; ".join(sorted(set(errors))))
 
 
+def partition_offsets(brokers: tuple[str, ...], group_id: str, topics: Iterable[str]
+                      ) -> dict[tuple[str, int], tuple[int, int | None]]:
+    """(end offset, the group's committed offset or None) of each partition of `topics`, as
+    the brokers say now; joins no group."""
+    check_reachable(brokers)
+    consumer = KafkaConsumer(bootstrap_servers=list(brokers), group_id=group_id,
+                             enable_auto_commit=False, request_timeout_ms=10_000)
+    try:
+        parts = [TopicPartition(t, p) for t in sorted(set(topics))
+                 for p in sorted(consumer.partitions_for_topic(t) or ())]
+        ends = consumer.end_offsets(parts) if parts else {}
+        return {(tp.topic, tp.partition): (int(ends[tp]), consumer.committed(tp))
+                for tp in parts}
+    finally:
+        consumer.close()
+
+
 def check_consumer_config(handler: str, config: Mapping[str, Any]) -> None:
     """Refuse, before anything connects, options kafka-python's consumer does not know: they
     are a mistake in the code, which no retry will fix."""
