@@ -60,9 +60,10 @@ def replayed(run: RunContext, number: int, name: str, kind: StepKind) -> StepRec
     if record is None:
         return None
     if record.name != name or record.kind is not kind:
-        run.fatal = DeterminismError(run.workflow_id, number, record.name, name,
-                                     patch=record.name if record.kind is StepKind.PATCH else
-                                     name if kind is StepKind.PATCH else None)
+        # The patch involved, if any: the one recorded here, or the one called here.
+        patch = record.name if record.kind is StepKind.PATCH else \
+            name if kind is StepKind.PATCH else None
+        run.fatal = DeterminismError(run.workflow_id, number, record.name, name, patch)
         raise run.fatal
     return record
 

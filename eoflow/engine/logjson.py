@@ -14,7 +14,7 @@ from typing import Any
 
 from eoflow.engine.context import current_run
 
-PASSED = ("kafka_topic", "kafka_partition", "kafka_offset", "kafka_group", "workflow_id")
+PASSED = ("kafka_topic", "kafka_partition", "kafka_offset", "kafka_group")
 
 
 class JsonFormatter(logging.Formatter):

@@ -33,8 +33,8 @@ def code_version(definitions: Iterable[Definition]) -> str:
 
 def uses_patches(definitions: Iterable[Definition]) -> bool:
     """Whether any of these functions' code calls eoflow.patched() or deprecated_patch()."""
-    return any("patched(" in _source(d) or "deprecated_patch(" in _source(d)
-               for d in definitions)
+    return any("patched(" in text or "deprecated_patch(" in text
+               for text in map(_source, definitions))
 
 
 def _source(definition: Definition) -> str:

@@ -19,7 +19,8 @@ from eoflow.journal.pg import POSTGRES, QPG, PgConn, connect
 from eoflow.journal.sql import Q
 from eoflow.journal.sqljournal import SqlJournal
 
-MIGRATIONS = [QPG["pg_migration_1"], QPG["pg_migration_2"], QPG["pg_migration_3"]]
+# The third is SQLite's eighth as it is: the same columns, the same types.
+MIGRATIONS = [QPG["pg_migration_1"], QPG["pg_migration_2"], Q["migration_8"]]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -194,12 +194,6 @@ ALTER TABLE eoflow_workflows ADD COLUMN dequeued_ms BIGINT;
 CREATE INDEX eoflow_workflows_executor ON eoflow_workflows (executor_id)
     WHERE status = 'PENDING';
 
--- name: pg_migration_3
--- The version of the app's code that started a run (NULL: not known, e.g. a run a Client
--- started), and the version each executor runs (engine/versions.py).
-ALTER TABLE eoflow_workflows ADD COLUMN app_version TEXT;
-ALTER TABLE eoflow_executors ADD COLUMN app_version TEXT;
-
 -- name: owned_runs
 SELECT workflow_id, name, status, inputs, output, error, created_ms, updated_ms,
        recovery_attempts, parent_id, queue, lane, deadline_ms, not_before_ms

@@ -51,7 +51,7 @@ def test_eoflow_run_writes_one_json_object_per_line(tmp_path: Path) -> None:
                 break
     finally:
         process.terminate()
-        rest, _ = process.communicate(timeout=30)
+        process.communicate(timeout=30)
     objects = [json.loads(line) for line in lines]  # each line is one object
     assert all({"time", "level", "logger", "message"} <= set(o) for o in objects)
     charging = next(o for o in objects if o["message"] == "charging o-1")
