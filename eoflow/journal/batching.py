@@ -86,6 +86,8 @@ class GroupCommitter:
         self.fence: Fence | None = None
         self.on_fenced: Callable[[ExecutorFencedError], None] | None = None
         self.fenced: ExecutorFencedError | None = None
+        # Told (writes in the batch, seconds its commit took) after each commit (metrics).
+        self.observer: Callable[[int, float], None] | None = None
         self._thread = threading.Thread(target=self._run, name="eoflow-writer", daemon=True)
         self._thread.start()
 
@@ -253,7 +255,9 @@ class GroupCommitter:
                     lost = op.error  # e.g. a full disk, an I/O error, a lost connection
             if lost is None:
                 try:
+                    began = time.perf_counter()
                     self.backend.commit(self.conn)
+                    self._observe(len(ops), time.perf_counter() - began)
                 except JournalError as error:
                     lost = error
                     self._rollback()
@@ -268,6 +272,13 @@ class GroupCommitter:
                           self.path, len(ops), lost)
                 batch.error = lost
             self._release(batch)
+
+    def _observe(self, writes: int, seconds: float) -> None:
+        if self.observer is not None:
+            try:
+                self.observer(writes, seconds)
+            except Exception:  # a metric must never fail a commit that happened
+                log.exception("journal %s: the commit observer failed", self.path)
 
     def mark_fenced(self, error: ExecutorFencedError) -> None:
         """This executor was found taken over outside a batch (its heartbeat): refuse every

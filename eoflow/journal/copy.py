@@ -36,7 +36,8 @@ TABLES: list[tuple[str, str, str]] = [
     ("eoflow_workflows",
      "workflow_id, name, status, inputs, output, error, created_ms, updated_ms, "
      "recovery_attempts, progress_mark, parent_id, queue, lane, deadline_ms, priority, "
-     "dedup_id, not_before_ms, timeout_ms, executor_id, dequeued_ms, app_version",
+     "dedup_id, not_before_ms, timeout_ms, executor_id, dequeued_ms, app_version, "
+     "trace_context",
      "{creation}"),
     ("eoflow_steps",
      "workflow_id, step, name, kind, output, error, attempts, started_ms, ended_ms",

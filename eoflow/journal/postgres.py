@@ -20,7 +20,7 @@ from eoflow.journal.sql import Q
 from eoflow.journal.sqljournal import SqlJournal
 
 # The third is SQLite's eighth as it is: the same columns, the same types.
-MIGRATIONS = [QPG["pg_migration_1"], QPG["pg_migration_2"], Q["migration_8"]]
+MIGRATIONS = [QPG["pg_migration_1"], QPG["pg_migration_2"], Q["migration_8"], Q["migration_9"]]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -26,7 +26,8 @@ def insert_run(conn: Conn, backend: Backend, run: NewWorkflow, now_ms: int,
     params = (run.workflow_id, run.name, run.status.value, backend.stored_inputs(run.inputs),
               run.created_ms, now_ms, run.parent_id, run.queue, run.lane, run.deadline_ms,
               run.priority, run.dedup_id, run.not_before_ms, run.timeout_ms,
-              executor_id if run.status is Status.PENDING else None, app_version)
+              executor_id if run.status is Status.PENDING else None, app_version,
+              run.trace_context)
 
     def insert() -> bool:
         conn.execute(Q["insert_workflow"], params)
@@ -101,11 +102,12 @@ def set_not_before(conn: Conn, workflow_id: str, not_before_ms: int | None) -> N
 
 def dequeue(conn: Conn, queue: str, now_ms: int, by_priority: bool, limit: int,
             concurrency: int | None = None, executor_id: str | None = None,
-            rate: tuple[int, int] | None = None) -> list[tuple[str, str, str]]:
+            rate: tuple[int, int] | None = None) -> list[tuple[str, str, int]]:
     """Move up to `limit` ready runs of `queue` from ENQUEUED to PENDING (owned by
     `executor_id`), in queue order, keeping at most `concurrency` of the queue PENDING and at
-    most `rate` = (n, period_ms) dequeued per period; returns (workflow id, name, inputs) of
-    each. Counted in this transaction, under the journal's write lock: across engines."""
+    most `rate` = (n, period_ms) dequeued per period; returns (workflow id, name, ready
+    since, in ms) of each. Counted in this transaction, under the journal's write lock:
+    across engines."""
     if concurrency is not None:
         running = int(conn.execute(Q["queue_running"], (queue,)).fetchone()[0])
         limit = min(limit, concurrency - running)
@@ -118,4 +120,4 @@ def dequeue(conn: Conn, queue: str, now_ms: int, by_priority: bool, limit: int,
                         (queue, now_ms, by_priority, limit, executor_id)).fetchall()
     for workflow_id, _, _ in rows:
         conn.execute(Q["dequeue"], (now_ms, executor_id, workflow_id))
-    return [(str(w), str(n), str(i)) for w, n, i in rows]
+    return [(str(w), str(n), int(r)) for w, n, r in rows]

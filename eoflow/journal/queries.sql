@@ -176,6 +176,11 @@ CREATE INDEX eoflow_workflows_executor ON eoflow_workflows (executor_id)
 ALTER TABLE eoflow_workflows ADD COLUMN app_version TEXT;
 ALTER TABLE eoflow_executors ADD COLUMN app_version TEXT;
 
+-- name: migration_9
+-- A run's W3C trace context (a traceparent: the span that started it), when OpenTelemetry
+-- traced its start: every execution of the run, after a crash too, continues that trace.
+ALTER TABLE eoflow_workflows ADD COLUMN trace_context TEXT;
+
 -- name: tx_schema_1
 -- Kept by whichever database runs @transaction functions (the journal, or --app-db).
 CREATE TABLE IF NOT EXISTS eoflow_tx_outputs (
@@ -297,14 +302,15 @@ ON CONFLICT (key) DO UPDATE SET value = excluded.value;
 -- name: insert_workflow
 INSERT INTO eoflow_workflows
     (workflow_id, name, status, inputs, created_ms, updated_ms, parent_id, queue, lane,
-     deadline_ms, priority, dedup_id, not_before_ms, timeout_ms, executor_id, app_version)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+     deadline_ms, priority, dedup_id, not_before_ms, timeout_ms, executor_id, app_version,
+     trace_context)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (workflow_id) DO NOTHING;
 
 -- name: get_workflow
 SELECT workflow_id, name, status, inputs, output, error, created_ms, updated_ms,
        recovery_attempts, parent_id, queue, lane, deadline_ms, not_before_ms, executor_id,
-       app_version
+       app_version, trace_context
 FROM eoflow_workflows WHERE workflow_id = ?;
 
 -- name: workflow_name_status
@@ -381,7 +387,7 @@ UPDATE eoflow_workflows SET status = 'PARKED', updated_ms = ? WHERE workflow_id 
 -- name: list_workflows
 SELECT workflow_id, name, status, inputs, output, error, created_ms, updated_ms,
        recovery_attempts, parent_id, queue, lane, deadline_ms, not_before_ms, executor_id,
-       app_version
+       app_version, trace_context
 FROM eoflow_workflows
 WHERE (?1 IS NULL OR status = ?1)
   AND (?2 IS NULL OR name = ?2 OR name LIKE '%.' || ?2)  -- `handle` finds `Orders.handle`
@@ -544,12 +550,17 @@ WHERE parent_id = ? AND status IN ('PENDING', 'ENQUEUED');
 SELECT count(*) FROM eoflow_workflows WHERE queue = ? AND status = 'PENDING';
 
 -- name: queue_ready
+-- The third column: since when the run has been ready (for the queue's wait time).
 -- Only runs of executor ?5's version of the app, or of none recorded (see claim_runs).
-SELECT workflow_id, name, inputs FROM eoflow_workflows
+SELECT workflow_id, name, coalesce(not_before_ms, created_ms) FROM eoflow_workflows
 WHERE queue = ?1 AND status = 'ENQUEUED' AND (not_before_ms IS NULL OR not_before_ms <= ?2)
   AND (app_version IS NULL OR ?5 IS NULL OR app_version = (
     SELECT x.app_version FROM eoflow_executors AS x WHERE x.executor_id = ?5))
 ORDER BY CASE WHEN ?3 THEN priority ELSE 0 END, rowid LIMIT ?4;
+
+-- name: queue_depths
+SELECT queue, count(*) FROM eoflow_workflows
+WHERE status = 'ENQUEUED' AND queue IS NOT NULL GROUP BY queue ORDER BY queue;
 
 -- name: queue_next_due
 SELECT min(not_before_ms) FROM eoflow_workflows

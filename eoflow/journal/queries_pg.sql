@@ -207,7 +207,7 @@ RETURNING executor_id;
 -- name: list_workflows
 SELECT workflow_id, name, status, inputs, output, error, created_ms, updated_ms,
        recovery_attempts, parent_id, queue, lane, deadline_ms, not_before_ms, executor_id,
-       app_version
+       app_version, trace_context
 FROM eoflow_workflows
 WHERE (?1::text IS NULL OR status = ?1)
   AND (?2::text IS NULL OR name = ?2 OR name LIKE '%.' || ?2)
@@ -234,7 +234,8 @@ UPDATE eoflow_quarantine SET status = ?, error = coalesce(?::text, error), attem
 WHERE key = ?;
 
 -- name: queue_ready
-SELECT workflow_id, name, inputs FROM eoflow_workflows
+-- The third column: since when the run has been ready (for the queue's wait time).
+SELECT workflow_id, name, coalesce(not_before_ms, created_ms) FROM eoflow_workflows
 WHERE queue = ?1 AND status = 'ENQUEUED' AND (not_before_ms IS NULL OR not_before_ms <= ?2)
   AND (app_version IS NULL OR ?5::text IS NULL OR app_version = (
     SELECT x.app_version FROM eoflow_executors AS x WHERE x.executor_id = ?5))

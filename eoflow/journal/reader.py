@@ -49,6 +49,7 @@ def workflow_from_row(row: Any) -> WorkflowRecord:
         parent_id=r[9], queue=r[10], lane=r[11], deadline_ms=r[12],
         not_before_ms=r[13], executor_id=row[14] if len(row) > 14 else None,
         app_version=row[15] if len(row) > 15 else None,
+        trace_context=row[16] if len(row) > 16 else None,
     )
 
 
@@ -208,6 +209,10 @@ class Reader:
 
     def queue_running(self, queue: str) -> int:
         return self._count("queue_running", (queue,))
+
+    def queue_depths(self) -> dict[str, int]:
+        """ENQUEUED runs, per queue that has any."""
+        return {str(q): int(n) for q, n in self._all("queue_depths", ())}
 
     def queue_next_due(self, queue: str, now_ms: int) -> int | None:
         value = self._all("queue_next_due", (queue, now_ms))[0][0]

@@ -58,6 +58,7 @@ class NewWorkflow:
     dedup_id: str | None = None
     not_before_ms: int | None = None
     timeout_ms: int | None = None  # the deadline's distance; a resume starts it again
+    trace_context: str | None = None  # a W3C traceparent: the span that started it (otel.py)
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,7 @@ class WorkflowRecord:
     not_before_ms: int | None = None  # a sleeping or delayed run resumes no earlier than this
     executor_id: str | None = None  # the executor that owns it, while PENDING (where read)
     app_version: str | None = None  # the app's version that started it (where read)
+    trace_context: str | None = None  # its W3C traceparent, if its start was traced
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@ from eoflow.errors import JournalFormatError
 from eoflow.journal.sql import Q
 
 MIGRATIONS = [Q["migration_1"], Q["migration_2"], Q["migration_3"], Q["migration_4"],
-              Q["migration_5"], Q["migration_6"], Q["migration_7"], Q["migration_8"]]
+              Q["migration_5"], Q["migration_6"], Q["migration_7"], Q["migration_8"],
+              Q["migration_9"]]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -106,6 +106,10 @@ class SqlJournal(Reader):
         """`callback(error)` once, when this executor finds its runs were taken over."""
         self.committer.on_fenced = callback
 
+    def set_commit_observer(self, observer: Callable[[int, float], None] | None) -> None:
+        """`observer(writes, seconds)` after each commit of the writer (for metrics)."""
+        self.committer.observer = observer
+
     def _me(self) -> str:
         assert self.executor_id is not None, "register_executor first"
         return self.executor_id
@@ -237,7 +241,7 @@ class SqlJournal(Reader):
 
     def dequeue(self, queue: str, now_ms: int, by_priority: bool, limit: int,
                 concurrency: int | None = None, rate: tuple[int, int] | None = None,
-                ) -> list[tuple[str, str, str]]:
+                ) -> list[tuple[str, str, int]]:
         """Move up to `limit` ready runs of `queue` from ENQUEUED to PENDING, in queue order,
         keeping at most `concurrency` PENDING and `rate` = (n, period_ms) dequeued per period
         (counted in the same transaction: the limits hold across engines); returns (workflow

@@ -28,7 +28,8 @@ _KINDS = frozenset(kind.value for kind in StepKind)
 # The columns of the get_workflow and list_workflows queries, in their order (as in reader.py).
 _WORKFLOW_COLUMNS = ("workflow_id", "name", "status", "inputs", "output", "error", "created_ms",
                      "updated_ms", "recovery_attempts", "parent_id", "queue", "lane",
-                     "deadline_ms", "not_before_ms", "executor_id", "app_version")
+                     "deadline_ms", "not_before_ms", "executor_id", "app_version",
+                     "trace_context")
 
 
 class _TooDeep(Exception):
@@ -290,6 +291,7 @@ def workflow_detail(reader: Reader, workflow_id: str) -> dict[str, Any] | None:
         inputs=_json(fields["inputs"]), output=_json(fields["output"]),
         recovery_attempts=fields["recovery_attempts"], parent_id=fields["parent_id"],
         queue=fields["queue"], deadline_at=iso(fields["deadline_ms"]),
+        trace_context=fields["trace_context"],
         steps=[step_view(row) for row in reader._all("steps_of", (workflow_id,))],
     )
     if fields["error"] is not None:

@@ -60,6 +60,14 @@ def test_create_is_idempotent_and_reports_the_existing_run(journal: Journal) -> 
         (False, "flow", Status.PENDING)]
     record = journal.get_workflow("a")
     assert record is not None and record.name == "flow" and record.created_ms == 1
+    assert record.trace_context is None
+
+
+def test_a_runs_trace_context_is_kept(journal: Journal) -> None:
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    journal.create_workflows([new("t", trace_context=parent)], 1)
+    record = journal.get_workflow("t")
+    assert record is not None and record.trace_context == parent
 
 
 def test_steps_round_trip_and_are_unique_per_number(journal: Journal) -> None:
@@ -172,10 +180,14 @@ def test_events_and_queues(journal: Journal) -> None:
                               for i in range(4)], 1)
     journal.create_workflows([new("later", status=Status.ENQUEUED, queue="q",
                                   not_before_ms=100)], 1)
+    assert journal.queue_depths() == {"q": 5}
     assert [w for w, _, _ in journal.dequeue("q", 10, True, 3)] == ["q0", "q2", "q1"]
     assert journal.queue_running("q") == 3
+    assert journal.queue_depths() == {"q": 2}
     assert journal.queue_next_due("q", 10) == 100
-    assert [w for w, _, _ in journal.dequeue("q", 200, False, 10)] == ["q3", "later"]
+    # Each comes with the moment it was ready (for the queue's wait time).
+    assert journal.dequeue("q", 200, False, 10) == [("q3", "flow", 1), ("later", "flow", 100)]
+    assert journal.queue_depths() == {}
     journal.create_workflows([new("d1", status=Status.ENQUEUED, queue="q", dedup_id="x")], 1)
     with pytest.raises(DedupError):
         journal.create_workflows([new("d2", status=Status.ENQUEUED, queue="q",
