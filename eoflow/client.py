@@ -22,6 +22,7 @@ from eoflow.engine.context import new_workflow_id
 from eoflow.engine.executor import encode_inputs, encode_value
 from eoflow.engine.handle import recorded_outcome
 from eoflow.engine.primitives import DEFAULT_TOPIC
+from eoflow.engine.telemetry import load as load_telemetry
 from eoflow.errors import AwaitTimeoutError, WorkflowConflictError, WorkflowNotFoundError
 from eoflow.journal import codec, operator, primitive_ops
 from eoflow.journal.admin import now_ms, transaction
@@ -82,8 +83,11 @@ class Client:
     def _create(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
                 workflow_id: str | None, status: Status, **fields: Any) -> str:
         now = now_ms()
-        run = NewWorkflow(workflow_id or new_workflow_id(), name,
-                          encode_inputs(name, args, kwargs), now, status=status, **fields)
+        wid = workflow_id or new_workflow_id()
+        tel = load_telemetry()  # the caller's span, if any, parents the run's trace
+        run = NewWorkflow(wid, name, encode_inputs(name, args, kwargs), now, status=status,
+                          trace_context=None if tel is None else tel.start_context(wid, name),
+                          **fields)
 
         def create(conn: Conn) -> str | None:
             if primitive_ops.insert_run(conn, self._side.backend, run, now, None):

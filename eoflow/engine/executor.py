@@ -120,8 +120,37 @@ def call_step(run: RunContext, definition: Definition, args: tuple[Any, ...],
         return outcome_of(record)
     crashpoints.hit("before_step")
     rt = run.runtime
-    policy = definition.retry
+    tel = rt.telemetry
+    span = None if tel is None else tel.begin_step(definition.name, "step", number)
     started = rt.clock.now_ms()
+    attempt, failure, outcome = 0, None, "interrupted"
+    try:
+        attempt, failure, output, value = _attempts(run, definition, args, kwargs, number, span)
+        outcome = "ERROR" if failure is not None else "SUCCESS"
+    finally:
+        if tel is not None and span is not None:
+            tel.end(span, outcome, failure, attempt)
+            tel.step_done(definition.name, "step", (rt.clock.now_ms() - started) / 1000,
+                          attempt)
+    ended = rt.clock.now_ms()
+    if failure is None:
+        run.carry = StepRecord(run.workflow_id, number, definition.name, StepKind.STEP, output,
+                               None, attempt, started, ended)
+        crashpoints.hit("after_step")
+        return value
+    journal_step(run, StepRecord(
+        run.workflow_id, number, definition.name, StepKind.STEP, None,
+        codec.encode_error(failure), attempt, started, ended))
+    crashpoints.hit("after_step")
+    raise failure
+
+
+def _attempts(run: RunContext, definition: Definition, args: tuple[Any, ...],
+              kwargs: dict[str, Any], number: int, span: Any
+              ) -> tuple[int, BaseException | None, str | None, Any]:
+    """Run a step under its retry policy: (attempts, its failure or None, output, value)."""
+    rt = run.runtime
+    policy = definition.retry
     attempt = 0
     while True:
         attempt += 1
@@ -136,31 +165,24 @@ def call_step(run: RunContext, definition: Definition, args: tuple[Any, ...],
             failure = error
         finally:
             run.in_step = False
-        if failure is None or isinstance(failure, SerializationError):
-            break
+        if failure is None:
+            return attempt, None, output, value
+        if isinstance(failure, SerializationError):
+            return attempt, failure, None, None
         if attempt >= policy.max_attempts:
             if policy.max_attempts > 1:
                 exhausted = StepRetriesExhaustedError(definition.name, attempt, str(failure))
                 exhausted.__cause__ = failure
                 failure = exhausted
-            break
+            return attempt, failure, None, None
         delay = policy.delay(attempt)
         log.warning("workflow %s: step %d %s failed (attempt %d of %d), retrying in %.2fs: %s",
                     run.workflow_id, number, definition.name, attempt, policy.max_attempts,
                     delay, codec.describe(failure))
+        if span is not None and rt.telemetry is not None:
+            rt.telemetry.retried(span, attempt, failure)
         if rt.clock.wait(delay, run.wakeup):
             run.check_boundary()
-    ended = rt.clock.now_ms()
-    if failure is None:
-        run.carry = StepRecord(run.workflow_id, number, definition.name, StepKind.STEP, output,
-                               None, attempt, started, ended)
-        crashpoints.hit("after_step")
-        return value
-    journal_step(run, StepRecord(
-        run.workflow_id, number, definition.name, StepKind.STEP, None,
-        codec.encode_error(failure), attempt, started, ended))
-    crashpoints.hit("after_step")
-    raise failure
 
 
 def call_transaction(run: RunContext, definition: Definition, args: tuple[Any, ...],
@@ -192,14 +214,23 @@ def call_transaction(run: RunContext, definition: Definition, args: tuple[Any, .
         return output
 
     started = rt.clock.now_ms()
+    tel = rt.telemetry
+    span = None if tel is None else tel.begin_step(definition.name, "transaction", number)
+    result = "interrupted"
     try:
         outcome = rt.txstore.run_transaction(
             run.workflow_id, number, definition.name, work, started, rt.clock.now_ms,
             carried=carried)
+        result = "ERROR" if outcome.error is not None else "SUCCESS"
     except JournalError as error:
         log.error("workflow %s: transaction %d (%s) could not commit: %s", run.workflow_id,
                   number, definition.name, error)
         raise Interrupted(StopReason.JOURNAL_FAILURE, error) from error
+    finally:
+        if tel is not None and span is not None:
+            tel.end(span, result, fresh.get("error"), 1)
+            tel.step_done(definition.name, "transaction",
+                          (rt.clock.now_ms() - started) / 1000, 1)
     if not rt.txstore.in_journal:
         journal_step(run, StepRecord(
             run.workflow_id, number, definition.name, StepKind.TRANSACTION, outcome.output,

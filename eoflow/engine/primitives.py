@@ -59,10 +59,18 @@ def sleep(seconds: float) -> None:
     remaining = (wake - run.runtime.clock.now_ms()) / 1000
     if remaining <= 0:
         return
-    if remaining > SUSPEND_AFTER:
-        raise Suspended(wake)
-    if run.runtime.clock.wait(remaining, run.wakeup):
-        run.check_boundary()
+    tel = run.runtime.telemetry
+    span = None if tel is None else tel.begin_step("eoflow.sleep", "sleep", run.step)
+    outcome = "suspended" if remaining > SUSPEND_AFTER else "interrupted"
+    try:
+        if remaining > SUSPEND_AFTER:
+            raise Suspended(wake)
+        if run.runtime.clock.wait(remaining, run.wakeup):
+            run.check_boundary()
+        outcome = "SUCCESS"
+    finally:
+        if tel is not None and span is not None:
+            tel.end(span, outcome)
 
 
 def send(destination_id: str, message: Any, topic: str | None = None) -> None:
@@ -99,6 +107,20 @@ def recv(topic: str | None = None, timeout: float = 60) -> Any:
     number, record = begin(run, "eoflow.recv", StepKind.RECV)
     if record is not None:
         return codec.decode(record.output)
+    rt = run.runtime
+    tel = rt.telemetry
+    span = None if tel is None else tel.begin_step("eoflow.recv", "recv", number)
+    outcome = "interrupted"
+    try:
+        message = _receive(run, number, topic, deadline)
+        outcome = "SUCCESS" if message is not None else "timed out"
+        return message
+    finally:
+        if tel is not None and span is not None:
+            tel.end(span, outcome)
+
+
+def _receive(run: RunContext, number: int, topic: str, deadline: int) -> Any:
     rt = run.runtime
     with rt.notifier.waiting((run.workflow_id, "msg:" + topic)) as arrived:
         while True:

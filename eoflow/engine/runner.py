@@ -53,7 +53,8 @@ def _task(rt: Runtime, run: ActiveRun, definition: Definition, new: NewWorkflow 
             if not rt.runs.claim(run):
                 return  # another thread ran it (a parent running its child inline)
             if new is not None:
-                execute(rt, run, definition, new.inputs, {}, new.deadline_ms)
+                execute(rt, run, definition, new.inputs, {}, new.deadline_ms,
+                        trace_context=new.trace_context)
             else:
                 resume_claimed(rt, run, definition)
         finally:
@@ -89,15 +90,34 @@ def resume_claimed(rt: Runtime, run: ActiveRun, definition: Definition,
             value, error = None, failure
         finish(rt, run, record.status, value, error)
         return
-    execute(rt, run, definition, record.inputs, steps, record.deadline_ms, waited)
+    execute(rt, run, definition, record.inputs, steps, record.deadline_ms, waited,
+            record.trace_context)
 
 
 def execute(rt: Runtime, run: ActiveRun, definition: Definition, inputs: str | bytes,
             recorded: dict[int, StepRecord], deadline_ms: int | None,
-            waited: bool = False) -> None:
+            waited: bool = False, trace_context: str | None = None) -> None:
     """Run a claimed workflow in this thread to its end (or to an interruption).
     `waited`: the caller waits for the outcome (a direct call), so it is committed at once
-    instead of lingering for the next batch."""
+    instead of lingering for the next batch. With OpenTelemetry, this execution is a span
+    under the run's journaled `trace_context` (engine/otel.py)."""
+    tel = rt.telemetry
+    if tel is None:
+        _execute(rt, run, definition, inputs, recorded, deadline_ms, waited)
+        return
+    span = tel.begin_run(run.workflow_id, definition.name, trace_context, len(recorded))
+    outcome, error = "interrupted", None
+    try:
+        outcome, error = _execute(rt, run, definition, inputs, recorded, deadline_ms, waited)
+    finally:
+        tel.end(span, outcome, error)
+
+
+def _execute(rt: Runtime, run: ActiveRun, definition: Definition, inputs: str | bytes,
+             recorded: dict[int, StepRecord], deadline_ms: int | None,
+             waited: bool) -> tuple[str, BaseException | None]:
+    """execute's work; returns how this execution ended (a status, "suspended" or
+    "interrupted: REASON"), and the run's error, if it failed."""
     context = RunContext(rt, definition, run.workflow_id, recorded, deadline_ms)
     run.context = context
     token = current_run.set(context)
@@ -110,11 +130,11 @@ def execute(rt: Runtime, run: ActiveRun, definition: Definition, inputs: str | b
         output = encode_value(definition.name, "the workflow's result", value)
     except Interrupted as stop:
         _interrupted(rt, run, definition, stop)
-        return
+        return f"interrupted: {stop.reason.value}", None
     except Suspended as pause:
         run.context = None  # before the claim is released: see ActiveRuns.stop_all
         _suspend(rt, run, definition, pause.wake_ms)
-        return
+        return "suspended", None
     except Exception as failure:
         status, error, output = Status.ERROR, failure, None
     except KeyboardInterrupt:  # Ctrl-C in a caller's thread: the run stays PENDING
@@ -133,7 +153,7 @@ def execute(rt: Runtime, run: ActiveRun, definition: Definition, inputs: str | b
         flush(context)
     except Interrupted as stop:
         _interrupted(rt, run, definition, stop)
-        return
+        return f"interrupted: {stop.reason.value}", None
     if context.fatal is not None:  # a determinism error the workflow tried to swallow
         status, error, output, value = Status.ERROR, context.fatal, None, None
     crashpoints.hit("before_outcome")
@@ -156,6 +176,7 @@ def execute(rt: Runtime, run: ActiveRun, definition: Definition, inputs: str | b
             _cancelled(rt, run, definition, first_in_lane=False)
         else:
             crashpoints.hit("after_outcome")
+            _count_finished(rt, definition, status)
             finish(rt, run, status, value, error)
 
     try:
@@ -163,6 +184,7 @@ def execute(rt: Runtime, run: ActiveRun, definition: Definition, inputs: str | b
                                    rt.clock.now_ms(), on_durable=durable, urgent=waited)
     except Exception as failure:  # the journal is closed or unusable
         durable(failure)
+    return status.value, error
 
 
 def _suspend(rt: Runtime, run: ActiveRun, definition: Definition, wake_ms: int) -> None:
@@ -208,7 +230,8 @@ def _interrupted(rt: Runtime, run: ActiveRun, definition: Definition,
             run.workflow_id, Status.CANCELLED, None, codec.encode_error(error),
             rt.clock.now_ms(),
             on_durable=lambda failure, _: finish(
-                rt, run, Status.CANCELLED if failure is None else Status.PENDING, None,
+                rt, run, _count_finished(rt, definition, Status.CANCELLED)
+                if failure is None else Status.PENDING, None,
                 error if failure is None else failure))
     elif stop.reason is StopReason.CANCELLED:  # unless resumed before it reached the boundary
         _cancelled(rt, run, definition, first_in_lane=True)
@@ -226,7 +249,8 @@ def _cancelled(rt: Runtime, run: ActiveRun, definition: Definition,
     with rt.runs.operator_lock:  # against a resume deciding at the same time
         record = rt.journal.get_workflow(run.workflow_id)
         if record is None or record.status is not Status.PENDING:
-            finish(rt, run, Status.CANCELLED, None, WorkflowCancelledError(run.workflow_id))
+            finish(rt, run, _count_finished(rt, definition, Status.CANCELLED), None,
+                   WorkflowCancelledError(run.workflow_id))
             return
         log.info("workflow %s was resumed before it stopped; it goes on", run.workflow_id)
         _again(rt, run, definition, keep_lane=first_in_lane)
@@ -243,6 +267,13 @@ def _retry_after_journal_failure(rt: Runtime, run: ActiveRun, definition: Defini
     log.warning("workflow %s: the journal could not record it (%s); trying it again in %.1fs%s",
                 run.workflow_id, codec.describe(cause), delay,
                 f" (lane {lane} waits for it)" if lane else "")
+
+
+def _count_finished(rt: Runtime, definition: Definition, status: Status) -> Status:
+    """Count an outcome this engine recorded (the eoflow.runs.finished metric)."""
+    if rt.telemetry is not None:
+        rt.telemetry.runs_finished.add(1, {"workflow": definition.name, "status": status.value})
+    return status
 
 
 def finish(rt: Runtime, run: ActiveRun, status: Status, value: object,

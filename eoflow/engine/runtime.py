@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from eoflow.engine.active import ActiveRuns, StopReason
 from eoflow.engine.clock import Clock
@@ -20,6 +20,7 @@ from eoflow.engine.config import EngineConfig
 from eoflow.engine.notifier import Notifier
 from eoflow.engine.pool import WorkerPool
 from eoflow.engine.registry import REGISTRY
+from eoflow.engine.telemetry import load as load_telemetry
 from eoflow.engine.timers import Timers
 from eoflow.engine.versions import code_version
 from eoflow.errors import EngineClosedError
@@ -27,6 +28,9 @@ from eoflow.journal.appdb import AppDatabase
 from eoflow.journal.interface import Journal, TxStore
 from eoflow.journal.opening import open_journal
 from eoflow.journal.urls import redact
+
+if TYPE_CHECKING:
+    from eoflow.engine.otel import Telemetry
 
 log = logging.getLogger("eoflow.engine")
 
@@ -42,7 +46,8 @@ class Runtime:
     """The resources of one open engine. Build with `Runtime.open`; close exactly once."""
 
     def __init__(self, config: EngineConfig, clock: Clock, journal: Journal, txstore: TxStore,
-                 pool: WorkerPool, timers: Timers, resources: contextlib.ExitStack) -> None:
+                 pool: WorkerPool, timers: Timers, resources: contextlib.ExitStack,
+                 telemetry: Telemetry | None = None) -> None:
         self.config = config
         self.path = redact(config.journal)  # for messages: a URL's password is never shown
         self.clock = clock
@@ -50,6 +55,7 @@ class Runtime:
         self.txstore = txstore  # where @transaction functions run: the journal or the app db
         self.pool = pool
         self.timers = timers
+        self.telemetry = telemetry  # None: no OpenTelemetry here (engine/telemetry.py)
         self.notifier = Notifier()
         self.runs = ActiveRuns()
         self.queue_wakeup = threading.Event()  # set when a queue slot may have opened
@@ -74,7 +80,12 @@ class Runtime:
             stack.callback(pool.shutdown, 0.0)
             timers = Timers(clock)
             stack.callback(timers.stop)
-            runtime = cls(config, clock, journal, txstore, pool, timers, stack.pop_all())
+            telemetry = load_telemetry()
+            if telemetry is not None:
+                journal.set_commit_observer(telemetry.commit_observer)
+                stack.callback(telemetry.watch(depth=journal.queue_depths))
+            runtime = cls(config, clock, journal, txstore, pool, timers, stack.pop_all(),
+                          telemetry)
         return runtime
 
     @property

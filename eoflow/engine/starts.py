@@ -35,12 +35,15 @@ from eoflow.journal.records import NewWorkflow, Status, StepKind, StepRecord
 Call = tuple[tuple[Any, ...], dict[str, Any]]
 
 
-def new_run(definition: Definition, workflow_id: str, inputs: str, now_ms: int,
+def new_run(rt: Runtime, definition: Definition, workflow_id: str, inputs: str, now_ms: int,
             **fields: Any) -> NewWorkflow:
-    """The record of a new run of `definition`, its timeout (if any) starting now."""
+    """The record of a new run of `definition`, its timeout (if any) starting now; with
+    OpenTelemetry, its start is a span whose context the run keeps (engine/otel.py)."""
     timeout_ms = None if definition.timeout is None else int(definition.timeout * 1000)
+    trace = None if rt.telemetry is None else \
+        rt.telemetry.start_context(workflow_id, definition.name)
     return NewWorkflow(workflow_id, definition.name, inputs, now_ms, timeout_ms=timeout_ms,
-                       deadline_ms=definition.deadline(now_ms), **fields)
+                       deadline_ms=definition.deadline(now_ms), trace_context=trace, **fields)
 
 
 def create_runs(rt: Runtime, news: list[NewWorkflow], definitions: list[Definition],
@@ -54,6 +57,8 @@ def create_runs(rt: Runtime, news: list[NewWorkflow], definitions: list[Definiti
         if not created and name != definition.name:
             raise WorkflowConflictError(new.workflow_id, name, definition.name)
         out.append((created, status))
+        if created and rt.telemetry is not None:
+            rt.telemetry.runs_started.add(1, {"workflow": definition.name})
     if any(created for created, _ in out):
         crashpoints.hit("after_start")
     return out
@@ -75,7 +80,7 @@ def launch(rt: Runtime, calls: list[tuple[Definition, str, tuple[Any, ...], dict
     """Record several runs in one durable transaction, then queue those not finished."""
     rt.check_open()
     now = rt.clock.now_ms()
-    news = [new_run(d, wid, encode_inputs(d.name, args, kwargs), now, lane=lane)
+    news = [new_run(rt, d, wid, encode_inputs(d.name, args, kwargs), now, lane=lane)
             for d, wid, args, kwargs in calls]
     outcomes = create_runs(rt, news, [call[0] for call in calls])
     return [run_created(rt, definition, wid, new, created, status, (args, kwargs), lane)
@@ -104,7 +109,7 @@ def call(rt: Runtime, definition: Definition, wid: str, args: tuple[Any, ...],
     """Create (or find) run `wid` and execute it in this thread unless it runs elsewhere."""
     rt.check_open()
     now = rt.clock.now_ms()
-    new = new_run(definition, wid, encode_inputs(definition.name, args, kwargs), now)
+    new = new_run(rt, definition, wid, encode_inputs(definition.name, args, kwargs), now)
     created, status = create_runs(rt, [new], [definition])[0]
     return attach(rt, definition, wid, created, status, new, (args, kwargs))
 
@@ -122,7 +127,8 @@ def attach(rt: Runtime, definition: Definition, wid: str, created: bool, status:
     if rt.runs.claim(run):
         if created and new is not None:
             run.call = call
-            runner.execute(rt, run, definition, new.inputs, {}, new.deadline_ms, waited=True)
+            runner.execute(rt, run, definition, new.inputs, {}, new.deadline_ms, waited=True,
+                           trace_context=new.trace_context)
         else:
             runner.resume_claimed(rt, run, definition, waited=True)
     run.done.wait()
@@ -156,7 +162,7 @@ def create_child(run: RunContext, definition: Definition, args: tuple[Any, ...],
         return child_id, False, child.status, None
     child_id = take_workflow_id() or f"{run.workflow_id}-{number}"
     now = rt.clock.now_ms()
-    new = new_run(definition, child_id, encode_inputs(definition.name, args, kwargs), now,
+    new = new_run(rt, definition, child_id, encode_inputs(definition.name, args, kwargs), now,
                   parent_id=run.workflow_id, **fields)
     if run.deadline_ms is not None and (new.deadline_ms is None
                                         or run.deadline_ms < new.deadline_ms):

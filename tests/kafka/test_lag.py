@@ -1,14 +1,18 @@
-"""`eoflow status --lag`: per group and partition, the journal's last offset, the group's
-committed offset, the end offset and the lag, asked from a real broker with a known backlog."""
+"""Observing consumers on a real broker. `eoflow status --lag`: per group and partition, the
+journal's last offset, the group's committed offset, the end offset and the lag, with a known
+backlog. A message's W3C traceparent header: the parent of its run's trace."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
-from eoflow import Engine, KafkaMessage, kafka_consume, transaction
+from eoflow import Engine, KafkaMessage, kafka_consume, step, transaction, workflow
+from eoflow.engine.kafka.source import Producer
 from tests.portable import journal_sql
 
 from .conftest import new_topic, produce, produce_ids, wait_until
@@ -51,3 +55,71 @@ def test_status_lag_shows_the_backlog_per_partition(broker: str, tmp_path: Path)
         [sys.executable, "-m", "eoflow.cli.main", "status", "--journal", journal, "--json"],
         capture_output=True, text=True, timeout=60)
     assert "lag" not in json.loads(offline.stdout)  # without --lag, no broker is asked
+
+
+@step()
+def tp_step(value: bytes) -> int:
+    return len(value)
+
+
+def test_a_traceparent_header_parents_the_run(broker: str, tmp_path: Path) -> None:
+    topic = new_topic(broker)
+    journal = str(tmp_path / "j.db")
+    parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+    @kafka_consume(topic, group_id=f"tp-{topic}")
+    @workflow()
+    def tp_flow(topic: str, partition: int, message: KafkaMessage) -> int:
+        return tp_step(message.value or b"")
+
+    producer = Producer((broker,))
+    try:
+        producer.send(topic, b"traced", partition=0,
+                      headers=[("traceparent", parent.encode())])
+        producer.send(topic, b"plain", partition=0)
+        producer.flush()
+    finally:
+        producer.close()
+    with Engine(journal=journal) as engine:
+        engine.consume(tp_flow, brokers=broker)
+        wait_until(lambda: journal_sql(
+            journal, "SELECT count(*) FROM eoflow_workflows WHERE status = 'SUCCESS'"
+        ) == [(2,)], what="2 runs")
+    contexts = dict(journal_sql(journal, "SELECT workflow_id, trace_context "
+                                         "FROM eoflow_workflows ORDER BY workflow_id"))
+    # No SDK in this process: the run's start traces nothing of its own, and keeps the
+    # message's context as its parent (with an SDK, its start span's: tests/integration).
+    assert contexts[f"kafka:{topic}:0:0:tp-{topic}"] == parent
+    assert contexts[f"kafka:{topic}:0:1:tp-{topic}"] is None
+
+
+def test_the_lag_metric_follows_a_draining_backlog(broker: str, tmp_path: Path) -> None:
+    from tests.integration.test_metrics import free_port, value
+
+    topic = new_topic(broker, partitions=1)
+    produce_ids(broker, topic, range(20))
+    port = free_port()
+    env = dict(os.environ, LAG_BROKER=broker, LAG_TOPIC=topic)
+    app = Path(__file__).parent / "apps" / "lagging_app.py"
+    process = subprocess.Popen([sys.executable, "-m", "eoflow.cli.main", "run", str(app),
+                                "--journal", str(tmp_path / "j.db"), "--metrics-port",
+                                str(port)], env=env, stderr=subprocess.DEVNULL)
+    seen: list[float] = []
+
+    def scrape() -> bool:
+        try:
+            text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics",
+                                          timeout=5).read().decode()
+        except OSError:
+            return False
+        if "eoflow_kafka_consumer_lag{" not in text:
+            return False
+        seen.append(value(text, "eoflow_kafka_consumer_lag", topic=topic, partition="0"))
+        return value(text, "eoflow_kafka_messages_recorded_total", 0, consumer="Lagging.lg_apply") == 20
+    try:
+        wait_until(scrape, what="20 recorded")
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    assert max(seen) >= 5, seen  # a backlog was seen draining (20 messages, 1 per poll)
+    assert seen[-1] == 0 and seen == sorted(seen, reverse=True), seen

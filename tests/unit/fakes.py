@@ -127,6 +127,8 @@ class FakeSource:
             self.events.append(("rewind", dict(offsets)))
             self._cv.notify_all()
 
+    lags: dict[Partition, int] = {}  # noqa: RUF012 (never written: a fake has no lag)
+
     def skip(self, topic: str, partition: int, offset: int) -> None:
         self.events.append(("skip", ((topic, partition), offset)))
         self.positions[(topic, partition)] = offset

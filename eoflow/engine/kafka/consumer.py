@@ -23,19 +23,18 @@ from typing import Any, Protocol
 
 from eoflow.engine import backoff, crashpoints, runner
 from eoflow.engine.backoff import Backoff
-from eoflow.engine.context import current_db
 from eoflow.engine.kafka.defs import (
     DEFAULT_CONSUMER_CONFIG,
     ConsumerSpec,
     KafkaMessage,
     encode_handler_inputs,
+    handler_work,
     message_key,
 )
 from eoflow.engine.kafka.lanes import LaneGate, lane_of, workflow_lane
 from eoflow.engine.kafka.marks import Marks
 from eoflow.engine.runtime import Runtime
 from eoflow.errors import (
-    AbortedError,
     JournalError,
     KafkaConsumeError,
     OffsetCommitError,
@@ -64,6 +63,7 @@ class Source(Protocol):
     def topic_id(self, topic: str) -> str | None: ...
     def skip(self, topic: str, partition: int, offset: int) -> None: ...
     def close(self) -> None: ...
+    lags: dict[Partition, int]  # per partition, messages past the last one polled (metrics)
 
 
 Listener = Callable[[list[Partition]], None]
@@ -106,6 +106,7 @@ class ConsumerLoop:
         self._recheck = True
         self._gate = LaneGate(rt, spec, self._stop)
         self.last_beat = time.monotonic()
+        self._unwatch: Callable[[], None] = lambda: None
 
     @property
     def describe(self) -> str:
@@ -113,11 +114,20 @@ class ConsumerLoop:
                 f"{','.join(self.spec.topics)}, brokers {','.join(self.brokers)})")
 
     def start(self) -> None:
+        if self._rt.telemetry is not None:
+            self._unwatch = self._rt.telemetry.watch(lag=self._lags)
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=30)
+        self._unwatch()
+
+    def _lags(self) -> list[tuple[dict[str, Any], int]]:
+        """Each assigned partition's lag, as last polled (the eoflow.kafka.consumer.lag gauge)."""
+        lags = {} if self._source is None else self._source.lags
+        return [({"group": self.spec.group_id, "topic": t, "partition": p}, lag)
+                for (t, p), lag in lags.items() if (t, p) in self.assigned]
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -284,13 +294,18 @@ class ConsumerLoop:
         now = rt.clock.now_ms()
         keys = self._keys(batch)
         queued = spec.queue is not None  # then the queue starts them, within its limits
+        tel = rt.telemetry  # a traceparent header parents the run's trace (engine/otel.py)
         news = [
             NewWorkflow(k.key, name, encode_handler_inputs(m), now, queue=spec.queue,
                         status=Status.ENQUEUED if queued else Status.PENDING,
-                        lane=None if queued else workflow_lane(spec, m))
+                        lane=None if queued else workflow_lane(spec, m),
+                        trace_context=None if tel is None else
+                        tel.start_context(k.key, name, dict(m.headers).get("traceparent", b"")))
             for k, m in zip(keys, batch, strict=True)
         ]
         results = rt.journal.create_workflows(news, now)
+        if tel is not None:
+            tel.runs_started.add(sum(1 for r in results if r[0]), {"workflow": name})
         self._note(keys)
         if queued:
             rt.queue_wakeup.set()
@@ -362,6 +377,8 @@ class ConsumerLoop:
         """Move the marks past messages now durably recorded (applied, run or quarantined)."""
         self._rt.journal.note_offsets(keys, self._rt.clock.now_ms())
         self._marks.advance(keys)
+        if self._rt.telemetry is not None:
+            self._rt.telemetry.kafka_recorded.add(len(keys), {"consumer": self.spec.name})
 
     def _quarantine_undecodable(self, error: UndecodableRecordError) -> None:
         """A record the client cannot decode: quarantine what is known of it (its position, the
@@ -378,6 +395,7 @@ class ConsumerLoop:
                                     codec.encode_error(error), 0, self._rt.clock.now_ms(),
                                     raw=error.raw)
         self._note([key])
+        self._quarantined()
         log.error("kafka %s: %s; quarantined as %s, going on past it", self.spec.name, error,
                   key.key, extra=key.log_fields())
         self._connected().skip(topic, partition, offset + 1)
@@ -390,24 +408,11 @@ class ConsumerLoop:
             key, self.spec.name, message.key, message.value,
             codec.encode([list(h) for h in message.headers]), message.timestamp,
             codec.encode_error(error), attempts, self._rt.clock.now_ms())
+        self._quarantined()
         log.error("kafka %s: message %s quarantined after %d attempts: %s; see `eoflow status`,"
                   " retry with `eoflow quarantine retry %s`", self.spec.name, key.key, attempts,
                   codec.describe(error), key.key, extra=key.log_fields())
 
-
-def handler_work(spec: ConsumerSpec, message: KafkaMessage) -> Callable[[Any], object]:
-    """The transaction handler applied to one message, inside the open SQLite transaction."""
-    fn = spec.definition.fn
-
-    def work(conn: Any) -> object:
-        token = current_db.set(conn)
-        try:
-            return fn(message.topic, message.partition, message)
-        except Exception:
-            raise
-        except BaseException as stop:  # SystemExit & co: a failure like any other (retried,
-            raise AbortedError(spec.name, repr(stop)) from stop  # then quarantined)
-        finally:
-            current_db.reset(token)
-
-    return work
+    def _quarantined(self) -> None:
+        if self._rt.telemetry is not None:
+            self._rt.telemetry.kafka_quarantined.add(1, {"consumer": self.spec.name})

@@ -11,8 +11,9 @@ from types import MappingProxyType
 from typing import Any, Literal, TypeVar
 
 from eoflow.engine.config import parse_brokers
+from eoflow.engine.context import current_db
 from eoflow.engine.registry import Definition, DictStore, Kind
-from eoflow.errors import ConfigError, DefinitionError
+from eoflow.errors import AbortedError, ConfigError, DefinitionError
 from eoflow.journal import codec
 from eoflow.journal.codec import TAG
 from eoflow.journal.kafka_keys import message_key as message_key  # re-exported; read back by
@@ -230,3 +231,21 @@ def kafka(brokers: str | list[str] | tuple[str, ...]) -> Callable[[C], C]:
         return cls
 
     return decorate
+
+
+def handler_work(spec: ConsumerSpec, message: KafkaMessage) -> Callable[[Any], object]:
+    """The transaction handler applied to one message, inside the open SQLite transaction."""
+    fn = spec.definition.fn
+
+    def work(conn: Any) -> object:
+        token = current_db.set(conn)
+        try:
+            return fn(message.topic, message.partition, message)
+        except Exception:
+            raise
+        except BaseException as stop:  # SystemExit & co: a failure like any other (retried,
+            raise AbortedError(spec.name, repr(stop)) from stop  # then quarantined)
+        finally:
+            current_db.reset(token)
+
+    return work

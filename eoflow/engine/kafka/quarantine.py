@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from eoflow.engine.kafka.consumer import handler_work
-from eoflow.engine.kafka.defs import CONSUMERS, KafkaMessage
+from eoflow.engine.kafka.defs import CONSUMERS, KafkaMessage, handler_work
 from eoflow.engine.kafka.lanes import lane_of
 from eoflow.engine.runtime import Runtime
 from eoflow.errors import QuarantineError

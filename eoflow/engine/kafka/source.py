@@ -194,6 +194,7 @@ class KafkaSource:
             RangeWithLookup(self._args), RangePartitionAssignor, RoundRobinPartitionAssignor])
         self._topics = list(topics)
         self._listener = _Listener(on_revoked, on_assigned)
+        self.lags: dict[Partition, int] = {}  # messages past the last one polled (highwater)
 
     def connect(self) -> None:
         check_reachable(tuple(self._args["bootstrap_servers"]))
@@ -212,6 +213,12 @@ class KafkaSource:
             raise self._locate(str(error)) from None
         except KafkaError as error:
             raise KafkaConsumeError(self.brokers, f"poll failed: {error}") from None
+        lags = dict(self.lags)
+        for tp, records in batches.items():
+            highwater = self._consumer.highwater(tp)  # from the fetch response: no request
+            if records and highwater is not None:
+                lags[(tp.topic, tp.partition)] = max(0, highwater - records[-1].offset - 1)
+        self.lags = lags  # replaced whole: the metrics thread reads it
         return [
             KafkaMessage(r.topic, r.partition, r.offset, r.key, r.value,
                          tuple((k, bytes(v) if v is not None else b"") for k, v in r.headers or ()),
@@ -341,8 +348,9 @@ class Producer:
         self.brokers = ",".join(brokers)
 
     def send(self, topic: str, value: bytes, key: bytes | None = None,
-             partition: int | None = None) -> None:
-        self._producer.send(topic, value=value, key=key, partition=partition)
+             partition: int | None = None,
+             headers: list[tuple[str, bytes]] | None = None) -> None:
+        self._producer.send(topic, value=value, key=key, partition=partition, headers=headers)
 
     def flush(self, timeout: float = 60.0) -> None:
         try:

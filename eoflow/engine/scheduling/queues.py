@@ -154,8 +154,11 @@ class Dispatcher:
             return max(pause, 0.001)
         rate = None if queue.rate_limit is None else \
             (queue.rate_limit[0], int(queue.rate_limit[1] * 1000))
-        for workflow_id, name, _ in journal.dequeue(queue.name, now, queue.priority, capacity,
-                                                    queue.concurrency, rate):
+        tel = self._rt.telemetry
+        for workflow_id, name, ready_ms in journal.dequeue(
+                queue.name, now, queue.priority, capacity, queue.concurrency, rate):
+            if tel is not None:
+                tel.queue_wait.record(max(0, now - ready_ms) / 1000, {"queue": queue.name})
             definition = REGISTRY.workflow(name)
             if definition is None:
                 log.error("queue %s: no workflow named %r in this app; run %s stays PENDING",
@@ -184,7 +187,7 @@ def enqueue_run(rt: Runtime, queue: Queue, definition: Definition, args: tuple[A
         wid, _, status, _ = starts.create_child(parent, definition, args, kwargs, **fields)
     else:
         wid = take_workflow_id() or new_workflow_id()
-        new = starts.new_run(definition, wid, encode_inputs(definition.name, args, kwargs),
+        new = starts.new_run(rt, definition, wid, encode_inputs(definition.name, args, kwargs),
                              now, **fields)
         _, status = starts.create_runs(rt, [new], [definition])[0]
     rt.queue_wakeup.set()

@@ -1,0 +1,52 @@
+"""Whether this process traces and measures: the gate in front of engine/otel.py.
+
+OpenTelemetry is optional (the `eoflow[otel]` extra). This module finds out whether its API is
+installed without importing it, so that without the extra nothing imports OpenTelemetry and
+every caller, seeing None, skips its calls.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from typing import TYPE_CHECKING
+
+from eoflow.errors import ConfigError
+
+if TYPE_CHECKING:
+    from eoflow.engine.otel import Telemetry
+
+OFF = ("off", "0", "false", "no")
+
+
+def load() -> Telemetry | None:
+    """The process's Telemetry, or None: no OpenTelemetry API, or EOFLOW_OTEL=off."""
+    if os.environ.get("EOFLOW_OTEL", "").strip().lower() in OFF:
+        return None
+    if importlib.util.find_spec("opentelemetry") is None \
+            or importlib.util.find_spec("opentelemetry.trace") is None:
+        return None
+    from eoflow.engine import otel
+
+    return otel.telemetry()
+
+
+def serve_metrics(port: int) -> str:
+    """Serve this process's metrics in Prometheus' text format on `port` (eoflow run
+    --metrics-port); returns the URL. Needs the `eoflow[prometheus]` extra."""
+    missing = [name for name in ("opentelemetry.sdk", "opentelemetry.exporter.prometheus",
+                                 "prometheus_client")
+               if importlib.util.find_spec(name.split(".")[0]) is None
+               or importlib.util.find_spec(name) is None]
+    if missing:
+        raise ConfigError("--metrics-port", f"{', '.join(missing)} not installed; install "
+                          "them with: pip install 'eoflow[prometheus]'")
+    if load() is None:
+        raise ConfigError("--metrics-port", "EOFLOW_OTEL is off; unset it to serve metrics")
+    from eoflow.engine import otel
+
+    try:
+        return otel.serve_prometheus(port)
+    except OSError as error:
+        raise ConfigError("--metrics-port", f"cannot listen on port {port}: {error.strerror}; "
+                          "choose a free port") from None

@@ -1,0 +1,92 @@
+"""OpenTelemetry traces of real processes (the app configures the SDK, as a user's does): one
+trace per run across a kill -9 and the recovery that follows, no second span for a replayed
+step, a retry as an event of its step, a child under its parent, the app's spans nested."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+APP = Path(__file__).parent / "apps" / "traced_app.py"
+
+
+def spans_of(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_a_run_keeps_one_trace_across_a_kill_and_its_recovery(tmp_path: Path) -> None:
+    journal, spans_file, go = tmp_path / "j.db", tmp_path / "spans.jsonl", tmp_path / "go"
+    env = dict(os.environ, SPANS=str(spans_file), GO=str(go))
+    first = subprocess.Popen([sys.executable, str(APP), str(journal), "start"], env=env)
+    deadline = time.monotonic() + 30
+    while not any(s["name"] == "app work" for s in spans_of(spans_file)):  # in tr_wait now
+        assert first.poll() is None and time.monotonic() < deadline, "the app did not start"
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    go.touch()
+    second = subprocess.run([sys.executable, str(APP), str(journal), "finish"], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.strip() == "went:10"
+
+    spans = spans_of(spans_file)
+    by_id = {s["span"]: s for s in spans}
+    names = Counter(s["name"] for s in spans)
+    request = next(s for s in spans if s["name"] == "request")
+    assert {s["trace"] for s in spans} == {request["trace"]}, "one trace for everything"
+    start = next(s for s in spans if s["name"] == "eoflow.start tr_order")
+    assert start["parent"] == request["span"] and names["eoflow.start tr_order"] == 1
+    assert start["attributes"]["eoflow.workflow.id"] == "order-1"
+    # The killed execution never ended its span; the recovered one is under the same start.
+    runs = [s for s in spans if s["name"] == "workflow tr_order"]
+    assert len(runs) == 1 and runs[0]["parent"] == start["span"]
+    assert runs[0]["pid"] != first.pid
+    assert runs[0]["attributes"]["eoflow.replayed_steps"] == 1
+    assert runs[0]["attributes"]["eoflow.outcome"] == "SUCCESS"
+    # tr_parse ran once (in the first process), failing once: one span, one retry event.
+    parse = [s for s in spans if s["name"] == "step tr_parse"]
+    assert len(parse) == 1 and parse[0]["pid"] == first.pid
+    assert parse[0]["attributes"]["eoflow.step.attempts"] == 2
+    assert parse[0]["events"] == ["eoflow.retry"]
+    # tr_wait started in the first process (killed: no span) and ran again in the second.
+    wait = [s for s in spans if s["name"] == "step tr_wait"]
+    assert len(wait) == 1 and wait[0]["parent"] == runs[0]["span"]
+    assert wait[0]["attributes"]["eoflow.step.number"] == 2
+    work = [s for s in spans if s["name"] == "app work"]
+    assert len(work) == 2 and by_id[work[1]["parent"]]["name"] == "step tr_wait"
+    # The child: its start under the parent's execution, its execution under its start.
+    child_start = next(s for s in spans if s["name"] == "eoflow.start tr_child")
+    assert child_start["parent"] == runs[0]["span"]
+    child = next(s for s in spans if s["name"] == "workflow tr_child")
+    assert child["parent"] == child_start["span"]
+    save = next(s for s in spans if s["name"] == "transaction tr_save")
+    assert save["parent"] == child["span"] and save["attributes"]["eoflow.outcome"] == "SUCCESS"
+
+    # The same run rebuilt from the journal alone: one trace, the live trace's id.
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "eoflow.cli.main", "journal", "trace",
+                               "order-1", "--journal", str(journal), *args],
+                              capture_output=True, text=True, timeout=60)
+
+    rebuilt = json.loads(cli("--json").stdout)
+    assert [(s["name"], s["depth"]) for s in rebuilt] == [
+        ("workflow tr_order", 0), ("step tr_parse", 1), ("step tr_wait", 1),
+        ("child tr_child", 1), ("workflow tr_child", 2), ("transaction tr_save", 3)]
+    assert {s["trace_id"] for s in rebuilt} == {request["trace"]}
+    assert rebuilt[0]["parent_id"] == start["span"]  # under the live start span
+    assert rebuilt[4]["parent_id"] == rebuilt[3]["span_id"]
+    assert rebuilt[1]["attributes"]["eoflow.step.attempts"] == 2
+    exported = json.loads(cli("--otlp").stdout)["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    assert [s["spanId"] for s in exported] == [s["span_id"] for s in rebuilt]
+    assert exported[5]["parentSpanId"] == exported[4]["spanId"]
+    timeline = cli().stdout.splitlines()
+    assert timeline[0].startswith(f"trace {request['trace']}")
+    assert "2 attempts" in timeline[2] and timeline[2].lstrip().startswith("step tr_parse")
