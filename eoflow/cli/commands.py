@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import sys
@@ -56,10 +57,14 @@ T = TypeVar("T")
               help="How long this engine's heartbeat holds its runs: when it stops beating "
                    "(killed, paused), the other engines on the journal take its runs over "
                    "after this long [default: 10s].")
+@click.option("--metrics-port", envvar="EOFLOW_METRICS_PORT", show_envvar=True,
+              type=click.IntRange(1, 65535), metavar="PORT",
+              help="Serve the engine's metrics (OpenTelemetry) in Prometheus' text format at "
+                   "http://HOST:PORT/metrics; needs `pip install 'eoflow[prometheus]'`.")
 @click.pass_context
 def run(ctx: click.Context, app: str, journal: str, app_db: str | None, brokers: str | None,
         workers: int | None, retention: str | None, app_version: str | None,
-        log_format: str, lease: str | None) -> None:
+        log_format: str, lease: str | None, metrics_port: int | None) -> None:
     """Run APP (a .py file or a module name) until SIGINT or SIGTERM.
 
     Opens the journal, resumes pending workflows, starts the Kafka consumers the app declares,
@@ -70,6 +75,10 @@ def run(ctx: click.Context, app: str, journal: str, app_db: str | None, brokers:
     from eoflow.engine.service import serve
 
     render.setup_logging(is_verbose(ctx), log_format)
+    if metrics_port is not None:
+        from eoflow.engine.telemetry import serve_metrics
+
+        logging.getLogger("eoflow.cli").info("metrics: %s", serve_metrics(metrics_port))
     loaded = load_app(app)
     stop = threading.Event()
 

@@ -27,7 +27,7 @@ app_db_option = click.option(
 
 @click.group()
 def journal() -> None:
-    """Look after a journal: prune, backup, export, check, info, copy. Safe while the app
+    """Look after a journal: prune, backup, export, check, info, copy, trace. Safe while the app
     runs."""
 
 

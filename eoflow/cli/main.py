@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from eoflow.cli import commands, journal_cmds, status_cmd, verify_cmd
+from eoflow.cli import commands, journal_cmds, status_cmd, trace_cmd, verify_cmd
 from eoflow.cli.options import add_verbose, is_verbose
 from eoflow.cli.render import error_line
 from eoflow.errors import EoflowError
@@ -51,6 +51,7 @@ def cli() -> None:
 
 commands.register(cli)
 cli.add_command(journal_cmds.journal)
+journal_cmds.journal.add_command(trace_cmd.trace)
 cli.add_command(verify_cmd.verify)
 cli.add_command(status_cmd.status)
 add_verbose(cli)
