@@ -20,7 +20,7 @@ def main() -> None:
     status = 0
     runs = [["workflow_throughput.py"], ["queue_throughput.py"], ["kafka_throughput.py"],
             ["kafka_throughput.py", "--partitions", "12"], ["fairness.py"],
-            ["postgres_throughput.py"], ["many_engines.py"]]
+            ["postgres_throughput.py"], ["many_engines.py"], ["tracing_overhead.py"]]
     plain = [["verify_speed.py"]]  # no DBOS peer: nothing to compare with
     for script, *extra in runs:
         done = subprocess.run([sys.executable, str(HERE / script), "--dbos-python",

@@ -53,3 +53,10 @@ def test_many_engines_benchmark_runs() -> None:
 def test_verify_benchmark_runs() -> None:
     out = run("verify_speed.py", "--runs", "300")
     assert "verified 300 runs" in out and "0 divergences" in out
+
+
+def test_tracing_overhead_benchmark_runs() -> None:
+    out = run("tracing_overhead.py", "--runs", "50", "--rounds", "1")
+    lines = {line.split()[0]: line.split() for line in out.splitlines() if line.strip()}
+    assert lines["off"][5] == "0" and lines["no-op"][5] == "0"
+    assert lines["in-memory"][5] == "350"  # 70 runs (20 of warm-up), 5 spans each
