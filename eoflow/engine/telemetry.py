@@ -19,12 +19,20 @@ if TYPE_CHECKING:
 OFF = ("off", "0", "false", "no")
 
 
+def installed(module: str) -> bool:
+    """Whether `module` can be imported, found without importing it (nor its package's code
+    beyond its parents')."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent missing, or blocked (sys.modules[x] = None)
+        return False
+
+
 def load() -> Telemetry | None:
     """The process's Telemetry, or None: no OpenTelemetry API, or EOFLOW_OTEL=off."""
     if os.environ.get("EOFLOW_OTEL", "").strip().lower() in OFF:
         return None
-    if importlib.util.find_spec("opentelemetry") is None \
-            or importlib.util.find_spec("opentelemetry.trace") is None:
+    if not installed("opentelemetry.trace"):
         return None
     from eoflow.engine import otel
 
@@ -35,12 +43,10 @@ def serve_metrics(port: int) -> str:
     """Serve this process's metrics in Prometheus' text format on `port` (eoflow run
     --metrics-port); returns the URL. Needs the `eoflow[prometheus]` extra."""
     missing = [name for name in ("opentelemetry.sdk", "opentelemetry.exporter.prometheus",
-                                 "prometheus_client")
-               if importlib.util.find_spec(name.split(".")[0]) is None
-               or importlib.util.find_spec(name) is None]
+                                 "prometheus_client") if not installed(name)]
     if missing:
-        raise ConfigError("--metrics-port", f"{', '.join(missing)} not installed; install "
-                          "them with: pip install 'eoflow[prometheus]'")
+        raise ConfigError("--metrics-port", f"{', '.join(missing)} not installed; run: "
+                          "pip install 'eoflow[prometheus]'")
     if load() is None:
         raise ConfigError("--metrics-port", "EOFLOW_OTEL is off; unset it to serve metrics")
     from eoflow.engine import otel

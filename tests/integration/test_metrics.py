@@ -81,3 +81,15 @@ def test_a_taken_port_is_one_clear_line(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert result.stderr.strip().splitlines()[-1].startswith(
         f"eoflow: error: --metrics-port: cannot listen on port {port}")
+
+
+def test_without_the_exporter_the_error_names_the_extra(tmp_path: Path) -> None:
+    program = ("import sys; sys.modules['prometheus_client'] = None  # as if not installed\n"
+               "from eoflow.cli.main import main; main()")
+    result = subprocess.run(
+        [sys.executable, "-c", program, "run", str(APP), "--journal", str(tmp_path / "j.db"),
+         "--metrics-port", str(free_port())], capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1] == (
+        "eoflow: error: --metrics-port: prometheus_client not installed; run: "
+        "pip install 'eoflow[prometheus]'")

@@ -90,3 +90,37 @@ def test_a_run_keeps_one_trace_across_a_kill_and_its_recovery(tmp_path: Path) ->
     timeline = cli().stdout.splitlines()
     assert timeline[0].startswith(f"trace {request['trace']}")
     assert "2 attempts" in timeline[2] and timeline[2].lstrip().startswith("step tr_parse")
+
+
+NOTHING_IMPORTED = """
+import sys
+{block}
+from eoflow import Engine, step, workflow
+
+@step()
+def ni_step(n: int) -> int:
+    return n + 1
+
+@workflow()
+def ni_flow(n: int) -> int:
+    return ni_step(n)
+
+with Engine(sys.argv[1]) as engine:
+    assert engine.start(ni_flow, 1).result(timeout=30) == 2
+    assert engine.runtime.telemetry is None
+loaded = sorted(m for m, v in sys.modules.items()
+                if v is not None and m.startswith(("opentelemetry", "prometheus")))
+assert not loaded, loaded
+print("ok")
+"""
+
+
+def test_without_the_api_or_switched_off_nothing_imports_opentelemetry(tmp_path: Path) -> None:
+    for name, block, env in (
+            ("absent", 'sys.modules["opentelemetry"] = None  # as if not installed', {}),
+            ("off", "", {"EOFLOW_OTEL": "off"})):
+        done = subprocess.run(
+            [sys.executable, "-c", NOTHING_IMPORTED.format(block=block),
+             str(tmp_path / f"{name}.db")], capture_output=True, text=True, timeout=60,
+            env=dict(os.environ, **env))
+        assert done.returncode == 0 and done.stdout.strip() == "ok", (name, done.stderr)
