@@ -115,7 +115,9 @@ def test_the_lag_metric_follows_a_draining_backlog(broker: str, tmp_path: Path) 
         if "eoflow_kafka_consumer_lag{" not in text:
             return False
         seen.append(value(text, "eoflow_kafka_consumer_lag", topic=topic, partition="0"))
-        return value(text, "eoflow_kafka_messages_recorded_total", 0, consumer="Lagging.lg_apply") == 20
+        recorded = value(text, "eoflow_kafka_messages_recorded_total", 0,
+                         consumer="Lagging.lg_apply")
+        return recorded == 20
     try:
         wait_until(scrape, what="20 recorded")
     finally:
