@@ -128,8 +128,9 @@ def call_step(run: RunContext, definition: Definition, args: tuple[Any, ...],
         attempt, failure, output, value = _attempts(run, definition, args, kwargs, number, span)
         outcome = "ERROR" if failure is not None else "SUCCESS"
     finally:
-        if tel is not None and span is not None:
-            tel.end(span, outcome, failure, attempt)
+        if tel is not None:
+            if span is not None:
+                tel.end(span, outcome, failure, attempt)
             tel.step_done(definition.name, "step", (rt.clock.now_ms() - started) / 1000,
                           attempt)
     ended = rt.clock.now_ms()
@@ -227,8 +228,9 @@ def call_transaction(run: RunContext, definition: Definition, args: tuple[Any, .
                   number, definition.name, error)
         raise Interrupted(StopReason.JOURNAL_FAILURE, error) from error
     finally:
-        if tel is not None and span is not None:
-            tel.end(span, result, fresh.get("error"), 1)
+        if tel is not None:
+            if span is not None:
+                tel.end(span, result, fresh.get("error"), 1)
             tel.step_done(definition.name, "transaction",
                           (rt.clock.now_ms() - started) / 1000, 1)
     if not rt.txstore.in_journal:

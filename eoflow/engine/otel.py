@@ -123,19 +123,31 @@ class Telemetry:
 
     # -- traces -----------------------------------------------------------------------------
 
+    @staticmethod
+    def recording() -> bool:
+        """Whether an SDK is configured: without one, eoflow makes no span at all (the API's
+        no-op spans cost a tenth of a short run), and only passes trace contexts on."""
+        return not isinstance(trace.get_tracer_provider(),
+                              (trace.ProxyTracerProvider, trace.NoOpTracerProvider))
+
     def start_context(self, workflow_id: str, name: str,
                       parent: str | bytes | None = None) -> str | None:
         """Trace a run's start (under `parent`, a traceparent, else the current span); the
-        traceparent to journal with the run, None when nothing traces."""
-        context = parse_traceparent(parent) if parent is not None else None
+        traceparent to journal with the run, None when there is no trace to continue."""
+        context = parse_traceparent(parent) if parent else None
+        if not self.recording():  # pass the parent on: the caller's trace, if any
+            current = trace.get_current_span(context)
+            return traceparent(current)
         span = self.tracer.start_span(f"eoflow.start {name}", context, SpanKind.PRODUCER,
                                       run_attributes(workflow_id, name))
         span.end()
         return traceparent(span)
 
     def begin_run(self, workflow_id: str, name: str, trace_context: str | None,
-                  replaying: int) -> Handle:
-        """An execution of a run, current until end_run; under its journaled start, if any."""
+                  replaying: int) -> Handle | None:
+        """An execution of a run, current until `end`; under its journaled start, if any."""
+        if not self.recording():
+            return None
         context = parse_traceparent(trace_context) if trace_context else None
         attributes = run_attributes(workflow_id, name)
         attributes["eoflow.replayed_steps"] = replaying
@@ -143,7 +155,9 @@ class Telemetry:
                                       attributes)
         return span, otel_context.attach(set_span_in_context(span))
 
-    def begin_step(self, name: str, kind: str, number: int) -> Handle:
+    def begin_step(self, name: str, kind: str, number: int) -> Handle | None:
+        if not self.recording():
+            return None
         span = self.tracer.start_span(f"{kind} {name}", attributes={
             "eoflow.step.number": number, "eoflow.step.name": name, "eoflow.step.kind": kind})
         return span, otel_context.attach(set_span_in_context(span))
@@ -160,6 +174,12 @@ class Telemetry:
             span.record_exception(error)
             span.set_status(StatusCode.ERROR, f"{type(error).__name__}: {error}")
         span.end()
+
+    @staticmethod
+    def current_ids() -> tuple[str, str] | None:
+        """(trace id, span id) of the current span, in hex, if there is one (for log lines)."""
+        sc = trace.get_current_span().get_span_context()
+        return (f"{sc.trace_id:032x}", f"{sc.span_id:016x}") if sc.is_valid else None
 
     @staticmethod
     def retried(handle: Handle, attempt: int, error: BaseException) -> None:

@@ -110,7 +110,8 @@ def execute(rt: Runtime, run: ActiveRun, definition: Definition, inputs: str | b
     try:
         outcome, error = _execute(rt, run, definition, inputs, recorded, deadline_ms, waited)
     finally:
-        tel.end(span, outcome, error)
+        if span is not None:
+            tel.end(span, outcome, error)
 
 
 def _execute(rt: Runtime, run: ActiveRun, definition: Definition, inputs: str | bytes,

@@ -69,3 +69,17 @@ def test_a_kafka_message_s_origin_goes_with_its_log_line() -> None:
     assert (line["kafka_topic"], line["kafka_partition"], line["kafka_offset"],
             line["kafka_group"]) == ("orders", 3, 42, "shop")
     assert line["message"] == "quarantined x" and line["level"] == "ERROR"
+    assert "trace_id" not in line  # no span is current
+
+
+def test_a_line_logged_under_a_span_names_its_trace() -> None:
+    from opentelemetry import trace
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+
+    current = SpanContext(0x4BF92F3577B34DA6A3CE929D0E0E4736, 0x00F067AA0BA902B7,
+                          is_remote=False, trace_flags=TraceFlags(1))
+    record = logging.LogRecord("eoflow.app", logging.INFO, __file__, 1, "hello", (), None)
+    with trace.use_span(NonRecordingSpan(current)):
+        line = json.loads(JsonFormatter().format(record))
+    assert line["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert line["span_id"] == "00f067aa0ba902b7"
