@@ -95,7 +95,14 @@ class Client:
             row = conn.execute(Q["workflow_name_status"], (run.workflow_id,)).fetchone()
             return None if row is None else str(row[0])
 
-        existing = self._write(create)
+        try:
+            existing = self._write(create)
+        except BaseException:
+            if tel is not None:
+                tel.settle([run.trace_context], [False])
+            raise
+        if tel is not None:
+            tel.settle([run.trace_context], [existing is None])
         if existing is not None and existing != name:
             raise WorkflowConflictError(run.workflow_id, existing, name)
         return run.workflow_id

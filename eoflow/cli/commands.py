@@ -60,11 +60,16 @@ T = TypeVar("T")
 @click.option("--metrics-port", envvar="EOFLOW_METRICS_PORT", show_envvar=True,
               type=click.IntRange(1, 65535), metavar="PORT",
               help="Serve the engine's metrics (OpenTelemetry) in Prometheus' text format at "
-                   "http://HOST:PORT/metrics; needs `pip install 'eoflow[prometheus]'`.")
+                   "http://HOST:PORT/metrics; needs `pip install 'eoflow[prometheus]'`. It sets "
+                   "the process's meter provider: an app that sets its own serves its own.")
+@click.option("--metrics-host", envvar="EOFLOW_METRICS_HOST", show_envvar=True,
+              default="0.0.0.0", show_default=True, metavar="HOST",
+              help="The address --metrics-port listens on (127.0.0.1: this machine only).")
 @click.pass_context
 def run(ctx: click.Context, app: str, journal: str, app_db: str | None, brokers: str | None,
         workers: int | None, retention: str | None, app_version: str | None,
-        log_format: str, lease: str | None, metrics_port: int | None) -> None:
+        log_format: str, lease: str | None, metrics_port: int | None,
+        metrics_host: str) -> None:
     """Run APP (a .py file or a module name) until SIGINT or SIGTERM.
 
     Opens the journal, resumes pending workflows, starts the Kafka consumers the app declares,
@@ -78,7 +83,8 @@ def run(ctx: click.Context, app: str, journal: str, app_db: str | None, brokers:
     if metrics_port is not None:
         from eoflow.engine.telemetry import serve_metrics
 
-        logging.getLogger("eoflow.cli").info("metrics: %s", serve_metrics(metrics_port))
+        logging.getLogger("eoflow.cli").info(
+            "metrics: %s", serve_metrics(metrics_port, metrics_host))
     loaded = load_app(app)
     stop = threading.Event()
 

@@ -55,6 +55,8 @@ def timeline(spans: list[traces.SpanView], now_ms: int | None = None) -> str:
 def trace(workflow_id: str, journal: str, as_json: bool, otlp: bool) -> None:
     """Rebuild the spans of run WORKFLOW_ID (and its child runs) from the journal alone and
     print them as a timeline: tracing for runs that ran before tracing was switched on."""
+    if otlp and as_json:
+        raise click.UsageError("--json and --otlp are two output formats: give one")
     reader = open_reader(journal)
     try:
         spans = traces.rebuild(reader, workflow_id)

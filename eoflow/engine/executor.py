@@ -123,16 +123,20 @@ def call_step(run: RunContext, definition: Definition, args: tuple[Any, ...],
     tel = rt.telemetry
     span = None if tel is None else tel.begin_step(definition.name, "step", number)
     started = rt.clock.now_ms()
-    attempt, failure, outcome = 0, None, "interrupted"
+    tries = [0]  # attempts made, also when interrupted in a retry's wait
+    failure: BaseException | None = None
+    outcome = "interrupted"
     try:
-        attempt, failure, output, value = _attempts(run, definition, args, kwargs, number, span)
+        attempt, failure, output, value = _attempts(run, definition, args, kwargs, number, span,
+                                                    tries)
         outcome = "ERROR" if failure is not None else "SUCCESS"
     finally:
         if tel is not None:
             if span is not None:
-                tel.end(span, outcome, failure, attempt)
-            tel.step_done(definition.name, "step", (rt.clock.now_ms() - started) / 1000,
-                          attempt)
+                tel.end(span, outcome, failure, tries[0])
+            if outcome != "interrupted":  # a step cut short has no duration of its own
+                tel.step_done(definition.name, "step", (rt.clock.now_ms() - started) / 1000,
+                              tries[0])
     ended = rt.clock.now_ms()
     if failure is None:
         run.carry = StepRecord(run.workflow_id, number, definition.name, StepKind.STEP, output,
@@ -147,14 +151,16 @@ def call_step(run: RunContext, definition: Definition, args: tuple[Any, ...],
 
 
 def _attempts(run: RunContext, definition: Definition, args: tuple[Any, ...],
-              kwargs: dict[str, Any], number: int, span: Any
+              kwargs: dict[str, Any], number: int, span: Any, tries: list[int]
               ) -> tuple[int, BaseException | None, str | None, Any]:
-    """Run a step under its retry policy: (attempts, its failure or None, output, value)."""
+    """Run a step under its retry policy: (attempts, its failure or None, output, value);
+    `tries[0]` counts the attempts as they start."""
     rt = run.runtime
     policy = definition.retry
     attempt = 0
     while True:
         attempt += 1
+        tries[0] = attempt
         failure: BaseException | None = None
         run.in_step = True
         try:
@@ -222,7 +228,8 @@ def call_transaction(run: RunContext, definition: Definition, args: tuple[Any, .
         outcome = rt.txstore.run_transaction(
             run.workflow_id, number, definition.name, work, started, rt.clock.now_ms,
             carried=carried)
-        result = "ERROR" if outcome.error is not None else "SUCCESS"
+        result = ("ERROR" if outcome.error is not None else "SUCCESS") if outcome.fresh \
+            else "reused"  # committed before (a race, or a crash before its record)
     except JournalError as error:
         log.error("workflow %s: transaction %d (%s) could not commit: %s", run.workflow_id,
                   number, definition.name, error)
@@ -231,8 +238,9 @@ def call_transaction(run: RunContext, definition: Definition, args: tuple[Any, .
         if tel is not None:
             if span is not None:
                 tel.end(span, result, fresh.get("error"), 1)
-            tel.step_done(definition.name, "transaction",
-                          (rt.clock.now_ms() - started) / 1000, 1)
+            if result != "interrupted":
+                tel.step_done(definition.name, "transaction",
+                              (rt.clock.now_ms() - started) / 1000, 1)
     if not rt.txstore.in_journal:
         journal_step(run, StepRecord(
             run.workflow_id, number, definition.name, StepKind.TRANSACTION, outcome.output,

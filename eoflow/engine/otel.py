@@ -19,10 +19,11 @@ spans the app's own code makes nest under them.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
@@ -36,11 +37,13 @@ from opentelemetry.trace import (
     set_span_in_context,
 )
 
-from eoflow.journal.kafka_keys import parse_message_key
+from eoflow.journal import codec
+from eoflow.journal.traces import origin_attributes, split_traceparent
 
 log = logging.getLogger("eoflow.engine")
 TRACEPARENT = "traceparent"  # the W3C header (a Kafka message's) that parents a run's start
 Attributes = dict[str, Any]
+R = TypeVar("R")
 Handle = tuple[Span, object]  # a span and the context token that made it current
 SECONDS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
            10.0, 30.0, 60.0, 300.0]  # buckets: the SDK's default ones are for milliseconds
@@ -57,32 +60,28 @@ def traceparent(span: Span) -> str | None:
 
 def parse_traceparent(value: str | bytes | None) -> Any:
     """The OpenTelemetry context a W3C traceparent names, or None if it is not one."""
-    if isinstance(value, bytes):
-        value = value.decode("ascii", "replace")
-    parts = value.strip().split("-") if value else []
-    if len(parts) != 4 or len(parts[1]) != 32 or len(parts[2]) != 16 or parts[0] == "ff":
+    parsed = split_traceparent(value)
+    if parsed is None:
         return None
-    try:
-        trace_id, span_id, flags = int(parts[1], 16), int(parts[2], 16), int(parts[3], 16)
-    except ValueError:
-        return None
-    if not trace_id or not span_id:
-        return None
+    trace_id, span_id, flags = parsed
     parent = SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(flags & 1))
     return set_span_in_context(NonRecordingSpan(parent))
 
 
-def run_attributes(workflow_id: str, name: str) -> Attributes:
-    """A run's attributes; a Kafka run's id names its message (journal/kafka_keys.py)."""
-    attributes: Attributes = {"eoflow.workflow.id": workflow_id, "eoflow.workflow.name": name}
-    origin = parse_message_key(workflow_id)
-    if origin is not None:
-        attributes.update({
-            "messaging.system": "kafka", "messaging.destination.name": origin.topic,
-            "messaging.destination.partition.id": str(origin.partition),
-            "messaging.kafka.offset": origin.offset,
-            "messaging.consumer.group.name": origin.group_id})
-    return attributes
+def _quiet(method: Callable[..., R]) -> Callable[..., R | None]:
+    """Telemetry never changes what the engine does: a failure in it (an app's exception
+    whose __str__ raises, an SDK's bug) is logged at debug level and the call returns None."""
+    @functools.wraps(method)
+    def guarded(*args: Any, **kwargs: Any) -> R | None:
+        try:
+            return method(*args, **kwargs)
+        except Exception as failure:
+            log.debug("telemetry: %s failed: %s", method.__name__, codec.describe(failure))
+            return None
+    return guarded
+
+
+run_attributes = origin_attributes  # a run's attributes, the same as `journal trace`'s
 
 
 class Telemetry:
@@ -114,8 +113,9 @@ class Telemetry:
             "eoflow.queue.wait", "s", "Time an enqueued run waited for its queue",
             explicit_bucket_boundaries_advisory=SECONDS)
         self._lock = threading.Lock()
+        self._starting: dict[str, Span] = {}  # start spans until the journal says "created"
         self._lags: list[Callable[[], Iterable[tuple[Attributes, int]]]] = []
-        self._depths: list[Callable[[], dict[str, int]]] = []
+        self._depths: list[tuple[str, Callable[[], dict[str, int]]]] = []
         meter.create_observable_gauge("eoflow.kafka.consumer.lag", [self._observe_lag],
                                       "{message}", "Messages past a partition's position")
         meter.create_observable_gauge("eoflow.queue.depth", [self._observe_depth],
@@ -130,22 +130,39 @@ class Telemetry:
         return not isinstance(trace.get_tracer_provider(),
                               (trace.ProxyTracerProvider, trace.NoOpTracerProvider))
 
+    @_quiet
     def start_context(self, workflow_id: str, name: str,
                       parent: str | bytes | None = None) -> str | None:
-        """Trace a run's start (under `parent`, a traceparent, else the current span); the
-        traceparent to journal with the run, None when there is no trace to continue."""
+        """Begin tracing a run's start (under `parent`, a traceparent, else the current span):
+        the traceparent to journal with the run, None when there is no trace to continue.
+        The span ends in `started`, once the journal says whether the run was created."""
         context = parse_traceparent(parent) if parent else None
         if not self.recording():  # pass the parent on: the caller's trace, if any
-            current = trace.get_current_span(context)
-            return traceparent(current)
+            return traceparent(trace.get_current_span(context))
         span = self.tracer.start_span(f"eoflow.start {name}", context, SpanKind.PRODUCER,
                                       run_attributes(workflow_id, name))
-        span.end()
-        return traceparent(span)
+        started = traceparent(span)
+        if started is not None:
+            self._starting[started] = span
+        return started
 
+    @_quiet
+    def started(self, trace_context: str | None, created: bool) -> None:
+        """A start was recorded: its span ends (and is sent) if it created the run; a start
+        that found its run already there (a redelivered message, a repeated id) sends none."""
+        span = self._starting.pop(trace_context, None) if trace_context else None
+        if span is not None and created:
+            span.end()
+
+    def settle(self, contexts: list[str | None], created: list[bool]) -> None:
+        """`started` for each start recorded (or not: `created` may be shorter)."""
+        for number, context in enumerate(contexts):
+            self.started(context, number < len(created) and created[number])
+
+    @_quiet
     def begin_run(self, workflow_id: str, name: str, trace_context: str | None,
                   replaying: int) -> Handle | None:
-        """An execution of a run, current until `end`; under its journaled start, if any."""
+        """An execution of a run, current until detached; under its journaled start."""
         if not self.recording():
             return None
         context = parse_traceparent(trace_context) if trace_context else None
@@ -155,6 +172,7 @@ class Telemetry:
                                       attributes)
         return span, otel_context.attach(set_span_in_context(span))
 
+    @_quiet
     def begin_step(self, name: str, kind: str, number: int) -> Handle | None:
         if not self.recording():
             return None
@@ -162,18 +180,37 @@ class Telemetry:
             "eoflow.step.number": number, "eoflow.step.name": name, "eoflow.step.kind": kind})
         return span, otel_context.attach(set_span_in_context(span))
 
+    @_quiet
+    def detach(self, handle: Handle) -> None:
+        """The span stops being current (in the thread that made it current)."""
+        otel_context.detach(handle[1])  # type: ignore[arg-type]
+
+    @_quiet
+    def close(self, span: Span, outcome: str, error: BaseException | None = None,
+              attempts: int | None = None) -> None:
+        """End a span with its outcome (and its attempts, for a step); ERROR if it failed."""
+        try:
+            span.set_attribute("eoflow.outcome", outcome)
+            if attempts is not None:
+                span.set_attribute("eoflow.step.attempts", attempts)
+            if error is not None:
+                span.set_status(StatusCode.ERROR,
+                                f"{type(error).__name__}: {codec.describe(error)}")
+                try:
+                    span.record_exception(error)
+                except Exception:  # its __str__ raises: the SDK's own event cannot be made
+                    span.add_event("exception", {"exception.type": type(error).__name__,
+                                                 "exception.message": codec.describe(error)})
+            elif outcome == "ERROR":
+                span.set_status(StatusCode.ERROR)
+        finally:
+            span.end()
+
     def end(self, handle: Handle, outcome: str, error: BaseException | None = None,
             attempts: int | None = None) -> None:
-        """End a run's or a step's span with its outcome (and its attempts, for a step)."""
-        span, token = handle
-        otel_context.detach(token)  # type: ignore[arg-type]
-        span.set_attribute("eoflow.outcome", outcome)
-        if attempts is not None:
-            span.set_attribute("eoflow.step.attempts", attempts)
-        if error is not None:
-            span.record_exception(error)
-            span.set_status(StatusCode.ERROR, f"{type(error).__name__}: {error}")
-        span.end()
+        """detach, then close: a step's span, in the thread that ran it."""
+        self.detach(handle)
+        self.close(handle[0], outcome, error, attempts)
 
     @staticmethod
     def current_ids() -> tuple[str, str] | None:
@@ -181,59 +218,78 @@ class Telemetry:
         sc = trace.get_current_span().get_span_context()
         return (f"{sc.trace_id:032x}", f"{sc.span_id:016x}") if sc.is_valid else None
 
-    @staticmethod
-    def retried(handle: Handle, attempt: int, error: BaseException) -> None:
+    @_quiet
+    def retried(self, handle: Handle, attempt: int, error: BaseException) -> None:
         handle[0].add_event("eoflow.retry", {
             "eoflow.step.attempt": attempt, "exception.type": type(error).__name__,
-            "exception.message": str(error)})
+            "exception.message": codec.describe(error)})
 
     # -- metrics ----------------------------------------------------------------------------
 
+    @_quiet
+    def run_started(self, name: str, count: int = 1) -> None:
+        if count:
+            self.runs_started.add(count, {"workflow": name})
+
+    @_quiet
+    def run_finished(self, name: str, status: str) -> None:
+        self.runs_finished.add(1, {"workflow": name, "status": status})
+
+    @_quiet
     def step_done(self, name: str, kind: str, seconds: float, attempts: int) -> None:
         attributes = {"workflow_step": name, "kind": kind}
         self.step_duration.record(seconds, attributes)
         if attempts > 1:
             self.step_retries.add(attempts - 1, attributes)
 
+    @_quiet
     def commit_observer(self, writes: int, seconds: float) -> None:
         self.commit_duration.record(seconds)
         self.batch_size.record(writes)
 
     def watch(self, lag: Callable[[], Iterable[tuple[Attributes, int]]] | None = None,
-              depth: Callable[[], dict[str, int]] | None = None) -> Callable[[], None]:
-        """Observe a consumer's lag or a journal's queue depths; returns how to stop."""
+              depth: Callable[[], dict[str, int]] | None = None,
+              journal: str = "") -> Callable[[], None]:
+        """Observe a consumer's lag, or the queue depths of `journal` (its label: two engines
+        of a process on two journals give two series); returns how to stop."""
+        source = (journal, depth) if depth is not None else None
         with self._lock:
             if lag is not None:
                 self._lags.append(lag)
-            if depth is not None:
-                self._depths.append(depth)
+            if source is not None:
+                self._depths.append(source)
 
         def unwatch() -> None:
             with self._lock:
                 if lag is not None and lag in self._lags:
                     self._lags.remove(lag)
-                if depth is not None and depth in self._depths:
-                    self._depths.remove(depth)
+                if source is not None and source in self._depths:
+                    self._depths.remove(source)
         return unwatch
 
     def _observe_lag(self, _options: Any) -> Iterable[metrics.Observation]:
         with self._lock:
             sources = list(self._lags)
         for source in sources:
-            for attributes, lag in source():
+            try:
+                lags = list(source())
+            except Exception as error:  # a consumer going away: no figure this time
+                log.debug("consumer lag not observed: %s", error)
+                continue
+            for attributes, lag in lags:
                 yield metrics.Observation(lag, attributes)
 
     def _observe_depth(self, _options: Any) -> Iterable[metrics.Observation]:
         with self._lock:
             sources = list(self._depths)
-        for source in sources:
+        for journal, source in sources:
             try:
                 depths = source()
             except Exception as error:  # the journal is away: no figure this time
                 log.debug("queue depth not observed: %s", error)
                 continue
             for queue, depth in depths.items():
-                yield metrics.Observation(depth, {"queue": queue})
+                yield metrics.Observation(depth, {"queue": queue, "journal": journal})
 
 
 _telemetry: Telemetry | None = None
@@ -254,8 +310,16 @@ def serve_prometheus(port: int, host: str = "0.0.0.0") -> str:
     an SDK meter provider with the Prometheus reader, set as the process's provider."""
     from opentelemetry.exporter.prometheus import PrometheusMetricReader
     from opentelemetry.sdk.metrics import MeterProvider
+
+    from eoflow.errors import ConfigError
+
+    provider = MeterProvider(metric_readers=[PrometheusMetricReader()])
+    metrics.set_meter_provider(provider)  # refused (the SDK logs it) if one was set before
+    if metrics.get_meter_provider() is not provider:
+        raise ConfigError("--metrics-port", "a meter provider is already set in this process "
+                          "(by OTEL_* settings?); serve its metrics with its own exporter, "
+                          "or leave --metrics-port out")
     from prometheus_client import start_http_server
 
     start_http_server(port, addr=host)
-    metrics.set_meter_provider(MeterProvider(metric_readers=[PrometheusMetricReader()]))
     return f"http://{host}:{port}/metrics"

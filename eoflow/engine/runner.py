@@ -102,23 +102,36 @@ def execute(rt: Runtime, run: ActiveRun, definition: Definition, inputs: str | b
     instead of lingering for the next batch. With OpenTelemetry, this execution is a span
     under the run's journaled `trace_context` (engine/otel.py)."""
     tel = rt.telemetry
-    if tel is None:
-        _execute(rt, run, definition, inputs, recorded, deadline_ms, waited)
+    handle = None if tel is None else \
+        tel.begin_run(run.workflow_id, definition.name, trace_context, len(recorded))
+    if tel is None or handle is None:
+        _execute(rt, run, definition, inputs, recorded, deadline_ms, waited, _ignore)
         return
-    span = tel.begin_run(run.workflow_id, definition.name, trace_context, len(recorded))
-    outcome, error = "interrupted", None
+    ended = [False]
+
+    def outcome(what: str, error: BaseException | None) -> None:  # once, from any thread
+        if not ended[0]:
+            ended[0] = True
+            tel.close(handle[0], what, error)
+
     try:
-        outcome, error = _execute(rt, run, definition, inputs, recorded, deadline_ms, waited)
+        _execute(rt, run, definition, inputs, recorded, deadline_ms, waited, outcome)
+    except BaseException:
+        outcome("interrupted", None)
+        raise
     finally:
-        if span is not None:
-            tel.end(span, outcome, error)
+        tel.detach(handle)
+
+
+def _ignore(what: str, error: BaseException | None) -> None:
+    pass
 
 
 def _execute(rt: Runtime, run: ActiveRun, definition: Definition, inputs: str | bytes,
-             recorded: dict[int, StepRecord], deadline_ms: int | None,
-             waited: bool) -> tuple[str, BaseException | None]:
-    """execute's work; returns how this execution ended (a status, "suspended" or
-    "interrupted: REASON"), and the run's error, if it failed."""
+             recorded: dict[int, StepRecord], deadline_ms: int | None, waited: bool,
+             outcome: Callable[[str, BaseException | None], None]) -> None:
+    """execute's work. `outcome(what, error)` is told once how this execution ended: the
+    status recorded (once durable), "suspended", or "interrupted: REASON"."""
     context = RunContext(rt, definition, run.workflow_id, recorded, deadline_ms)
     run.context = context
     token = current_run.set(context)
@@ -130,12 +143,14 @@ def _execute(rt: Runtime, run: ActiveRun, definition: Definition, inputs: str | 
         value = definition.fn(*args, **kwargs)
         output = encode_value(definition.name, "the workflow's result", value)
     except Interrupted as stop:
+        outcome(f"interrupted: {stop.reason.value}", None)
         _interrupted(rt, run, definition, stop)
-        return f"interrupted: {stop.reason.value}", None
+        return
     except Suspended as pause:
+        outcome("suspended", None)
         run.context = None  # before the claim is released: see ActiveRuns.stop_all
         _suspend(rt, run, definition, pause.wake_ms)
-        return "suspended", None
+        return
     except Exception as failure:
         status, error, output = Status.ERROR, failure, None
     except KeyboardInterrupt:  # Ctrl-C in a caller's thread: the run stays PENDING
@@ -153,8 +168,9 @@ def _execute(rt: Runtime, run: ActiveRun, definition: Definition, inputs: str | 
     try:  # the last step's record: durable before the outcome, and before the lane goes on
         flush(context)
     except Interrupted as stop:
+        outcome(f"interrupted: {stop.reason.value}", None)
         _interrupted(rt, run, definition, stop)
-        return f"interrupted: {stop.reason.value}", None
+        return
     if context.fatal is not None:  # a determinism error the workflow tried to swallow
         status, error, output, value = Status.ERROR, context.fatal, None, None
     crashpoints.hit("before_outcome")
@@ -168,15 +184,19 @@ def _execute(rt: Runtime, run: ActiveRun, definition: Definition, inputs: str | 
             if isinstance(failure, JournalError) and not rt.closed:
                 # Its steps are all recorded: trying it again replays them and records the
                 # outcome; the runs behind it in its lane cannot overtake any of its effects.
+                outcome("interrupted: journal failure", failure)
                 _retry_after_journal_failure(rt, run, definition, failure, hold_lane=False)
                 return
+            outcome("interrupted: journal failure", failure)
             log.error("workflow %s: could not record its outcome: %s; it stays PENDING "
                       "and resumes on the next start", run.workflow_id, failure)
             finish(rt, run, Status.PENDING, None, failure)
         elif not applied:  # cancelled while it ran: cancellation wins, unless resumed since
+            outcome(Status.CANCELLED.value, None)
             _cancelled(rt, run, definition, first_in_lane=False)
         else:
             crashpoints.hit("after_outcome")
+            outcome(status.value, error)
             _count_finished(rt, definition, status)
             finish(rt, run, status, value, error)
 
@@ -185,7 +205,6 @@ def _execute(rt: Runtime, run: ActiveRun, definition: Definition, inputs: str | 
                                    rt.clock.now_ms(), on_durable=durable, urgent=waited)
     except Exception as failure:  # the journal is closed or unusable
         durable(failure)
-    return status.value, error
 
 
 def _suspend(rt: Runtime, run: ActiveRun, definition: Definition, wake_ms: int) -> None:
@@ -273,7 +292,7 @@ def _retry_after_journal_failure(rt: Runtime, run: ActiveRun, definition: Defini
 def _count_finished(rt: Runtime, definition: Definition, status: Status) -> Status:
     """Count an outcome this engine recorded (the eoflow.runs.finished metric)."""
     if rt.telemetry is not None:
-        rt.telemetry.runs_finished.add(1, {"workflow": definition.name, "status": status.value})
+        rt.telemetry.run_finished(definition.name, status.value)
     return status
 
 

@@ -83,7 +83,8 @@ class Runtime:
             telemetry = load_telemetry()
             if telemetry is not None:
                 journal.set_commit_observer(telemetry.commit_observer)
-                stack.callback(telemetry.watch(depth=journal.queue_depths))
+                stack.callback(telemetry.watch(depth=journal.queue_depths,
+                                               journal=redact(config.journal)))
             runtime = cls(config, clock, journal, txstore, pool, timers, stack.pop_all(),
                           telemetry)
         return runtime

@@ -50,7 +50,12 @@ def create_runs(rt: Runtime, news: list[NewWorkflow], definitions: list[Definiti
                 step: StepRecord | None = None) -> list[tuple[bool, Status]]:
     """Record runs durably (with a parent's CHILD `step`, if any): (created?, status) of
     each. An existing id of another workflow is a WorkflowConflictError."""
-    results = rt.journal.create_workflows(news, rt.clock.now_ms(), step)
+    results: list[tuple[bool, str, Status]] = []
+    try:
+        results = rt.journal.create_workflows(news, rt.clock.now_ms(), step)
+    finally:  # a start span is sent only for a run it created
+        if rt.telemetry is not None:
+            rt.telemetry.settle([n.trace_context for n in news], [r[0] for r in results])
     out = []
     for new, definition, (created, name, status) in zip(news, definitions, results,
                                                         strict=True):
@@ -58,7 +63,7 @@ def create_runs(rt: Runtime, news: list[NewWorkflow], definitions: list[Definiti
             raise WorkflowConflictError(new.workflow_id, name, definition.name)
         out.append((created, status))
         if created and rt.telemetry is not None:
-            rt.telemetry.runs_started.add(1, {"workflow": definition.name})
+            rt.telemetry.run_started(definition.name)
     if any(created for created, _ in out):
         crashpoints.hit("after_start")
     return out

@@ -39,7 +39,7 @@ def load() -> Telemetry | None:
     return otel.telemetry()
 
 
-def serve_metrics(port: int) -> str:
+def serve_metrics(port: int, host: str = "0.0.0.0") -> str:
     """Serve this process's metrics in Prometheus' text format on `port` (eoflow run
     --metrics-port); returns the URL. Needs the `eoflow[prometheus]` extra."""
     missing = [name for name in ("opentelemetry.sdk", "opentelemetry.exporter.prometheus",
@@ -52,7 +52,7 @@ def serve_metrics(port: int) -> str:
     from eoflow.engine import otel
 
     try:
-        return otel.serve_prometheus(port)
+        return otel.serve_prometheus(port, host)
     except OSError as error:
         raise ConfigError("--metrics-port", f"cannot listen on port {port}: {error.strerror}; "
                           "choose a free port") from None

@@ -11,6 +11,7 @@ gives the same spans (an OTLP backend keeps one copy). Times are the journal's m
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,7 @@ from eoflow.journal.kafka_keys import parse_message_key
 from eoflow.journal.reader import Reader
 from eoflow.journal.records import StepKind, StepRecord, WorkflowRecord
 
+_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})", re.I)
 MAX_RUNS = 1000  # runs (a parent and its descendants) in one rebuilt trace, at most
 
 
@@ -39,27 +41,46 @@ def _id(*parts: object, size: int = 16) -> str:
     return hashlib.sha256("/".join(map(str, parts)).encode()).hexdigest()[:size]
 
 
-def _context(traceparent: str | None) -> tuple[str, str] | None:
-    """(trace id, span id) of a journaled traceparent, if it is one."""
-    parts = (traceparent or "").split("-")
-    if len(parts) == 4 and len(parts[1]) == 32 and len(parts[2]) == 16:
-        return parts[1], parts[2]
-    return None
+def split_traceparent(value: str | bytes | None) -> tuple[int, int, int] | None:
+    """(trace id, span id, flags) of a W3C traceparent, or None if it is not a valid one. The
+    one reading of a traceparent, for the journal's traces and the live ones (engine/otel.py).
+    """
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    match = _TRACEPARENT.fullmatch(value.strip()) if value else None
+    if match is None or match.group(1).lower() == "ff":
+        return None
+    trace_id, span_id = int(match.group(2), 16), int(match.group(3), 16)
+    return (trace_id, span_id, int(match.group(4), 16)) if trace_id and span_id else None
 
 
-def _run_attributes(run: WorkflowRecord) -> dict[str, Any]:
-    attributes: dict[str, Any] = {
-        "eoflow.workflow.id": run.workflow_id, "eoflow.workflow.name": run.name,
-        "eoflow.outcome": run.status.value, "eoflow.recovery_attempts": run.recovery_attempts}
-    if run.app_version:
-        attributes["eoflow.app_version"] = run.app_version
-    origin = parse_message_key(run.workflow_id)
+def origin_attributes(workflow_id: str, name: str) -> dict[str, Any]:
+    """A run's attributes: its id and name, and the Kafka message its id names, if any
+    (journal/kafka_keys.py), with OpenTelemetry's messaging names."""
+    attributes: dict[str, Any] = {"eoflow.workflow.id": workflow_id,
+                                  "eoflow.workflow.name": name}
+    origin = parse_message_key(workflow_id)
     if origin is not None:
         attributes.update({
             "messaging.system": "kafka", "messaging.destination.name": origin.topic,
             "messaging.destination.partition.id": str(origin.partition),
             "messaging.kafka.offset": origin.offset,
             "messaging.consumer.group.name": origin.group_id})
+    return attributes
+
+
+def _context(traceparent: str | None) -> tuple[str, str] | None:
+    """(trace id, span id), in hex, of a journaled traceparent, if it is one."""
+    parsed = split_traceparent(traceparent)
+    return None if parsed is None else (f"{parsed[0]:032x}", f"{parsed[1]:016x}")
+
+
+def _run_attributes(run: WorkflowRecord) -> dict[str, Any]:
+    attributes = origin_attributes(run.workflow_id, run.name)
+    attributes.update({"eoflow.outcome": run.status.value,
+                       "eoflow.recovery_attempts": run.recovery_attempts})
+    if run.app_version:
+        attributes["eoflow.app_version"] = run.app_version
     return attributes
 
 
@@ -95,7 +116,7 @@ def rebuild(reader: Reader, workflow_id: str) -> list[SpanView] | None:
     todo: list[tuple[WorkflowRecord, str | None, int]] = [
         (root, context[1] if context else None, 0)]
     seen = {workflow_id}
-    while todo and len(seen) <= MAX_RUNS:
+    while todo:
         run, parent, depth = todo.pop()
         run_span = SpanView(trace_id, _id(run.workflow_id, "run"), parent, f"workflow {run.name}",
                             run.created_ms, run.updated_ms if run.status.terminal else None,
@@ -112,8 +133,16 @@ def rebuild(reader: Reader, workflow_id: str) -> list[SpanView] | None:
                             _error_text(step.error))
             spans.append(span)
             if step.kind is StepKind.CHILD and step.output is not None:
-                child_id = codec.decode(step.output)
-                child = reader.get_workflow(child_id) if child_id not in seen else None
+                try:
+                    child_id = codec.decode(step.output)
+                except Exception:  # damaged or foreign: the step stays, without its child
+                    continue
+                if not isinstance(child_id, str) or child_id in seen:
+                    continue
+                if len(seen) >= MAX_RUNS:  # said on the root span, not cut in silence
+                    spans[0].attributes["eoflow.truncated_at_runs"] = MAX_RUNS
+                    continue
+                child = reader.get_workflow(child_id)
                 if child is not None:
                     seen.add(child_id)
                     todo.append((child, span.span_id, depth + 2))
@@ -150,13 +179,15 @@ def _otlp_value(value: Any) -> dict[str, Any]:
 
 def otlp(spans: list[SpanView], service: str = "eoflow") -> dict[str, Any]:
     """The spans as an OTLP/JSON trace export request (POST it to a collector's /v1/traces).
-    A span still running ends at its last record."""
+    A span still running ends at the trace's last record."""
+    last = max((s.end_ms or s.start_ms for s in spans), default=0)
+
     def one(span: SpanView) -> dict[str, Any]:
         out: dict[str, Any] = {
             "traceId": span.trace_id, "spanId": span.span_id, "name": span.name,
             "kind": 1,  # SPAN_KIND_INTERNAL
             "startTimeUnixNano": str(span.start_ms * 1_000_000),
-            "endTimeUnixNano": str((span.end_ms or span.start_ms) * 1_000_000),
+            "endTimeUnixNano": str((span.end_ms or max(last, span.start_ms)) * 1_000_000),
             "attributes": [{"key": k, "value": _otlp_value(v)}
                            for k, v in span.attributes.items()],
             "status": {"code": 2, "message": span.error} if span.error else {"code": 1}}

@@ -44,8 +44,8 @@ def test_metrics_are_served_in_prometheus_format(tmp_path: Path) -> None:
              str(tmp_path / "j.db"), "--metrics-port", str(port)], stderr=sink)
     try:
         deadline, text = time.monotonic() + 30, ""
-        while 'status="SUCCESS"' not in text or value(
-                text, "eoflow_runs_finished_total", status="SUCCESS") < 8:
+        while 'status="ERROR"' not in text or value(
+                text, "eoflow_runs_finished_total", 0, status="SUCCESS") < 8:
             assert process.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.2)
             try:
@@ -56,6 +56,8 @@ def test_metrics_are_served_in_prometheus_format(tmp_path: Path) -> None:
         assert value(text, "eoflow_runs_started_total", workflow="me_flow") == 9
         assert value(text, "eoflow_runs_finished_total", workflow="me_flow",
                      status="SUCCESS") == 8
+        assert value(text, "eoflow_runs_finished_total", workflow="me_broken",
+                     status="ERROR") == 1
         assert value(text, "eoflow_step_duration_seconds_count", kind="step") == 8
         assert value(text, "eoflow_step_duration_seconds_count", kind="transaction") == 8
         assert value(text, "eoflow_step_retries_total", workflow_step="me_step") == 1
@@ -63,6 +65,7 @@ def test_metrics_are_served_in_prometheus_format(tmp_path: Path) -> None:
         assert value(text, "eoflow_journal_batch_size_count") >= 1
         assert value(text, "eoflow_queue_wait_seconds_count", queue="mq") == 3
         assert value(text, "eoflow_queue_depth", queue="mq_later") == 1
+        assert f'journal="{tmp_path / "j.db"}"' in text  # one series per journal
         assert f"metrics: http://0.0.0.0:{port}/metrics" in log.read_text()
     finally:
         process.send_signal(signal.SIGTERM)

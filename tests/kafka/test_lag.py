@@ -63,6 +63,9 @@ def tp_step(value: bytes) -> int:
 
 
 def test_a_traceparent_header_parents_the_run(broker: str, tmp_path: Path) -> None:
+    from eoflow.engine.otel import Telemetry
+
+    assert not Telemetry.recording()  # no SDK in this process (see below)
     topic = new_topic(broker)
     journal = str(tmp_path / "j.db")
     parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"

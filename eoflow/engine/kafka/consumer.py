@@ -303,9 +303,13 @@ class ConsumerLoop:
                         tel.start_context(k.key, name, dict(m.headers).get("traceparent", b"")))
             for k, m in zip(keys, batch, strict=True)
         ]
-        results = rt.journal.create_workflows(news, now)
-        if tel is not None:
-            tel.runs_started.add(sum(1 for r in results if r[0]), {"workflow": name})
+        results: list[tuple[bool, str, Status]] = []
+        try:
+            results = rt.journal.create_workflows(news, now)
+        finally:  # start spans are sent for the runs created (not for a redelivery's)
+            if tel is not None:
+                tel.settle([n.trace_context for n in news], [r[0] for r in results])
+                tel.run_started(name, sum(1 for r in results if r[0]))
         self._note(keys)
         if queued:
             rt.queue_wakeup.set()

@@ -195,6 +195,7 @@ class KafkaSource:
         self._topics = list(topics)
         self._listener = _Listener(on_revoked, on_assigned)
         self.lags: dict[Partition, int] = {}  # messages past the last one polled (highwater)
+        self._next: dict[Any, int] = {}  # per TopicPartition, the offset after the last polled
 
     def connect(self) -> None:
         check_reachable(tuple(self._args["bootstrap_servers"]))
@@ -213,11 +214,14 @@ class KafkaSource:
             raise self._locate(str(error)) from None
         except KafkaError as error:
             raise KafkaConsumeError(self.brokers, f"poll failed: {error}") from None
-        lags = dict(self.lags)
         for tp, records in batches.items():
-            highwater = self._consumer.highwater(tp)  # from the fetch response: no request
-            if records and highwater is not None:
-                lags[(tp.topic, tp.partition)] = max(0, highwater - records[-1].offset - 1)
+            if records:
+                self._next[tp] = records[-1].offset + 1
+        lags = {}  # every partition polled so far, also those that returned nothing this time
+        for tp, following in self._next.items():
+            highwater = self._consumer.highwater(tp)  # from the last fetch response: no request
+            if highwater is not None:
+                lags[(tp.topic, tp.partition)] = max(0, highwater - following)
         self.lags = lags  # replaced whole: the metrics thread reads it
         return [
             KafkaMessage(r.topic, r.partition, r.offset, r.key, r.value,

@@ -29,6 +29,11 @@ def me_flow(n: int) -> int:
     return me_save(me_step(n))
 
 
+@workflow()
+def me_broken() -> None:
+    raise ValueError("a run that fails")
+
+
 @eoflow.on_start
 def launch() -> None:
     engine = eoflow.Engine.current()
@@ -36,4 +41,5 @@ def launch() -> None:
         engine.start(me_flow, n)
     for n in range(3):
         mq.enqueue(me_flow, 10 + n)
-    later.enqueue(me_flow, 99, delay=600)  # waits in its queue while the test scrapes
+    later.enqueue(me_flow, 99, delay=600)
+    engine.start(me_broken)  # waits in its queue while the test scrapes

@@ -89,6 +89,7 @@ if __name__ == "__main__":
         if mode == "start":
             with trace.get_tracer("app").start_as_current_span("request"):
                 engine.start(tr_order, "hello", workflow_id="order-1")
+                engine.start(tr_order, "hello", workflow_id="order-1")  # finds it: no span
             time.sleep(600)  # the test kills this process while tr_wait waits
         else:
             print(engine.retrieve("order-1").result(timeout=30), flush=True)
