@@ -27,6 +27,7 @@ from kafka.errors import (
 from kafka.structs import OffsetAndMetadata
 
 from eoflow.engine.kafka.defs import KafkaMessage
+from eoflow.engine.kafka.lag import note_lags
 from eoflow.errors import (
     BrokerUnavailableError,
     ConfigError,
@@ -214,15 +215,7 @@ class KafkaSource:
             raise self._locate(str(error)) from None
         except KafkaError as error:
             raise KafkaConsumeError(self.brokers, f"poll failed: {error}") from None
-        for tp, records in batches.items():
-            if records:
-                self._next[tp] = records[-1].offset + 1
-        lags = {}  # every partition polled so far, also those that returned nothing this time
-        for tp, following in self._next.items():
-            highwater = self._consumer.highwater(tp)  # from the last fetch response: no request
-            if highwater is not None:
-                lags[(tp.topic, tp.partition)] = max(0, highwater - following)
-        self.lags = lags  # replaced whole: the metrics thread reads it
+        self._next, self.lags = note_lags(self._consumer, self._next, batches, self.lags)
         return [
             KafkaMessage(r.topic, r.partition, r.offset, r.key, r.value,
                          tuple((k, bytes(v) if v is not None else b"") for k, v in r.headers or ()),
