@@ -81,9 +81,6 @@ def _quiet(method: Callable[..., R]) -> Callable[..., R | None]:
     return guarded
 
 
-run_attributes = origin_attributes  # a run's attributes, the same as `journal trace`'s
-
-
 class Telemetry:
     """The tracer and the instruments of this process (one for every engine in it)."""
 
@@ -140,7 +137,7 @@ class Telemetry:
         if not self.recording():  # pass the parent on: the caller's trace, if any
             return traceparent(trace.get_current_span(context))
         span = self.tracer.start_span(f"eoflow.start {name}", context, SpanKind.PRODUCER,
-                                      run_attributes(workflow_id, name))
+                                      origin_attributes(workflow_id, name))
         started = traceparent(span)
         if started is not None:
             self._starting[started] = span
@@ -166,7 +163,7 @@ class Telemetry:
         if not self.recording():
             return None
         context = parse_traceparent(trace_context) if trace_context else None
-        attributes = run_attributes(workflow_id, name)
+        attributes = origin_attributes(workflow_id, name)
         attributes["eoflow.replayed_steps"] = replaying
         span = self.tracer.start_span(f"workflow {name}", context, SpanKind.CONSUMER,
                                       attributes)
@@ -234,6 +231,15 @@ class Telemetry:
     @_quiet
     def run_finished(self, name: str, status: str) -> None:
         self.runs_finished.add(1, {"workflow": name, "status": status})
+
+    @_quiet
+    def counted(self, what: str, count: int, **labels: str) -> None:
+        """Add to one of the plain counters ("kafka_recorded", "kafka_quarantined")."""
+        getattr(self, what).add(count, labels)
+
+    @_quiet
+    def queue_waited(self, queue: str, seconds: float) -> None:
+        self.queue_wait.record(seconds, {"queue": queue})
 
     @_quiet
     def step_done(self, name: str, kind: str, seconds: float, attempts: int) -> None:

@@ -382,7 +382,7 @@ class ConsumerLoop:
         self._rt.journal.note_offsets(keys, self._rt.clock.now_ms())
         self._marks.advance(keys)
         if self._rt.telemetry is not None:
-            self._rt.telemetry.kafka_recorded.add(len(keys), {"consumer": self.spec.name})
+            self._rt.telemetry.counted("kafka_recorded", len(keys), consumer=self.spec.name)
 
     def _quarantine_undecodable(self, error: UndecodableRecordError) -> None:
         """A record the client cannot decode: quarantine what is known of it (its position, the
@@ -419,4 +419,4 @@ class ConsumerLoop:
 
     def _quarantined(self) -> None:
         if self._rt.telemetry is not None:
-            self._rt.telemetry.kafka_quarantined.add(1, {"consumer": self.spec.name})
+            self._rt.telemetry.counted("kafka_quarantined", 1, consumer=self.spec.name)

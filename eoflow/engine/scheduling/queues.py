@@ -158,7 +158,7 @@ class Dispatcher:
         for workflow_id, name, ready_ms in journal.dequeue(
                 queue.name, now, queue.priority, capacity, queue.concurrency, rate):
             if tel is not None:
-                tel.queue_wait.record(max(0, now - ready_ms) / 1000, {"queue": queue.name})
+                tel.queue_waited(queue.name, max(0, now - ready_ms) / 1000)
             definition = REGISTRY.workflow(name)
             if definition is None:
                 log.error("queue %s: no workflow named %r in this app; run %s stays PENDING",
