@@ -93,10 +93,15 @@ class Backend(Protocol):
 
     def unique_violation(self, error: BaseException) -> bool: ...
 
-    def pipelined(self, conn: Conn) -> AbstractContextManager[object]:
+    def pipelined(self, conn: Conn) -> AbstractContextManager[Callable[[], None]]:
         """Statements sent inside this block may go to the database together, their errors
         raised at its end (not at the statement): for work that is all redone, one by one,
-        if anything in it fails."""
+        if anything in it fails. The block gets a function to call between items of work: it
+        lets the database act on what was sent so far without waiting for it (PostgreSQL: a
+        Sync), so that a process paused between items (SIGSTOP, a VM migration) leaves its
+        session idle in a transaction, which the server ends after a lease, and not in the
+        middle of a pipeline, which the server waits out for ever with the journal's write
+        lock held."""
         ...
 
     def stored_inputs(self, inputs: str | bytes) -> str | bytes:

@@ -6,7 +6,7 @@ import contextlib
 import errno
 import fcntl
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import apsw
@@ -89,8 +89,8 @@ class SQLiteBackend:
     def unique_violation(self, error: BaseException) -> bool:
         return isinstance(error, apsw.ConstraintError)
 
-    def pipelined(self, conn: Conn) -> contextlib.AbstractContextManager[object]:
-        return contextlib.nullcontext()  # in-process calls: nothing to gain
+    def pipelined(self, conn: Conn) -> contextlib.AbstractContextManager[Callable[[], None]]:
+        return contextlib.nullcontext(_nothing)  # in-process calls: nothing to gain
 
     def stored_inputs(self, inputs: str | bytes) -> str | bytes:
         return inputs  # TEXT for JSON, a BLOB for packed bytes
@@ -178,3 +178,7 @@ class OwnerLock:
         if self._fd is not None:
             os.close(self._fd)  # closing the descriptor drops the flock
             self._fd = None
+
+
+def _nothing() -> None:
+    """SQLite's step between items of pipelined work (Backend.pipelined): there is none."""

@@ -227,9 +227,12 @@ class PostgresBackend:
     def unique_violation(self, error: BaseException) -> bool:
         return isinstance(error, psycopg.errors.UniqueViolation)
 
-    def pipelined(self, conn: Any) -> Any:
-        # A Kafka batch's statements (its handlers' INSERTs) in one round trip, not one each.
-        return conn.ready().pipeline()
+    @contextlib.contextmanager
+    def pipelined(self, conn: Any) -> Iterator[Callable[[], None]]:
+        # A Kafka batch's statements (its handlers' INSERTs) in one round trip, not one each;
+        # a Sync between handlers (Backend.pipelined), which waits for no answer.
+        with conn.ready().pipeline() as pipeline:
+            yield pipeline.sync
 
     def stored_inputs(self, inputs: str | bytes) -> bytes:
         # bytea: JSON text as UTF-8, or packed bytes (the codec tells them apart).

@@ -159,8 +159,8 @@ class SqlTxStore:
                     _insert_keys(len(chunk)),
                     [v for key, handler, _, _ in chunk for v in (key, handler, now_ms)]))
             results: list[KeyedResult] = []
-            with self._backend.pipelined(conn):
-                self._each_new(conn, items, fresh, results, until)
+            with self._backend.pipelined(conn) as between:
+                self._each_new(conn, items, fresh, results, until, between)
             return results
 
         try:
@@ -173,8 +173,10 @@ class SqlTxStore:
     def _each_new(
         self, conn: Conn, items: Sequence[tuple[str, str, Callable[[Any], object], str]],
         fresh: set[str], results: list[KeyedResult], until: float | None,
+        between: Callable[[], None],
     ) -> None:
-        """Each new item's work, in order, into `results` (the fast path's loop)."""
+        """Each new item's work, in order, into `results` (the fast path's loop), with
+        `between()` after each (Backend.pipelined)."""
         for key, _, work, _ in items:
             if until is not None and results and time.monotonic() > until:
                 # Time is up: the rest is SKIPPED (tried again by the caller), and the keys
@@ -190,6 +192,7 @@ class SqlTxStore:
                 continue
             fresh.discard(key)  # the same key twice in a batch applies once
             work(self._user(conn))
+            between()
             results.append(KeyedResult(Applied.APPLIED))
 
     def _one_by_one(

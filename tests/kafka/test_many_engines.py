@@ -67,7 +67,10 @@ def test_three_engines_killed_in_turn_apply_every_message_once(
             pid = engines[victim].pid
             killed.append(pid)
             if number % 2:  # paused past its lease: its partitions move to the others while
-                # its runs are still its own, until they are taken over; woken, it is fenced
+                # its runs are still its own, until they are taken over; woken, it is fenced.
+                # It must have joined first (one restarted last round may still be starting:
+                # paused before it registers, there is nothing of it to take over).
+                wait_until(lambda pid=pid: status_of(pid) == "ALIVE", 60, "the engine to join")
                 engines[victim].send_signal(signal.SIGSTOP)
                 produce_chunk()  # for its partitions' next owners, while it holds runs
                 try:

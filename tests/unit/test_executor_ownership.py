@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -164,5 +166,50 @@ def test_engines_write_their_own_runs_side_by_side_and_a_takeover_waits_for_them
             first.record_step(step("a1", 1))
     finally:
         release.set()
+        first.close()
+        second.close()
+
+
+def test_an_engine_paused_inside_a_kafka_batch_holds_the_journal_for_a_lease_at_most(
+        pg_url: str) -> None:
+    """A Kafka batch sends its handlers' statements in a pipeline. An engine paused between two
+    handlers (SIGSTOP, a VM migration) must leave its session idle in a transaction, which the
+    server ends after the lease, releasing the journal's write lock: in the middle of a
+    pipeline the server would wait for it for ever, and every other engine with it."""
+    import threading
+
+    from eoflow.journal.postgres import PostgresJournal
+
+    first, second = PostgresJournal.open(pg_url), PostgresJournal.open(pg_url)
+    paused, wake = threading.Event(), threading.Event()
+    failures: list[BaseException] = []
+
+    def handler(db: Any) -> None:
+        db.execute("SELECT 1")
+
+    def pause(db: Any) -> None:  # the next handler, before it sends anything
+        paused.set()
+        wake.wait(15)
+
+    def batch() -> None:
+        try:
+            first.tx.apply_keyed([("k1", "h", handler, "p0"), ("k2", "h", pause, "p0")], 1)
+        except BaseException as error:  # its session was ended under it
+            failures.append(error)
+
+    try:
+        paused_id = first.register_executor(lease_ms=500, now_ms=1000)
+        second.register_executor(lease_ms=60_000, now_ms=1000)
+        holder = threading.Thread(target=batch)
+        holder.start()
+        assert paused.wait(10)
+        started = time.monotonic()
+        second.create_workflows([new("b1")], 2000)
+        expired, _ = second.claim_runs(2000)  # takes the write lock alone
+        assert expired == [paused_id]
+        assert time.monotonic() - started < 5, "the paused engine held the journal"
+    finally:
+        wake.set()
+        holder.join(10)
         first.close()
         second.close()
