@@ -36,11 +36,12 @@ def recover(rt: Runtime) -> list[WorkflowHandle]:
 def take_over(rt: Runtime, if_any: bool = False) -> list[WorkflowHandle]:
     """Expire the executors whose lease ran out, and resume the runs claimed from them (and
     the unowned ones) here. `if_any`: write only if a read finds something to take."""
-    expired, pending = rt.journal.claim_runs(rt.clock.now_ms(), if_any)
-    for executor in expired:
-        log.warning("engine: executor %s is gone (its process ended, or its lease ran out); "
-                    "taking its runs over", executor)
-    return _resume(rt, pending)
+    with rt.lanes_lock:  # from the claim until queued: see kafka/lanes.py
+        expired, pending = rt.journal.claim_runs(rt.clock.now_ms(), if_any)
+        for executor in expired:
+            log.warning("engine: executor %s is gone (its process ended, or its lease ran "
+                        "out); taking its runs over", executor)
+        return _resume(rt, pending)
 
 
 def _resume(rt: Runtime, pending: list[WorkflowRecord]) -> list[WorkflowHandle]:
@@ -49,27 +50,32 @@ def _resume(rt: Runtime, pending: list[WorkflowRecord]) -> list[WorkflowHandle]:
     counts = rt.journal.pending_step_counts()
     attempts = rt.journal.note_recoveries(
         [(r.workflow_id, counts.get(r.workflow_id, 0)) for r in pending], rt.clock.now_ms())
-    handles = []
+    handles: list[WorkflowHandle] = []
     for record, tries in zip(pending, attempts, strict=True):
-        definition = REGISTRY.workflow(record.name)
-        if definition is None:
-            log.error("workflow %s: no workflow named %r is defined in this app; it stays "
-                      "PENDING until an app that defines it runs", record.workflow_id,
-                      record.name)
-            continue
-        if tries > definition.max_recovery_attempts:
-            rt.journal.park_workflow(record.workflow_id, rt.clock.now_ms())
-            log.error("workflow %s (%s) was recovered %d times without progress and is "
-                      "parked; fix the cause, then `eoflow workflows resume %s`",
-                      record.workflow_id, record.name, tries - 1, record.workflow_id)
-            continue
-        run = rt.runs.track(record.workflow_id)
-        wake = record.not_before_ms
-        if wake is not None and wake > rt.clock.now_ms() and record.lane is None:
-            rt.timers.at(wake, functools.partial(  # asleep: wake on time
-                runner.submit, rt, run, definition, None))
-        else:  # in its lane's order: a sleeper replays to its sleep and holds the lane again
-            runner.submit(rt, run, definition, None, record.lane)
-        handles.append(WorkflowHandle(rt, record.workflow_id, run))
+        _resume_one(rt, record, tries, handles)
     log.info("engine: resuming %d pending workflow(s)", len(handles))
     return handles
+
+
+def _resume_one(rt: Runtime, record: WorkflowRecord, tries: int,
+                handles: list[WorkflowHandle]) -> None:
+    """Queue one claimed run (in its lane's order), or park it if it keeps crashing."""
+    definition = REGISTRY.workflow(record.name)
+    if definition is None:
+        log.error("workflow %s: no workflow named %r is defined in this app; it stays "
+                  "PENDING until an app that defines it runs", record.workflow_id, record.name)
+        return
+    if tries > definition.max_recovery_attempts:
+        rt.journal.park_workflow(record.workflow_id, rt.clock.now_ms())
+        log.error("workflow %s (%s) was recovered %d times without progress and is "
+                  "parked; fix the cause, then `eoflow workflows resume %s`",
+                  record.workflow_id, record.name, tries - 1, record.workflow_id)
+        return
+    run = rt.runs.track(record.workflow_id)
+    wake = record.not_before_ms
+    if wake is not None and wake > rt.clock.now_ms() and record.lane is None:
+        rt.timers.at(wake, functools.partial(  # asleep: wake on time
+            runner.submit, rt, run, definition, None))
+    else:  # in its lane's order: a sleeper replays to its sleep and holds the lane again
+        runner.submit(rt, run, definition, None, record.lane)
+    handles.append(WorkflowHandle(rt, record.workflow_id, run))

@@ -59,6 +59,9 @@ class Runtime:
         self.notifier = Notifier()
         self.runs = ActiveRuns()
         self.queue_wakeup = threading.Event()  # set when a queue slot may have opened
+        # Held by a takeover from its claim until it has queued the runs it claimed, and by a
+        # Kafka lane gate while it counts a lane's runs held elsewhere (kafka/lanes.py).
+        self.lanes_lock = threading.Lock()
         self._resources = resources
         self._services: list[Service] = []
         self._closed = False

@@ -55,6 +55,14 @@ class LaneGate:
         with self._lock:
             self._settled.difference_update(partitions)
 
+    def _held(self, lane: str) -> int:
+        """PENDING runs of `lane` another executor owns. Under the runtime's lane lock, which a
+        takeover holds from its claim until it has queued what it claimed: runs it took over
+        are seen as another's, or as this one's and queued ahead, never in between (when a
+        new run could overtake them)."""
+        with self._rt.lanes_lock:
+            return self._rt.journal.foreign_lane_runs(lane)
+
     def wait(self, batch: list[KafkaMessage]) -> None:
         """Return once no partition of `batch` has a lane with runs under another executor."""
         if not self._spec.ordered:
@@ -65,7 +73,7 @@ class LaneGate:
                 if partition in self._settled:
                     continue
             lane, waited = lane_of(self._spec, message), False
-            while (held := self._rt.journal.foreign_lane_runs(lane)) > 0:
+            while (held := self._held(lane)) > 0:
                 if not waited:
                     log.info("kafka %s: %s/%d waits for %d earlier run(s) of its lane that "
                              "another executor holds (they finish there, or are taken over "
