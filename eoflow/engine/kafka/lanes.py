@@ -60,8 +60,12 @@ class LaneGate:
         takeover holds from its claim until it has queued what it claimed: runs it took over
         are seen as another's, or as this one's and queued ahead, never in between (when a
         new run could overtake them)."""
-        with self._rt.lanes_lock:
+        if not self._rt.lanes_lock.acquire(blocking=False):
+            return 1  # a takeover is queueing what it claimed: look again in a moment
+        try:
             return self._rt.journal.foreign_lane_runs(lane)
+        finally:
+            self._rt.lanes_lock.release()
 
     def wait(self, batch: list[KafkaMessage]) -> None:
         """Return once no partition of `batch` has a lane with runs under another executor."""
