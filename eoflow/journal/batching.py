@@ -6,14 +6,17 @@ and then releases the callers that asked to wait. While one batch is being commi
 during which the GIL is free), the next batch accumulates: N concurrent writers pay about one
 fsync between them, and a lone writer pays one fsync plus a thread hand-off (~10 µs).
 
-Our own SQL runs on the writer thread. User code (a @transaction body, a Kafka handler) never
-does: such an op is a *turn*, during which the writer hands the open transaction to the caller's
-thread, waits for it to finish, and goes on with the batch. Either way nothing is acknowledged
-before it is durable, and an op with `savepoint=True` that raises rolls back alone.
+Every op runs on the writer thread, user code too (a @transaction body, a Kafka handler): that
+runs in its caller's context (`turn`), so it sees the caller's context variables (the run,
+`eoflow.db()`, the current span). It once ran in the caller's own thread, the writer handing it
+the open transaction and waiting: two more thread hand-offs per transaction, which cost the
+Kafka workflow path 11-16% of its rate. Either way nothing is acknowledged before it is
+durable, and an op with `savepoint=True` that raises rolls back alone.
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import time
@@ -43,18 +46,14 @@ class _Batch:
 
 
 class _Op(Generic[T]):
-    __slots__ = ("work", "savepoint", "turn", "shared", "result", "error", "go", "finished")
+    __slots__ = ("work", "savepoint", "shared", "result", "error")
 
-    def __init__(self, work: Callable[[Conn], T], savepoint: bool, turn: bool,
-                 shared: bool) -> None:
+    def __init__(self, work: Callable[[Conn], T], savepoint: bool, shared: bool) -> None:
         self.work = work
         self.savepoint = savepoint
-        self.turn = turn
         self.shared = shared  # may run beside other engines' shared writes (Backend.begin)
         self.result: T = _UNSET
         self.error: BaseException | None = None
-        self.go = Latch() if turn else None  # the caller's turn has come
-        self.finished = Latch() if turn else None  # the caller is done
 
 
 class GroupCommitter:
@@ -115,7 +114,7 @@ class GroupCommitter:
         once the batch is durable (raising work's error, or the batch's). A write that does not
         wait may linger briefly for company, unless `urgent` (someone waits on its callback).
         `shared`: see Backend.begin; a batch is shared when all its writes are."""
-        op: _Op[T] = _Op(work, savepoint, turn=False, shared=shared)
+        op: _Op[T] = _Op(work, savepoint, shared)
         batch = self._submit(op, wait or urgent, on_durable)
         if not wait:
             return None
@@ -123,16 +122,11 @@ class GroupCommitter:
 
     def turn(self, work: Callable[[Conn], T], *, savepoint: bool = True,
              shared: bool = False) -> T:
-        """Run `work(connection)` in *this* thread inside the next batch (user code goes here);
-        return its result once the batch is durable."""
-        op: _Op[T] = _Op(work, savepoint, turn=True, shared=shared)
-        batch = self._submit(op, True, None)
-        assert op.go is not None and op.finished is not None
-        op.go.wait()
-        if op.error is None:  # the writer may have failed the batch before our turn came
-            self._perform(op)
-        op.finished.set()
-        return self._outcome(op, batch)
+        """Run user code `work(connection)` in the next batch, in the caller's context (its
+        context variables), and return its result once the batch is durable."""
+        context = contextvars.copy_context()
+        return self.write(lambda conn: context.run(work, conn), savepoint=savepoint,
+                          shared=shared)
 
     def read(self, query: Callable[[Conn], T]) -> T:
         """Run a query on the write connection (it sees the open batch); waits for that batch."""
@@ -226,31 +220,24 @@ class GroupCommitter:
                 return
             ops, batch = taken
             if self.fenced is not None:
-                self._fail(ops, batch, self.fenced, quiet=True)
+                self._fail(batch, self.fenced, quiet=True)
                 continue
             try:
                 self.backend.begin(self.conn, self.fence, all(op.shared for op in ops))
             except ExecutorFencedError as error:
                 self._fenced(error)
-                self._fail(ops, batch, error, quiet=True)
+                self._fail(batch, error, quiet=True)
                 continue
             except self._failures as error:  # e.g. the server is away
                 self._rollback()
-                self._fail(ops, batch, self.backend.translate(self.path, error))
+                self._fail(batch, self.backend.translate(self.path, error))
                 continue
             lost: BaseException | None = None
             for op in ops:
                 if lost is not None:  # the whole batch is rolled back: run nothing more
                     op.error = lost
-                    if op.go is not None:  # a turn: let its caller see the error
-                        op.go.set()
                     continue
-                if op.turn:
-                    assert op.go is not None and op.finished is not None  # a turn has both
-                    op.go.set()
-                    op.finished.wait()
-                else:
-                    self._perform(op)
+                self._perform(op)
                 if op.error is not None and self.backend.aborted(self.conn):
                     lost = op.error  # e.g. a full disk, an I/O error, a lost connection
             if lost is None:
@@ -295,15 +282,10 @@ class GroupCommitter:
             except Exception:
                 log.exception("journal %s: the fencing callback failed", self.path)
 
-    def _fail(self, ops: list[_Op[Any]], batch: _Batch, error: BaseException,
-              quiet: bool = False) -> None:
+    def _fail(self, batch: _Batch, error: BaseException, quiet: bool = False) -> None:
         if not quiet:
             log.error("journal %s: cannot begin a write transaction: %s", self.path, error)
         batch.error = error
-        for op in ops:
-            if op.go is not None:  # a turn: its caller waits for its go
-                op.error = error
-                op.go.set()
         self._release(batch)
 
     def _rollback(self) -> None:

@@ -4,6 +4,7 @@ durable when acknowledged, and one failing write rolls back alone."""
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -16,6 +17,8 @@ import pytest
 from eoflow.errors import EngineClosedError, JournalError, JournalWriteError
 from eoflow.journal.batching import GroupCommitter
 from eoflow.journal.connection import SQLITE, connect
+
+CALLER: contextvars.ContextVar[str] = contextvars.ContextVar("caller", default="none")
 
 
 @pytest.fixture
@@ -85,7 +88,7 @@ def test_a_failing_write_rolls_back_alone(committer: GroupCommitter) -> None:
     assert len(errors) == 1 and _committed(committer) == [1, 2]
 
 
-def test_on_durable_follows_the_commit_and_a_turn_runs_in_the_callers_thread(
+def test_on_durable_follows_the_commit_and_a_turn_runs_in_the_callers_context(
         committer: GroupCommitter) -> None:
     seen: list[tuple[object, list[int]]] = []
     done = threading.Event()
@@ -97,8 +100,14 @@ def test_on_durable_follows_the_commit_and_a_turn_runs_in_the_callers_thread(
     committer.write(lambda c: c.execute("INSERT INTO t VALUES (5)"), wait=False,
                     on_durable=durable, urgent=True)
     assert done.wait(5) and seen == [(None, [5])]
-    where = committer.turn(lambda c: threading.current_thread().name)
-    assert where == threading.current_thread().name
+    # User code runs on the writer (no hand-off to the caller's thread and back), but in the
+    # caller's context: its context variables (the run, eoflow.db(), the span) are seen.
+    token = CALLER.set("the caller's")
+    try:
+        where = committer.turn(lambda c: (threading.current_thread().name, CALLER.get()))
+    finally:
+        CALLER.reset(token)
+    assert where == ("eoflow-writer", "the caller's")
 
 
 def test_a_write_after_close_is_refused_clearly(tmp_path: Path) -> None:
@@ -319,7 +328,7 @@ def test_a_failing_write_raises_to_its_caller_alone_and_the_rest_of_its_batch_co
     assert told.told == [("2", None, [1, 2, 3])]
 
 
-def test_a_failing_turn_rolls_back_alone_and_raises_in_its_callers_thread(
+def test_a_failing_turn_rolls_back_alone_and_raises_in_its_caller(
         rig: Rig, queued: Queued) -> None:
     committer = rig.committer
     told = Told(rig)
@@ -334,8 +343,8 @@ def test_a_failing_turn_rolls_back_alone_and_raises_in_its_callers_thread(
         committer.write(insert(1), wait=False, on_durable=told.callback("1"))
         turn = queued.call(lambda: committer.turn(bad))
         committer.write(insert(2), wait=False, on_durable=told.callback("2"))
-    assert isinstance(turn.finish().error, KeyError)
-    assert threads == [turn.name]
+    assert isinstance(turn.finish().error, KeyError)  # raised to its caller
+    assert threads == ["eoflow-writer"]  # run on the writer, in the caller's context
     flush(committer)
     assert rig.committed() == [1, 2]
     assert [(name, error) for name, error, _ in told.told] == [("1", None), ("2", None)]
