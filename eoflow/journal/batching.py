@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Generic, Literal, TypeVar, overload
 
-from eoflow.errors import EngineClosedError, ExecutorFencedError, JournalError
+from eoflow.errors import ContextError, EngineClosedError, ExecutorFencedError, JournalError
 from eoflow.journal.backend import Backend, Conn, Fence
 from eoflow.journal.savepoint import in_savepoint
 from eoflow.latch import Latch
@@ -114,6 +114,12 @@ class GroupCommitter:
         once the batch is durable (raising work's error, or the batch's). A write that does not
         wait may linger briefly for company, unless `urgent` (someone waits on its callback).
         `shared`: see Backend.begin; a batch is shared when all its writes are."""
+        if wait and threading.current_thread() is self._thread:
+            # User code in a batch (a @transaction body, a Kafka handler) asked for a journal
+            # write and would wait for the batch it runs in: for ever.
+            raise ContextError("this eoflow call writes to the journal and waits for it, which "
+                               "a @transaction body or Kafka handler cannot do (it runs inside "
+                               "the journal's transaction); call it from the workflow instead")
         op: _Op[T] = _Op(work, savepoint, shared)
         batch = self._submit(op, wait or urgent, on_durable)
         if not wait:

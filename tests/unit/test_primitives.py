@@ -7,7 +7,7 @@ import threading
 import pytest
 
 import eoflow
-from eoflow import Engine, Status, step, workflow
+from eoflow import Engine, Status, step, transaction, workflow
 from eoflow.engine.clock import FakeClock, ManualClock
 from eoflow.errors import (
     ConfigError,
@@ -164,6 +164,30 @@ def test_recv_and_set_event_need_a_workflow(engine: Engine) -> None:
         eoflow.set_event("k", 1)
     with pytest.raises(ConfigError, match="timeout must be"):
         eoflow.get_event("x", "k", timeout=-1)
+
+
+@transaction()
+def pr_notify_inside() -> None:
+    eoflow.send("pr-nobody", "hello")  # a journal write that waits: not from in here
+
+
+@workflow()
+def pr_sends_from_a_transaction() -> str:
+    try:
+        pr_notify_inside()
+    except ContextError as error:
+        return str(error)
+    return "sent"
+
+
+def test_a_journal_write_inside_a_transaction_is_refused_not_a_deadlock(
+        engine: Engine) -> None:
+    """The body runs inside the journal's open transaction: a write that waited for it would
+    wait for ever."""
+    said = engine.start(pr_sends_from_a_transaction).result(timeout=10)
+    assert "call it from the workflow instead" in said
+    with pytest.raises(ContextError, match="@transaction body"):
+        pr_notify_inside()  # outside any workflow too
 
 
 def test_events_are_published_and_awaited(journal_path: str) -> None:
