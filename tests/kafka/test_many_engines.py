@@ -54,6 +54,12 @@ def test_three_engines_killed_in_turn_apply_every_message_once(
                            (pid,))
         return str(rows[0][0]) if rows else None
 
+    def sessions() -> list[tuple[object, ...]]:
+        return journal_sql(journal_path, (
+            "SELECT pid, application_name, state, wait_event_type, wait_event, "
+            "(now() - state_change)::text, left(query, 60) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"))
+
     killed: list[int] = []
     try:
         for number in range(ROUNDS):
@@ -75,6 +81,8 @@ def test_three_engines_killed_in_turn_apply_every_message_once(
                 produce_chunk()  # for its partitions' next owners, while it holds runs
                 try:
                     wait_until(lambda pid=pid: status_of(pid) == "EXPIRED", 60, "the takeover")
+                except AssertionError as timed_out:  # what holds the journal up, if anything
+                    raise AssertionError(f"{timed_out}; sessions: {sessions()}") from None
                 finally:
                     engines[victim].send_signal(signal.SIGCONT)
                 assert engines[victim].wait(timeout=60) != 0  # it stopped itself
