@@ -11,15 +11,19 @@ two processes starting at once migrate once.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import cast
 
 from eoflow.errors import JournalError, JournalFormatError, JournalLockedError
+from eoflow.journal.backend import Conn
 from eoflow.journal.pg import POSTGRES, QPG, PgConn, connect
+from eoflow.journal.records import WorkflowRecord
 from eoflow.journal.sql import Q
 from eoflow.journal.sqljournal import SqlJournal
 
 # The third is SQLite's eighth as it is: the same columns, the same types.
+log = logging.getLogger(__name__)
 MIGRATIONS = [QPG["pg_migration_1"], QPG["pg_migration_2"], Q["migration_8"], Q["migration_9"]]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -98,6 +102,7 @@ class PostgresJournal(SqlJournal):
     hosts) may run on one PostgreSQL journal: each is an executor (executors.py)."""
 
     exclusive = False
+    _told_lapsed = False  # warned once that others' sessions cannot be ended
 
     @classmethod
     def open(cls, url: str) -> PostgresJournal:
@@ -126,14 +131,39 @@ class PostgresJournal(SqlJournal):
         executor_id = super().register_executor(lease_ms, now_ms, app_version)
         writer = cast(PgConn, self.committer.conn)
 
+        def settle(conn: Conn) -> None:
+            conn.execute(f"SET idle_in_transaction_session_timeout = {int(lease_ms)}")
+            conn.execute(QPG["name_session"], (executor_id,))
+
         def join(conn: PgConn) -> None:
             _join(conn)
-            conn.execute(f"SET idle_in_transaction_session_timeout = {int(lease_ms)}")
+            settle(conn)
 
-        self.committer.write(lambda conn: conn.execute(
-            f"SET idle_in_transaction_session_timeout = {int(lease_ms)}"))
+        self.committer.write(settle)
         writer.on_reconnect = join
         return executor_id
+
+    def claim_runs(self, now_ms: int, if_any: bool = False
+                   ) -> tuple[list[str], list[WorkflowRecord]]:
+        """As SqlJournal's, once the writer sessions of the executors whose lease ran out are
+        ended (queries_pg.sql, end_lapsed_sessions): the server times out a session idle in a
+        transaction, not one paused in the middle of a pipeline."""
+        if self.executor_id is not None:
+            me = self.executor_id
+            try:
+                ended = int(self._run(lambda conn: conn.execute(
+                    QPG["end_lapsed_sessions"], (me, now_ms)).fetchone()[0]))
+            except JournalError as error:  # e.g. the role may not end others' sessions
+                if not self._told_lapsed:
+                    log.warning("journal %s: cannot end the sessions of engines whose lease ran "
+                                "out (%s); one paused mid-statement can hold the journal until "
+                                "it wakes up. Grant the role pg_signal_backend", self.path, error)
+                    self._told_lapsed = True
+            else:
+                if ended:
+                    log.warning("journal %s: ended %d server session(s) of engines whose lease "
+                                "ran out, before taking their runs over", self.path, ended)
+        return super().claim_runs(now_ms, if_any)
 
 
 def hold_ownership(url: str) -> PgConn:

@@ -293,3 +293,20 @@ VALUES (?1, ?2, NULL, 1, ?3)
 ON CONFLICT (group_id, topic) DO UPDATE
 SET topic_id = NULL, incarnation = eoflow_kafka_topics.incarnation + 1, updated_ms = ?3
 RETURNING incarnation;
+
+-- name: name_session
+-- This session's name in pg_stat_activity: an engine's writer is named after its executor, so
+-- that another engine can end it once its lease ran out (end_lapsed_sessions).
+SELECT set_config('application_name', left('eoflow ' || ?, 63), false);
+
+-- name: end_lapsed_sessions
+-- The writer sessions of the executors whose lease ran out by ?2 (this engine's clock) that
+-- are inside a transaction, ended before their runs are taken over (the transaction rolls
+-- back): an engine paused where the server never times its session out (between the
+-- statements of a pipeline and their Sync) would hold the journal's write lock, and every
+-- takeover behind it, for as long as it sleeps.
+SELECT count(*) FILTER (WHERE pg_terminate_backend(a.pid)) FROM pg_stat_activity AS a
+JOIN eoflow_executors AS x ON a.application_name = left('eoflow ' || x.executor_id, 63)
+WHERE x.status = 'ALIVE' AND x.executor_id <> ?1 AND x.heartbeat_ms + x.lease_ms < ?2
+  AND a.datname = current_database() AND a.pid <> pg_backend_pid()
+  AND a.xact_start IS NOT NULL;

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Iterator
@@ -10,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from eoflow.errors import ExecutorFencedError
+from eoflow.errors import ExecutorFencedError, JournalUnavailableError
 from eoflow.journal import codec
 from eoflow.journal.records import NewWorkflow, Status, StepKind, StepRecord
 from eoflow.journal.sqlite import SQLiteJournal
@@ -124,46 +125,54 @@ def test_two_executors_on_one_postgres_journal(pg_url: str) -> None:
         second.close()
 
 
-def test_engines_write_their_own_runs_side_by_side_and_a_takeover_waits_for_them(
+def test_engines_write_their_own_runs_side_by_side_and_a_takeover_never_overlaps_them(
         pg_url: str) -> None:
     """Steps, outcomes, new runs and @transaction bodies of different engines take the
-    journal's write lock shared; anything else (a takeover here) takes it alone, so it never
-    overlaps a batch of the executor it expires."""
+    journal's write lock shared; anything else (a takeover here) takes it alone. A takeover
+    of an executor whose lease ran out first ends that executor's session if it is inside a
+    transaction (which rolls back): no batch of the executor it expires commits after it."""
     import threading
 
     from eoflow.journal.postgres import PostgresJournal
 
     first, second = PostgresJournal.open(pg_url), PostgresJournal.open(pg_url)
     inside, release = threading.Event(), threading.Event()
+    outcome: list[BaseException | None] = []
 
     def hold(conn: object) -> None:  # a long @transaction body of the first engine
         inside.set()
         assert release.wait(10)
+
+    def holder_batch() -> None:
+        try:
+            first.committer.turn(hold, shared=True)
+            outcome.append(None)
+        except BaseException as error:
+            outcome.append(error)
 
     try:
         first.register_executor(lease_ms=1000, now_ms=1000)
         second.register_executor(lease_ms=1000, now_ms=1000)
         first.create_workflows([new("a1")], 1000)
         second.create_workflows([new("b1")], 1000)
-        holder = threading.Thread(target=first.committer.turn, args=(hold,),
-                                  kwargs={"shared": True})
+        holder = threading.Thread(target=holder_batch)
         holder.start()
         assert inside.wait(10)
         second.record_step(step("b1", 1))  # beside the open batch: it does not wait for it
         second.finish_workflow("b1", Status.SUCCESS, codec.encode(1), None, 1100, urgent=True)
         second.create_workflows([new("b2")], 1100)
-        claimed: list[list[str]] = []
-        taker = threading.Thread(target=lambda: claimed.append(
-            [r.workflow_id for r in second.claim_runs(2500)[1]]))
-        taker.start()
-        taker.join(0.5)
-        assert taker.is_alive(), "the takeover ran beside the batch of the engine it expires"
+        # While a's lease holds, nothing is taken (a look finds nothing), and its batch is
+        # left alone.
+        assert second.claim_runs(1500, if_any=True) == ([], [])
+        assert holder.is_alive()
+        claimed = [r.workflow_id for r in second.claim_runs(2500)[1]]  # a's lease ran out
+        assert claimed == ["a1"]
         release.set()
         holder.join(10)
-        taker.join(10)
-        assert claimed == [["a1"]]
+        assert len(outcome) == 1 and isinstance(outcome[0], JournalUnavailableError), outcome
         with pytest.raises(ExecutorFencedError):
             first.record_step(step("a1", 1))
+        assert first.load_steps("a1") == {}
     finally:
         release.set()
         first.close()
@@ -208,6 +217,46 @@ def test_an_engine_paused_inside_a_kafka_batch_holds_the_journal_for_a_lease_at_
         expired, _ = second.claim_runs(2000)  # takes the write lock alone
         assert expired == [paused_id]
         assert time.monotonic() - started < 5, "the paused engine held the journal"
+    finally:
+        wake.set()
+        holder.join(10)
+        first.close()
+        second.close()
+
+
+def test_a_takeover_ends_the_session_of_an_engine_paused_mid_pipeline(pg_url: str) -> None:
+    """Paused between a pipeline's statements and their Sync, an engine's session is not idle
+    in a transaction: the server would wait for it for ever. The engine taking over ends it
+    (its writer is named after its executor), then goes on."""
+    import threading
+
+    from eoflow.journal.postgres import PostgresJournal
+
+    first, second = PostgresJournal.open(pg_url), PostgresJournal.open(pg_url)
+    paused, wake = threading.Event(), threading.Event()
+
+    def mid_pipeline(conn: Any) -> None:  # user code, holding the journal's write lock
+        raw = conn.ready()
+        with raw.pipeline():
+            raw.execute("SELECT 1")
+            paused.set()
+            wake.wait(15)
+
+    def batch() -> None:
+        with contextlib.suppress(Exception):  # its session is ended under it
+            first.committer.turn(mid_pipeline, shared=True)
+
+    try:
+        paused_id = first.register_executor(lease_ms=500, now_ms=1000)
+        second.register_executor(lease_ms=60_000, now_ms=1000)
+        first.create_workflows([new("a1")], 1000)
+        holder = threading.Thread(target=batch)
+        holder.start()
+        assert paused.wait(10)
+        started = time.monotonic()
+        expired, claimed = second.claim_runs(2000)  # takes the write lock alone
+        assert time.monotonic() - started < 5, "the paused engine held the journal"
+        assert expired == [paused_id] and [r.workflow_id for r in claimed] == ["a1"]
     finally:
         wake.set()
         holder.join(10)
