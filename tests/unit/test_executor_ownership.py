@@ -128,9 +128,10 @@ def test_two_executors_on_one_postgres_journal(pg_url: str) -> None:
 def test_engines_write_their_own_runs_side_by_side_and_a_takeover_never_overlaps_them(
         pg_url: str) -> None:
     """Steps, outcomes, new runs and @transaction bodies of different engines take the
-    journal's write lock shared; anything else (a takeover here) takes it alone. A takeover
-    of an executor whose lease ran out first ends that executor's session if it is inside a
-    transaction (which rolls back): no batch of the executor it expires commits after it."""
+    journal's write lock shared; anything else (a takeover here) takes it alone, and waits for
+    the batches in flight. A takeover of an executor whose lease ran out first ends that
+    executor's session if it is inside a transaction (which rolls back): no batch of the
+    executor it expires commits after it."""
     import threading
 
     from eoflow.journal.postgres import PostgresJournal
@@ -150,26 +151,40 @@ def test_engines_write_their_own_runs_side_by_side_and_a_takeover_never_overlaps
         except BaseException as error:
             outcome.append(error)
 
-    try:
-        first.register_executor(lease_ms=1000, now_ms=1000)
-        second.register_executor(lease_ms=1000, now_ms=1000)
-        first.create_workflows([new("a1")], 1000)
-        second.create_workflows([new("b1")], 1000)
+    def open_batch() -> threading.Thread:
+        inside.clear()
+        release.clear()
         holder = threading.Thread(target=holder_batch)
         holder.start()
         assert inside.wait(10)
+        return holder
+
+    try:
+        first.register_executor(lease_ms=5000, now_ms=1000)
+        second.register_executor(lease_ms=5000, now_ms=1000)
+        first.create_workflows([new("a1")], 1000)
+        second.create_workflows([new("b1")], 1000)
+        holder = open_batch()
         second.record_step(step("b1", 1))  # beside the open batch: it does not wait for it
         second.finish_workflow("b1", Status.SUCCESS, codec.encode(1), None, 1100, urgent=True)
         second.create_workflows([new("b2")], 1100)
-        # While a's lease holds, nothing is taken (a look finds nothing), and its batch is
-        # left alone.
-        assert second.claim_runs(1500, if_any=True) == ([], [])
-        assert holder.is_alive()
-        claimed = [r.workflow_id for r in second.claim_runs(2500)[1]]  # a's lease ran out
+        # While a's lease holds, a takeover waits for a's batch (and takes nothing).
+        looked: list[object] = []
+        taker = threading.Thread(target=lambda: looked.append(second.claim_runs(1500)))
+        taker.start()
+        taker.join(0.5)
+        assert taker.is_alive(), "the takeover ran beside a batch of another engine"
+        release.set()
+        holder.join(10)
+        taker.join(10)
+        assert outcome == [None] and looked == [([], [])]
+        # a's lease ran out while its next batch is open: that batch is ended, then taken.
+        holder = open_batch()
+        claimed = [r.workflow_id for r in second.claim_runs(7000)[1]]
         assert claimed == ["a1"]
         release.set()
         holder.join(10)
-        assert len(outcome) == 1 and isinstance(outcome[0], JournalUnavailableError), outcome
+        assert len(outcome) == 2 and isinstance(outcome[1], JournalUnavailableError), outcome
         with pytest.raises(ExecutorFencedError):
             first.record_step(step("a1", 1))
         assert first.load_steps("a1") == {}
