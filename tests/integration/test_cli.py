@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -242,6 +244,22 @@ def wait_for_steps(journal: str, at_least: int, timeout: float = 30) -> None:
     raise AssertionError("the app made no progress")
 
 
+def wait_for_runs(journal: str, pending: int, timeout: float = 60) -> None:
+    """Until the app started `pending` runs (a first start in a fresh environment, which
+    compiles every module, can take seconds)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):  # not created yet, or being written
+            reader = SQLiteReader(journal)
+            try:
+                if reader.count_by_status().get("PENDING", 0) >= pending:
+                    return
+            finally:
+                reader.close()
+        time.sleep(0.1)
+    raise AssertionError("the app started no runs")
+
+
 def test_run_stops_gracefully_on_sigterm_and_resumes(tmp_path: Path) -> None:
     journal = str(tmp_path / "j.db")
     app = start_run(journal, {"SLOW_STEP_SECONDS": "0.4"})
@@ -274,7 +292,8 @@ def test_run_stops_gracefully_on_sigterm_and_resumes(tmp_path: Path) -> None:
 def test_second_interrupt_forces_exit(tmp_path: Path) -> None:
     journal = str(tmp_path / "j.db")
     app = start_run(journal, {"SLOW_STEP_SECONDS": "20", "EOFLOW_GRACE_PERIOD": "30"})
-    time.sleep(2)
+    wait_for_runs(journal, 3)  # its handlers are in place before it opens the journal
+    time.sleep(0.5)
     app.send_signal(signal.SIGINT)
     time.sleep(0.5)
     started = time.monotonic()
@@ -314,18 +333,28 @@ def test_status_watch_refreshes_until_interrupted(journal_path: str) -> None:
                            "--journal", journal_path], stdout=secondary, stderr=secondary,
                           env={**os.environ, "COLUMNS": "100", "TERM": "xterm"}) as watcher:
         os.close(secondary)
-        time.sleep(2.5)
+        chunks: list[bytes] = []
+
+        def read(until: float, stop_at: bytes | None) -> None:
+            while time.monotonic() < until:
+                if not select.select([primary], [], [], 0.1)[0]:
+                    continue
+                try:
+                    chunk = os.read(primary, 65536)
+                except OSError:  # the terminal closed with the process
+                    return
+                if not chunk:
+                    return
+                chunks.append(chunk)
+                if stop_at is not None and stop_at in b"".join(chunks):
+                    return
+
+        # Interrupted once it has drawn a page (a first start in a fresh environment, which
+        # compiles every module, can take seconds), then read to the end.
+        read(time.monotonic() + 60, b"refreshed at")
         watcher.send_signal(signal.SIGINT)
         watcher.wait(timeout=30)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(primary, 65536)
-        except OSError:  # the terminal closed with the process
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
+        read(time.monotonic() + 5, None)
     os.close(primary)
     output = b"".join(chunks).decode(errors="replace")
     assert watcher.returncode == 0

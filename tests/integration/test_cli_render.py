@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -81,10 +82,19 @@ def test_watch_in_a_pipe_prints_a_line_a_refresh(journal_path: str, as_json: boo
             journal_path] + (["--json"] if as_json else [])
     watcher = subprocess.Popen(args, stdout=subprocess.PIPE, text=True,
                                env={**os.environ, "COLUMNS": "80"})
-    time.sleep(4.0)  # start-up (imports) plus at least two refreshes, even on a busy machine
+    assert watcher.stdout is not None
+    early: list[str] = []  # two refreshes, however long start-up takes (a fresh environment)
+    deadline = time.monotonic() + 60
+    while len(early) < 2 and time.monotonic() < deadline:
+        if select.select([watcher.stdout], [], [], 0.1)[0]:
+            line = watcher.stdout.readline()
+            if not line:
+                break
+            if line.strip():
+                early.append(line)
     watcher.send_signal(signal.SIGINT)
     output, _ = watcher.communicate(timeout=10)
-    lines = [line for line in output.splitlines() if line]
+    lines = early + [line for line in output.splitlines() if line]
     assert len(lines) >= 2, output
     if as_json:
         assert all(json.loads(line)["workflows"]["PENDING"] == 2 for line in lines)
