@@ -315,6 +315,7 @@ class ConsumerLoop:
             rt.queue_wakeup.set()
             return
         self._gate.wait(batch)
+        starts = []
         for new, m, (created, existing, status) in zip(news, batch, results, strict=True):
             if not created and (existing != name or status is not Status.PENDING):
                 continue  # already ran (a redelivery): nothing to do
@@ -325,10 +326,11 @@ class ConsumerLoop:
                 continue
             if created:
                 run.call = ((m.topic, m.partition, m), {})
-            with self._in_flight_lock:
-                self._in_flight += 1
-            runner.submit(rt, run, spec.definition, new if created else None, new.lane,
-                          on_done=self._finished)
+            starts.append((run, new if created else None, new.lane))
+        with self._in_flight_lock:  # once a batch: the workers take it once a run
+            self._in_flight += len(starts)
+        for run, created_new, lane in starts:
+            runner.submit(rt, run, spec.definition, created_new, lane, on_done=self._finished)
 
     def _finished(self) -> None:
         with self._in_flight_lock:
