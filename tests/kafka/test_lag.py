@@ -12,7 +12,7 @@ import urllib.request
 from pathlib import Path
 
 from eoflow import Engine, KafkaMessage, kafka_consume, step, transaction, workflow
-from eoflow.engine.kafka.source import Producer
+from eoflow.engine.kafka.source import Producer, partition_offsets
 from tests.portable import journal_sql
 
 from .conftest import new_topic, produce, produce_ids, wait_until
@@ -32,6 +32,10 @@ def test_status_lag_shows_the_backlog_per_partition(broker: str, tmp_path: Path)
         engine.consume(lag_apply, brokers=broker)
         wait_until(lambda: sum(int(n) for (n,) in journal_sql(
             journal, "SELECT messages FROM eoflow_kafka_offsets")) == 10, what="10 applied")
+        # ... and committed to the group (the loop commits at its next poll, once durable):
+        # the lag below is counted from the group's offsets.
+        wait_until(lambda: sum(committed or 0 for _, committed in partition_offsets(
+            (broker,), f"lag-{topic}", [topic]).values()) == 10, 30, "10 committed")
     # The backlog: 3 on partition 0, 2 on partition 1, one batch each (the embedded broker
     # answers a batch's first offset + 1 as the end of a partition: see the README).
     for partition, backlog in ((0, 3), (1, 2)):
