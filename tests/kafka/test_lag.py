@@ -50,7 +50,11 @@ def test_status_lag_shows_the_backlog_per_partition(broker: str, tmp_path: Path)
     for partition, backlog in ((0, 3), (1, 2)):
         row = rows[partition]
         assert row["lag"] == backlog, rows
-        assert row["end"] == row["committed"] + backlog == row["journal_offset"] + 1 + backlog
+        assert row["end"] == row["journal_offset"] + 1 + backlog
+        # The group's offset as the broker tells it. Right after the group's last member left,
+        # the embedded broker has (rarely, in full suites) answered none: the lag then counts
+        # from the journal's offset instead (journal/views.py, lag_view), and comes out the same.
+        assert row["committed"] in (None, row["journal_offset"] + 1), rows
     shown = subprocess.run(
         [sys.executable, "-m", "eoflow.cli.main", "status", "--journal", journal, "--lag",
          "--brokers", broker], capture_output=True, text=True, timeout=60)

@@ -121,5 +121,6 @@ def test_three_engines_killed_in_turn_apply_every_message_once(
     # Every killed engine that had joined was taken over (one killed while starting may not
     # have joined yet).
     joined = [pid for pid in killed if pid in states]
-    assert len(joined) >= ROUNDS // 2 and {states[pid] for pid in joined} == {"EXPIRED"}, states
+    assert len(joined) >= ROUNDS // 2 and {states[pid] for pid in joined} == {"EXPIRED"}, \
+        (states, killed, text[-4000:])
     assert "taking its runs over" in text and "its lease ran out" in text
