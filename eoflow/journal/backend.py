@@ -99,9 +99,9 @@ class Backend(Protocol):
         if anything in it fails. The block gets a function to call between items of work: it
         lets the database act on what was sent so far without waiting for it (PostgreSQL: a
         Sync), so that a process paused between items (SIGSTOP, a VM migration) leaves its
-        session idle in a transaction, which the server ends after a lease, and not in the
-        middle of a pipeline, which the server waits out for ever with the journal's write
-        lock held."""
+        session idle in a transaction, which the server's idle timeout can end, and not in
+        the middle of a pipeline, which the server waits out for ever with the journal's
+        write lock held (a takeover ends such a session too: postgres.py, claim_runs)."""
         ...
 
     def stored_inputs(self, inputs: str | bytes) -> str | bytes:

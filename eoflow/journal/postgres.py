@@ -22,8 +22,8 @@ from eoflow.journal.records import WorkflowRecord
 from eoflow.journal.sql import Q
 from eoflow.journal.sqljournal import SqlJournal
 
-# The third is SQLite's eighth as it is: the same columns, the same types.
 log = logging.getLogger(__name__)
+# The third is SQLite's eighth as it is: the same columns, the same types.
 MIGRATIONS = [QPG["pg_migration_1"], QPG["pg_migration_2"], Q["migration_8"], Q["migration_9"]]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -146,8 +146,8 @@ class PostgresJournal(SqlJournal):
     def claim_runs(self, now_ms: int, if_any: bool = False
                    ) -> tuple[list[str], list[WorkflowRecord]]:
         """As SqlJournal's, once the writer sessions of the executors whose lease ran out are
-        ended (queries_pg.sql, end_lapsed_sessions): the server times out a session idle in a
-        transaction, not one paused in the middle of a pipeline."""
+        ended (queries_pg.sql, end_lapsed_sessions): the server's idle timeout misses a session
+        paused in the middle of a pipeline, or in a transaction begun in one (README)."""
         if self.executor_id is not None:
             me = self.executor_id
             try:

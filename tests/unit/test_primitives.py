@@ -188,6 +188,21 @@ def test_a_journal_write_inside_a_transaction_is_refused_not_a_deadlock(
     assert "call it from the workflow instead" in said
     with pytest.raises(ContextError, match="@transaction body"):
         pr_notify_inside()  # outside any workflow too
+    assert engine.start(pr_publishes_from_a_transaction).result(timeout=10) == "refused"
+
+
+@transaction()
+def pr_publish_inside() -> None:
+    eoflow.set_event("k", 1)
+
+
+@workflow()
+def pr_publishes_from_a_transaction() -> str:
+    try:
+        pr_publish_inside()
+    except ContextError:
+        return "refused"
+    return "published"
 
 
 def test_events_are_published_and_awaited(journal_path: str) -> None:
