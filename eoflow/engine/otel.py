@@ -47,6 +47,7 @@ R = TypeVar("R")
 Handle = tuple[Span, object]  # a span and the context token that made it current
 SECONDS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
            10.0, 30.0, 60.0, 300.0]  # buckets: the SDK's default ones are for milliseconds
+_UNKNOWN = object()  # the API has no global provider variable (see Telemetry.recording)
 WRITES = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000]
 
 
@@ -85,6 +86,7 @@ class Telemetry:
     """The tracer and the instruments of this process (one for every engine in it)."""
 
     def __init__(self) -> None:
+        trace.get_tracer_provider()  # loads a provider named by OTEL_PYTHON_TRACER_PROVIDER
         self.tracer = trace.get_tracer("eoflow")
         meter = metrics.get_meter("eoflow")
         self.runs_started = meter.create_counter(
@@ -123,9 +125,18 @@ class Telemetry:
     @staticmethod
     def recording() -> bool:
         """Whether an SDK is configured: without one, eoflow makes no span at all (the API's
-        no-op spans cost a tenth of a short run), and only passes trace contexts on."""
-        return not isinstance(trace.get_tracer_provider(),
-                              (trace.ProxyTracerProvider, trace.NoOpTracerProvider))
+        no-op spans cost a tenth of a short run), and only passes trace contexts on.
+
+        Asked several times a run, so it reads the API's global provider directly:
+        get_tracer_provider() looks the environment up on every call until a provider is
+        set, and that lookup, four times a run, cost the Kafka workflow path about a tenth
+        of its CPU time with the API installed and no SDK. An API without that global (a
+        future version) gets the public call."""
+        provider = getattr(trace, "_TRACER_PROVIDER", _UNKNOWN)
+        if provider is _UNKNOWN:
+            provider = trace.get_tracer_provider()
+        return provider is not None and not isinstance(
+            provider, (trace.ProxyTracerProvider, trace.NoOpTracerProvider))
 
     @_quiet
     def start_context(self, workflow_id: str, name: str,

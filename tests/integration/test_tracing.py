@@ -124,3 +124,41 @@ def test_without_the_api_or_switched_off_nothing_imports_opentelemetry(tmp_path:
              str(tmp_path / f"{name}.db")], capture_output=True, text=True, timeout=60,
             env=dict(os.environ, **env))
         assert done.returncode == 0 and done.stdout.strip() == "ok", (name, done.stderr)
+
+
+PROVIDER_LATER = """
+import sys
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from eoflow import Engine, step, workflow
+
+@step()
+def pl_step(n: int) -> int:
+    return n + 1
+
+@workflow()
+def pl_flow(n: int) -> int:
+    return pl_step(n)
+
+exporter = InMemorySpanExporter()
+with Engine(sys.argv[1]) as engine:
+    assert engine.runtime.telemetry is not None
+    assert engine.start(pl_flow, 1).result(timeout=30) == 2  # no SDK yet: no span
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    assert engine.start(pl_flow, 2).result(timeout=30) == 3
+print(sorted(span.name for span in exporter.get_finished_spans()))
+"""
+
+
+def test_a_tracer_provider_set_after_the_engine_started_is_used_at_once(tmp_path: Path) -> None:
+    """The check for an SDK reads the API's global on every run (it is not cached): the
+    first run after the app sets its provider is traced, and the run before it is not."""
+    done = subprocess.run([sys.executable, "-c", PROVIDER_LATER, str(tmp_path / "j.db")],
+                          capture_output=True, text=True, timeout=60,
+                          env={k: v for k, v in os.environ.items() if k != "EOFLOW_OTEL"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['eoflow.start pl_flow', 'step pl_step', 'workflow pl_flow']"
