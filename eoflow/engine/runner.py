@@ -301,4 +301,4 @@ def finish(rt: Runtime, run: ActiveRun, status: Status, value: object,
     """Release a run's waiters with its (durable) outcome."""
     rt.runs.forget(run)
     run.resolve(status, value, error)
-    rt.queue_wakeup.set()  # a queue slot may have opened (the outcome is durable)
+    rt.slot_opened()  # the outcome is durable

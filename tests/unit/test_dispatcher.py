@@ -151,3 +151,28 @@ def test_delayed_run_waits_for_the_clock(engine: Engine, clock: FakeClock) -> No
     engine.runtime.queue_wakeup.set()
     assert later.result(timeout=10) == 1
     assert started() == [2, 1]
+
+
+@workflow()
+def dq_plain() -> str:
+    return "done"
+
+
+def test_a_run_ending_wakes_the_dispatcher_only_when_a_queue_is_declared(
+        journal_path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An ended run may open a queue slot; with no queue declared in the process there is
+    none to open, and the dispatcher thread is left asleep (once a run, that wake-up was a
+    thread switch on the Kafka workflow path)."""
+    from eoflow.engine.scheduling import queues
+
+    monkeypatch.setattr(queues._QUEUES, "items", {})
+    with Engine(journal_path) as engine:
+        wakeup = engine.runtime.queue_wakeup
+        woken: list[int] = []
+        monkeypatch.setattr(wakeup, "set", lambda: woken.append(1))
+        wakeup.clear()
+        assert engine.run(dq_plain) == "done"
+        assert woken == []
+        Queue("dq-declared-late")
+        assert engine.run(dq_plain) == "done"
+        assert woken == [1]

@@ -100,6 +100,7 @@ class Dispatcher:
     def __init__(self, rt: Runtime) -> None:
         self._rt = rt
         self._wake = rt.queue_wakeup
+        rt.queues_declared = lambda: bool(_QUEUES.items)
         self._stopped = False
         self._started: dict[str, deque[float]] = {}
         self._thread = threading.Thread(target=self._run, name="eoflow-queues", daemon=True)
