@@ -28,7 +28,7 @@ from benchmarks.common import dump, fsync_ms, machine  # noqa: E402
 from benchmarks.kafka_throughput import fill  # noqa: E402
 from eoflow import Engine, KafkaMessage, kafka_consume, step, transaction, workflow  # noqa: E402
 from eoflow.devbroker import LocalBroker  # noqa: E402
-from eoflow.engine.kafka import consumer  # noqa: E402
+from eoflow.engine.kafka import applying  # noqa: E402
 from eoflow.testing import isolated_definitions  # noqa: E402
 
 
@@ -53,8 +53,8 @@ def together(brokers: str, slow: int, fast: int, handler_ms: float,
         def fair_flow(topic: str, partition: int, message: KafkaMessage) -> int:
             return fair_parse(message.value or b"")
 
-        saved = consumer.TX_BATCH_BUDGET
-        consumer.TX_BATCH_BUDGET = budget  # type: ignore[assignment]
+        saved = applying.TX_BATCH_BUDGET
+        applying.TX_BATCH_BUDGET = budget  # type: ignore[assignment]
         try:
             with Engine(journal=os.path.join(folder, "fair.db")) as engine:
                 engine.runtime.txstore.committer.write(
@@ -75,7 +75,7 @@ def together(brokers: str, slow: int, fast: int, handler_ms: float,
                     "AND updated_ms / 1000.0 BETWEEN ? AND ?", (tx_first, tx_last)
                 ).fetchall()[0][0])
         finally:
-            consumer.TX_BATCH_BUDGET = saved
+            applying.TX_BATCH_BUDGET = saved
     window = tx_last - tx_first
     return {"workflows_per_second_during": during / window if window > 0 else 0.0,
             "workflows_during": during, "transactions_window_s": window,
@@ -94,7 +94,7 @@ def main() -> None:
         commit = fsync_ms(folder)
     results: dict[str, Any] = {"fsync_ms": commit}
     with LocalBroker() as broker:
-        for name, budget in (("with budget", consumer.TX_BATCH_BUDGET), ("without", None)):
+        for name, budget in (("with budget", applying.TX_BATCH_BUDGET), ("without", None)):
             results[name] = together(broker.address, args.slow, args.workflows,
                                      args.handler_ms, budget)
     print(f"\n== Both paths at once: {args.slow} transactions of {args.handler_ms:g} ms and "

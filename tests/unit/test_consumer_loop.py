@@ -17,7 +17,7 @@ import pytest
 import eoflow
 from eoflow import Engine, KafkaMessage, Status, kafka_consume, transaction, workflow
 from eoflow.engine.backoff import Backoff
-from eoflow.engine.kafka import consumer
+from eoflow.engine.kafka import applying, consumer
 from eoflow.engine.kafka.consumer import ConsumerLoop, Partition
 from eoflow.engine.kafka.defs import message_key
 from eoflow.engine.registry import definition_of
@@ -484,13 +484,13 @@ def test_each_poison_message_retries_from_retry_interval(
     """Four bad messages then a good one: each bad message waits 0.05 s then 0.1 s between
     its attempts, instead of paying for the ones before it (0.05, 0.1, 0.2 ... 30 s)."""
     waits: list[float] = []
-    real = consumer.backoff.delay
+    real = applying.backoff.delay
 
     def recorded(first: float, factor: float, cap: float, attempt: int) -> float:
         waits.append(real(first, factor, cap, attempt))
         return waits[-1]
 
-    monkeypatch.setattr(consumer.backoff, "delay", recorded)
+    monkeypatch.setattr(applying.backoff, "delay", recorded)
     p0 = (BAD_TOPIC, 0)
     fake = FakeSource({p0: messages(BAD_TOPIC, 0, [b"bad"] * 4 + [b"good"])})
     with running(kengine, cl_bad, fake):

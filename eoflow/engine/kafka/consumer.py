@@ -21,17 +21,17 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from eoflow.engine import backoff, crashpoints, runner
+from eoflow.engine import crashpoints, runner
 from eoflow.engine.backoff import Backoff
+from eoflow.engine.kafka.applying import apply_batch, count_quarantined
 from eoflow.engine.kafka.defs import (
     DEFAULT_CONSUMER_CONFIG,
     ConsumerSpec,
     KafkaMessage,
     encode_handler_inputs,
-    handler_work,
     message_key,
 )
-from eoflow.engine.kafka.lanes import LaneGate, lane_of, workflow_lane
+from eoflow.engine.kafka.lanes import LaneGate, workflow_lane
 from eoflow.engine.kafka.marks import Marks
 from eoflow.engine.runtime import Runtime
 from eoflow.errors import (
@@ -43,12 +43,10 @@ from eoflow.errors import (
 )
 from eoflow.journal import codec
 from eoflow.journal.records import KafkaKey, NewWorkflow, Status
-from eoflow.journal.txstore import Applied
 
 log = logging.getLogger("eoflow.kafka")
 Partition = tuple[str, int]
 POLL_MS = 500
-TX_BATCH_BUDGET = 0.05  # seconds one transaction of handlers may hold the journal's writer
 MAX_IN_FLIGHT = 20_000  # runs recorded but not finished, before the loop pauses fetching
 
 
@@ -346,37 +344,8 @@ class ConsumerLoop:
             self._paused = busy
 
     def _apply_transactions(self, batch: list[KafkaMessage]) -> None:
-        rt, spec = self._rt, self.spec
         keys = self._keys(batch)
-        pending = list(zip(keys, batch, strict=True))
-        attempts: dict[str, int] = {}
-        while pending:
-            items = [(k.key, spec.name, handler_work(spec, m), lane_of(spec, m))
-                     for k, m in pending]
-            results = rt.txstore.apply_keyed(items, rt.clock.now_ms(), TX_BATCH_BUDGET,
-                                             at_once=not attempts)  # retries: one by one
-            retry: list[tuple[KafkaKey, KafkaMessage]] = []
-            failed: list[int] = []  # the attempt counts of the messages to retry
-            for (key, message), result in zip(pending, results, strict=True):
-                if result.outcome is Applied.SKIPPED:  # behind a failure in its partition
-                    retry.append((key, message))
-                elif result.outcome is Applied.FAILED:
-                    tries = attempts[key.key] = attempts.get(key.key, 0) + 1
-                    if tries >= spec.max_attempts:
-                        self._quarantine(key, message, result.error, tries)
-                    else:
-                        log.warning("kafka %s: message %s failed (attempt %d of %d): %s",
-                                    spec.name, key.key, tries, spec.max_attempts,
-                                    codec.describe(result.error))
-                        retry.append((key, message))
-                        failed.append(tries)
-            pending = retry
-            # Each message's retries wait from retry_interval up: a message does not pay for
-            # the failures of the messages before it.
-            if failed and self._stop.wait(
-                    backoff.delay(spec.retry_interval, 2.0, 30.0, min(failed))):
-                raise KafkaConsumeError(spec.name, "stopping with messages left to retry; "
-                                        "they come back on the next start")
+        apply_batch(self._rt, self.spec, list(zip(keys, batch, strict=True)), self._stop)
         self._note(keys)
 
     def _note(self, keys: list[KafkaKey]) -> None:
@@ -401,24 +370,8 @@ class ConsumerLoop:
                                     codec.encode_error(error), 0, self._rt.clock.now_ms(),
                                     raw=error.raw)
         self._note([key])
-        self._quarantined()
+        count_quarantined(self._rt, self.spec)
         log.error("kafka %s: %s; quarantined as %s, going on past it", self.spec.name, error,
                   key.key, extra=key.log_fields())
         self._connected().skip(topic, partition, offset + 1)
         self._uncommitted[(topic, partition)] = offset + 1  # committed once durable, as usual
-
-    def _quarantine(self, key: KafkaKey, message: KafkaMessage, error: BaseException | None,
-                    attempts: int) -> None:
-        assert error is not None
-        self._rt.journal.quarantine(
-            key, self.spec.name, message.key, message.value,
-            codec.encode([list(h) for h in message.headers]), message.timestamp,
-            codec.encode_error(error), attempts, self._rt.clock.now_ms())
-        self._quarantined()
-        log.error("kafka %s: message %s quarantined after %d attempts: %s; see `eoflow status`,"
-                  " retry with `eoflow quarantine retry %s`", self.spec.name, key.key, attempts,
-                  codec.describe(error), key.key, extra=key.log_fields())
-
-    def _quarantined(self) -> None:
-        if self._rt.telemetry is not None:
-            self._rt.telemetry.counted("kafka_quarantined", 1, consumer=self.spec.name)

@@ -7,7 +7,6 @@ Everything kafka-python raises is turned into eoflow errors here, so the consume
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -28,6 +27,7 @@ from kafka.structs import OffsetAndMetadata
 
 from eoflow.engine.kafka.defs import KafkaMessage
 from eoflow.engine.kafka.lag import note_lags
+from eoflow.engine.kafka.wire import batch_holding, check_reachable
 from eoflow.errors import (
     BrokerUnavailableError,
     ConfigError,
@@ -137,20 +137,6 @@ class RangeWithLookup(AbstractPartitionAssignor):  # type: ignore[misc]
 
     def on_assignment(self, assignment: Any, generation: Any = None) -> None:
         pass
-
-
-def check_reachable(brokers: tuple[str, ...], timeout: float = 2.0) -> None:
-    """Fail fast, with the addresses, when no broker accepts a TCP connection (kafka-python
-    would wait bootstrap_timeout_ms and leak the sockets of its failed attempts)."""
-    errors = []
-    for broker in brokers:
-        host, _, port = broker.rpartition(":")
-        try:
-            with socket.create_connection((host, int(port)), timeout=timeout):
-                return
-        except OSError as error:
-            errors.append(error.strerror or str(error))
-    raise BrokerUnavailableError(",".join(brokers), "; ".join(sorted(set(errors))))
 
 
 def partition_offsets(brokers: tuple[str, ...], group_id: str, topics: Iterable[str]
@@ -382,7 +368,7 @@ def _raw_batch(args: dict[str, Any], tp: TopicPartition, offset: int) -> bytes |
             time.sleep(0.02)
         for completed in list(fetcher._completed_fetches):
             if completed.topic_partition == tp:
-                return _batch_holding(bytes(completed.partition_data.records), offset)
+                return batch_holding(bytes(completed.partition_data.records), offset)
         return None
     except Exception as error:  # best effort: the quarantine entry is written either way
         log.warning("kafka: could not fetch the raw bytes of %s/%d offset %d: %s", tp.topic,
@@ -390,23 +376,6 @@ def _raw_batch(args: dict[str, Any], tp: TopicPartition, offset: int) -> bytes |
         return None
     finally:
         probe.close()
-
-
-def _batch_holding(records: bytes, offset: int) -> bytes | None:
-    """The batch of `records` (concatenated v2 record batches) whose offsets include `offset`:
-    each starts with its base offset (8 bytes) and length (4), and holds its last offset's
-    delta at byte 23."""
-    at = 0
-    while at + 27 <= len(records):
-        base = int.from_bytes(records[at:at + 8], "big", signed=True)
-        size = int.from_bytes(records[at + 8:at + 12], "big", signed=True)
-        last = base + int.from_bytes(records[at + 23:at + 27], "big", signed=True)
-        if size <= 0:
-            return None
-        if base <= offset <= last:
-            return records[at:at + 12 + size]
-        at += 12 + size
-    return None
 
 
 def produce_values(brokers: tuple[str, ...], topic: str, values: Iterable[bytes],
