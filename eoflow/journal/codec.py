@@ -253,7 +253,12 @@ MAGIC = b"\x00eo1"
 
 def pack(head: Any, blobs: list[bytes]) -> bytes:
     """A packed value: `head` (JSON-ready, with blob references made by `blob_ref`)."""
-    text = ENCODER.encode(head).encode()
+    return pack_text(ENCODER.encode(head), blobs)
+
+
+def pack_text(head: str, blobs: list[bytes]) -> bytes:
+    """A packed value whose head is JSON text already."""
+    text = head.encode()
     return b"".join((MAGIC, len(text).to_bytes(4, "big"), text, *blobs))
 
 

