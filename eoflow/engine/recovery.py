@@ -41,7 +41,26 @@ def take_over(rt: Runtime, if_any: bool = False) -> list[WorkflowHandle]:
         for executor in expired:
             log.warning("engine: executor %s is gone (its process ended, or its lease ran "
                         "out); taking its runs over", executor)
-        return _resume(rt, pending)
+        handles = _resume(rt, pending)
+    if expired:
+        _end_app_sessions(rt, expired)
+    return handles
+
+
+def _end_app_sessions(rt: Runtime, expired: list[str]) -> None:
+    """An engine paused inside a transaction of the application database (--app-db) keeps
+    its locks there until it wakes: the runs and messages taken over from it would wait on
+    them. End its session there (the journal's own is ended by claim_runs)."""
+    try:
+        ended = rt.txstore.end_sessions(expired)
+    except Exception as error:  # e.g. the role may not end others' sessions
+        log.warning("engine: could not end the application database sessions of %s (%s); "
+                    "work that needs their locks waits until they wake up. Grant the role "
+                    "pg_signal_backend", ", ".join(expired), error)
+        return
+    if ended:
+        log.warning("engine: ended %d application database session(s) of %s, taken over",
+                    ended, ", ".join(expired))
 
 
 def _resume(rt: Runtime, pending: list[WorkflowRecord]) -> list[WorkflowHandle]:

@@ -82,12 +82,14 @@ class Runtime:
             journal = open_journal(config.journal, config.durability)
             stack.callback(journal.close)
             version = config.app_version or code_version(REGISTRY.functions())
-            journal.register_executor(int(config.lease * 1000), clock.now_ms(), version)
+            executor_id = journal.register_executor(int(config.lease * 1000), clock.now_ms(),
+                                                    version)
             txstore = journal.tx
             if config.app_db:
                 app_db = AppDatabase.open(config.app_db, config.durability)
                 stack.callback(app_db.close)
                 txstore = app_db.tx
+                txstore.name_session(executor_id)  # see recovery.take_over
             pool = WorkerPool(config.workers)
             stack.callback(pool.shutdown, 0.0)
             timers = Timers(clock)

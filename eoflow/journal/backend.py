@@ -9,7 +9,7 @@ transaction begins and commits, which errors the driver raises, and what they me
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -115,4 +115,16 @@ class Backend(Protocol):
 
     def user_connection(self, conn: Conn) -> Any:
         """The connection a @transaction function gets (`eoflow.db()`): the driver's own."""
+        ...
+
+    def name_session(self, conn: Conn, executor_id: str) -> None:
+        """Name `conn`'s server session after `executor_id` (again after a reconnect), where
+        sessions have names: another engine that takes this one's runs over can then end it
+        (end_sessions). SQLite has no sessions: nothing to do."""
+        ...
+
+    def end_sessions(self, conn: Conn, executor_ids: Sequence[str]) -> int:
+        """End the sessions named after `executor_ids` that are inside a transaction, on
+        `conn`'s database, from a connection of its own (`conn`'s writer may be waiting on
+        their locks): their transactions roll back and their locks go. Returns how many."""
         ...

@@ -6,7 +6,7 @@ import contextlib
 import errno
 import fcntl
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import apsw
@@ -103,6 +103,12 @@ class SQLiteBackend:
 
     def user_connection(self, conn: Conn) -> Conn:
         return conn  # apsw's connection is the journal's and the user's alike
+
+    def name_session(self, conn: Conn, executor_id: str) -> None:
+        pass  # one engine per file, in one process: no session for another to end
+
+    def end_sessions(self, conn: Conn, executor_ids: Sequence[str]) -> int:
+        return 0
 
 
 SQLITE = SQLiteBackend()

@@ -14,7 +14,7 @@ import logging
 import os
 import re
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import psycopg
@@ -179,6 +179,10 @@ class PgConn:
     def close(self) -> None:
         self.raw.close()
 
+    def sibling(self) -> PgConn:
+        """A new connection to the same database, in autocommit mode."""
+        return PgConn(self._url, _open(self._url, self.where), self.where, False)
+
 
 class PostgresBackend:
     """PostgreSQL's side of backend.Backend."""
@@ -243,6 +247,25 @@ class PostgresBackend:
 
     def user_connection(self, conn: Any) -> Any:
         return conn.ready()  # psycopg's connection: `%s` placeholders, as psycopg documents
+
+    def name_session(self, conn: Any, executor_id: str) -> None:
+        conn.execute(QPG["name_session"], (executor_id,))
+        again = conn.on_reconnect
+
+        def named(new: PgConn) -> None:
+            if again is not None:
+                again(new)
+            new.execute(QPG["name_session"], (executor_id,))
+
+        conn.on_reconnect = named
+
+    def end_sessions(self, conn: Any, executor_ids: Sequence[str]) -> int:
+        names = [f"eoflow {executor_id}"[:63] for executor_id in executor_ids]
+        other = conn.sibling()
+        try:
+            return int(other.execute(QPG["end_named_sessions"], (names,)).fetchone()[0])
+        finally:
+            other.close()
 
 
 POSTGRES = PostgresBackend()

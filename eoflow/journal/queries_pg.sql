@@ -310,3 +310,12 @@ JOIN eoflow_executors AS x ON a.application_name = left('eoflow ' || x.executor_
 WHERE x.status = 'ALIVE' AND x.executor_id <> ?1 AND x.heartbeat_ms + x.lease_ms < ?2
   AND a.datname = current_database() AND a.pid <> pg_backend_pid()
   AND a.xact_start IS NOT NULL;
+
+-- name: end_named_sessions
+-- The sessions named after the executors in ?1 (their names, an array) that are inside a
+-- transaction, ended: in an application database (--app-db), the writer of an engine whose
+-- runs were just taken over, so that its locks (a Kafka batch's keys, a @transaction's rows)
+-- go with it instead of holding up the engines that apply the same messages.
+SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity
+WHERE application_name = ANY(?1) AND datname = current_database()
+  AND pid <> pg_backend_pid() AND xact_start IS NOT NULL;

@@ -105,6 +105,20 @@ class SqlTxStore:
         """`work(conn)` in the store's next write transaction (bookkeeping such as retention)."""
         return self.committer.write(work, wait=True, savepoint=True)
 
+    def name_session(self, executor_id: str) -> None:
+        """An application database's writer, named after this engine's executor (a journal
+        names its own): see end_sessions."""
+        if not self.in_journal:
+            self.committer.write(lambda conn: self._backend.name_session(conn, executor_id))
+
+    def end_sessions(self, executor_ids: Sequence[str]) -> int:
+        """End the sessions of an application database that `executor_ids`, just taken over,
+        hold inside a transaction (an engine paused there would keep its locks until it
+        wakes); how many. Its own connection: this store's writer may be waiting on them."""
+        if self.in_journal or not executor_ids:
+            return 0
+        return self._backend.end_sessions(self.committer.conn, executor_ids)
+
     def run_plain(self, work: Callable[[Any], T]) -> T:
         """`work(conn)` in a transaction of its own, recording nothing (a @transaction called
         outside any workflow)."""

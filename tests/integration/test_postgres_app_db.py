@@ -3,7 +3,10 @@ database apart from the journal (itself a SQLite file or another PostgreSQL data
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -49,3 +52,102 @@ def test_an_app_db_url_holds_the_data_and_the_transaction_records(
                  ["journal", "prune", "--older-than", "1d", "--app-db", app_db]):
         result = CliRunner().invoke(cli, [*args, "--journal", journal])
         assert result.exit_code == 0, result.output
+
+
+def test_an_app_db_session_named_after_an_executor_is_ended_with_its_locks() -> None:
+    """A writer holding a row lock in the application database (an engine paused inside a
+    transaction there) is ended by its executor's name, from a connection of its own: the
+    writer waiting on that lock goes on, and another executor's name ends nothing."""
+    from eoflow.journal.appdb import AppDatabase
+
+    app_db = pgserver.fresh_database()
+    journal_sql(app_db, "CREATE TABLE ad_locks (id TEXT PRIMARY KEY)")
+    paused_db, other_db = AppDatabase.open(app_db), AppDatabase.open(app_db)
+    holding, wake, took = threading.Event(), threading.Event(), threading.Event()
+
+    def hold(conn: Any) -> None:
+        conn.execute("INSERT INTO ad_locks VALUES ('k')")
+        holding.set()
+        wake.wait(30)
+
+    def paused() -> None:
+        with contextlib.suppress(Exception):  # its session is ended under it
+            paused_db.tx.run_plain(hold)
+
+    def other() -> None:
+        other_db.tx.run_plain(
+            lambda conn: conn.execute("INSERT INTO ad_locks VALUES ('k') ON CONFLICT DO NOTHING"))
+        took.set()
+
+    threads = [threading.Thread(target=paused), threading.Thread(target=other)]
+    try:
+        paused_db.tx.name_session("host:1:paused")
+        threads[0].start()
+        assert holding.wait(10)
+        threads[1].start()
+        assert not took.wait(0.5)  # it waits on the paused writer's lock
+        assert other_db.tx.end_sessions(["host:2:someone-else"]) == 0
+        assert not took.wait(0.3)
+        assert other_db.tx.end_sessions(["host:1:paused"]) == 1
+        assert took.wait(5), "the lock outlived the session"
+    finally:
+        wake.set()
+        for thread in threads:
+            thread.join(10)
+        paused_db.close()
+        other_db.close()
+    assert journal_sql(app_db, "SELECT id FROM ad_locks") == [("k",)]
+
+
+AD_HOLDING, AD_WAKE = threading.Event(), threading.Event()
+
+
+@transaction()
+def ad_hold(key: str) -> None:
+    eoflow.db().execute("INSERT INTO ad_held VALUES (%s) ON CONFLICT DO NOTHING", (key,))
+    if not AD_HOLDING.is_set():  # the first time only: then it is "paused" holding the row
+        AD_HOLDING.set()
+        AD_WAKE.wait(30)
+
+
+@workflow()
+def ad_held(key: str) -> None:
+    ad_hold(key)
+
+
+@transaction()
+def ad_take(key: str) -> None:
+    eoflow.db().execute("INSERT INTO ad_held VALUES (%s) ON CONFLICT DO NOTHING", (key,))
+
+
+@workflow()
+def ad_taking(key: str) -> None:
+    ad_take(key)
+
+
+def test_a_takeover_ends_the_app_db_session_of_an_engine_paused_in_a_transaction(
+        pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An engine stops renewing its lease while its @transaction holds a row of the
+    application database: the engine that takes its runs over also ends that session, so
+    its own transaction on the same row goes on instead of waiting until the other wakes."""
+    app_db = pgserver.fresh_database()
+    journal_sql(app_db, "CREATE TABLE ad_held (id TEXT PRIMARY KEY)")
+    AD_HOLDING.clear()
+    AD_WAKE.clear()
+    took = threading.Event()
+    with Engine(journal=pg_url, app_db=app_db, lease=1.0) as paused, \
+            Engine(journal=pg_url, app_db=app_db, lease=30.0) as taker:
+        try:
+            monkeypatch.setattr(paused.runtime.journal, "renew_lease", lambda now_ms: True)
+            paused.start(ad_held, "k")
+            assert AD_HOLDING.wait(10)
+
+            def take() -> None:
+                taker.run(ad_taking, "k")
+                took.set()
+
+            threading.Thread(target=take, daemon=True).start()
+            assert took.wait(15), "the taken-over engine's session kept its lock"
+        finally:
+            AD_WAKE.set()
+    assert journal_sql(app_db, "SELECT id FROM ad_held") == [("k",)]
