@@ -2,20 +2,30 @@
 
 A run that keeps being recovered without recording a new step (it crashes the process each
 time) is parked after its definition's `max_recovery_attempts`, for an operator to look at.
+
+Runs taken over keep their lane's order (a Kafka partition's): one that older runs of its lane
+precede, still PENDING under another executor (a live one finishing them, or one whose lease
+has not run out yet), waits for them in its lane before it runs. Without this, the runs a dead
+engine recorded for a partition while it waited for the previous owner could overtake that
+owner's.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import time
+from collections.abc import Callable
 
 from eoflow.engine import runner
 from eoflow.engine.handle import WorkflowHandle
 from eoflow.engine.registry import REGISTRY
 from eoflow.engine.runtime import Runtime
+from eoflow.errors import JournalError
 from eoflow.journal.records import WorkflowRecord
 
 log = logging.getLogger("eoflow.engine")
+LANE_POLL = 0.2  # seconds between looks while a run taken over waits for older ones
 
 
 def recover(rt: Runtime) -> list[WorkflowHandle]:
@@ -70,10 +80,58 @@ def _resume(rt: Runtime, pending: list[WorkflowRecord]) -> list[WorkflowHandle]:
     attempts = rt.journal.note_recoveries(
         [(r.workflow_id, counts.get(r.workflow_id, 0)) for r in pending], rt.clock.now_ms())
     handles: list[WorkflowHandle] = []
+    behind = _behind_others(rt, pending)
     for record, tries in zip(pending, attempts, strict=True):
+        if record.workflow_id in behind and record.lane is not None:
+            rt.pool.submit(_after_older(rt, record.lane, record.workflow_id), lane=record.lane)
         _resume_one(rt, record, tries, handles)
     log.info("engine: resuming %d pending workflow(s)", len(handles))
     return handles
+
+
+def _behind_others(rt: Runtime, pending: list[WorkflowRecord]) -> set[str]:
+    """The runs just claimed that must wait for older runs of their lane held by another
+    executor: the first claimed after each such run (the claimed runs behind it follow it
+    in the lane)."""
+    laned = {r.workflow_id for r in pending if r.lane is not None}
+    if not laned:
+        return set()
+    behind: set[str] = set()
+    others: set[str] = set()  # lanes where another executor's run came since one of ours
+    for workflow_id, lane, mine in rt.journal.pending_lane_order():
+        if not mine:
+            others.add(lane)
+        elif lane in others:
+            others.discard(lane)
+            if workflow_id in laned:
+                behind.add(workflow_id)
+    return behind
+
+
+def _after_older(rt: Runtime, lane: str, workflow_id: str) -> Callable[[], None]:
+    """A task of `lane`, queued before run `workflow_id`: it returns once no older run of the
+    lane is PENDING under another executor. If the engine closes first, the lane stays held:
+    nothing behind it runs out of order."""
+    def wait() -> None:
+        told = False
+        while not rt.closed:
+            try:
+                older = rt.journal.older_foreign_lane_runs(lane, workflow_id)
+            except JournalError as error:  # the journal may come back; the order must hold
+                log.warning("engine: lane %s: cannot count its older runs (%s); retrying",
+                            lane, error)
+                older = 1
+            if older == 0:
+                return
+            if not told:
+                log.info("engine: run %s, taken over, waits for %d older run(s) of lane %s "
+                         "that another executor holds, to keep their order", workflow_id,
+                         older, lane)
+                told = True
+            time.sleep(LANE_POLL)
+        rt.pool.hold_current_lane()
+
+    return wait
 
 
 def _resume_one(rt: Runtime, record: WorkflowRecord, tries: int,

@@ -5,6 +5,7 @@ that a new run cannot overtake an older one of its partition (kafka/lanes.py).""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -78,3 +79,50 @@ def test_a_new_run_waits_until_the_runs_taken_over_are_queued(
     wait_until(passed.is_set, 10, "the gate")
     waiter.join(5)
     wait_until(lambda: ORDER == [0], 10, "the run taken over")
+
+
+TAKEN: list[int] = []
+
+
+@workflow()
+def lg_taken(topic: str, partition: int, message: KafkaMessage) -> int:
+    TAKEN.append(message.offset)
+    return message.offset
+
+
+def test_runs_taken_over_wait_for_older_runs_of_their_lane_held_elsewhere(pg_url: str) -> None:
+    """A partition's oldest run is PENDING under a live engine (still running it) while its
+    newer runs belong to a dead one (recorded while it waited for the first): the engine
+    that takes the dead one's runs over must not run them before the older one is done."""
+    from eoflow.journal.postgres import PostgresJournal
+    from eoflow.journal.records import Status
+
+    spec = ConsumerSpec(definition_of(lg_taken), (TOPIC,), GROUP)
+    log = messages(TOPIC, 1, [b"first", b"second", b"third"])
+    lane = lane_of(spec, log[0])
+
+    def run_of(message: KafkaMessage) -> NewWorkflow:
+        inputs = codec.encode({"args": [TOPIC, 1, message], "kwargs": {}})
+        return NewWorkflow(f"lt-{message.offset}", "lg_taken", inputs, 1, lane=lane)
+
+    alive, dead = PostgresJournal.open(pg_url), PostgresJournal.open(pg_url)
+    try:
+        alive.register_executor(lease_ms=600_000, now_ms=time_ms())
+        alive.create_workflows([run_of(log[0])], time_ms())
+        dead.register_executor(lease_ms=1, now_ms=time_ms())  # its lease ran out at once
+        dead.create_workflows([run_of(m) for m in log[1:]], time_ms())
+        TAKEN.clear()
+        with Engine(journal=pg_url, workers=2, grace_period=2) as engine:
+            wait_until(lambda: engine.runtime.journal.foreign_lane_runs(lane) == 1, 10,
+                       "the dead engine's runs to be taken over")
+            time.sleep(1.0)
+            assert TAKEN == [], "a run taken over overtook an older run of its lane"
+            alive.finish_workflow("lt-0", Status.SUCCESS, "0", None, time_ms(), urgent=True)
+            wait_until(lambda: TAKEN == [1, 2], 10, "the runs taken over, in order")
+    finally:
+        alive.close()
+        dead.close()
+
+
+def time_ms() -> int:
+    return int(time.time() * 1000)
