@@ -3,21 +3,15 @@
 A run that keeps being recovered without recording a new step (it crashes the process each
 time) is parked after its definition's `max_recovery_attempts`, for an operator to look at.
 
-Runs taken over keep their lane's order (a Kafka partition's): one that older runs of its lane
-precede, still PENDING under another executor (a live one finishing them, or one whose lease
-has not run out yet), waits for them in its lane before it runs. Without this, the runs a dead
-engine recorded for a partition while it waited for the previous owner could overtake that
-owner's.
+Runs taken over keep their lane's order (a Kafka partition's): see heldlanes.py.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-import time
-from collections.abc import Callable
 
-from eoflow.engine import runner
+from eoflow.engine import heldlanes, runner
 from eoflow.engine.handle import WorkflowHandle
 from eoflow.engine.registry import REGISTRY
 from eoflow.engine.runtime import Runtime
@@ -25,7 +19,6 @@ from eoflow.errors import JournalError
 from eoflow.journal.records import WorkflowRecord
 
 log = logging.getLogger("eoflow.engine")
-LANE_POLL = 0.2  # seconds between looks while a run taken over waits for older ones
 
 
 def recover(rt: Runtime) -> list[WorkflowHandle]:
@@ -52,8 +45,8 @@ def take_over(rt: Runtime, if_any: bool = False) -> list[WorkflowHandle]:
             log.warning("engine: executor %s is gone (its process ended, or its lease ran "
                         "out); taking its runs over", executor)
         handles = _resume(rt, pending)
-    if expired:
-        _end_app_sessions(rt, expired)
+    if expired:  # not on the caller's thread (the lease keeper's): it may connect for long
+        rt.pool.submit(functools.partial(_end_app_sessions, rt, expired))
     return handles
 
 
@@ -74,85 +67,63 @@ def _end_app_sessions(rt: Runtime, expired: list[str]) -> None:
 
 
 def _resume(rt: Runtime, pending: list[WorkflowRecord]) -> list[WorkflowHandle]:
+    """Queue the runs just claimed (under the lanes lock). Once claimed they are this
+    executor's and no other engine takes them: a failed read or write here must not leave
+    them unqueued, so the recovery counts are skipped if they cannot be written."""
     if not pending:
         return []
-    counts = rt.journal.pending_step_counts()
-    attempts = rt.journal.note_recoveries(
-        [(r.workflow_id, counts.get(r.workflow_id, 0)) for r in pending], rt.clock.now_ms())
+    try:
+        counts = rt.journal.pending_step_counts()
+        attempts = rt.journal.note_recoveries(
+            [(r.workflow_id, counts.get(r.workflow_id, 0)) for r in pending], rt.clock.now_ms())
+    except JournalError as error:
+        log.warning("engine: could not count the recoveries of %d run(s) taken over (%s); "
+                    "they resume without", len(pending), error)
+        attempts = [0] * len(pending)
     handles: list[WorkflowHandle] = []
-    behind = _behind_others(rt, pending)
+    laned: list[tuple[str, str, heldlanes.Queue]] = []
     for record, tries in zip(pending, attempts, strict=True):
-        if record.workflow_id in behind and record.lane is not None:
-            rt.pool.submit(_after_older(rt, record.lane, record.workflow_id), lane=record.lane)
-        _resume_one(rt, record, tries, handles)
+        queue = _resume_one(rt, record, tries, handles)
+        if queue is None:
+            continue
+        if record.lane is None:
+            queue()
+        else:  # in its lane's order, behind older runs another executor holds (heldlanes.py)
+            laned.append((record.workflow_id, record.lane, queue))
+    rt.held_lanes.settle(laned)
     log.info("engine: resuming %d pending workflow(s)", len(handles))
     return handles
 
 
-def _behind_others(rt: Runtime, pending: list[WorkflowRecord]) -> set[str]:
-    """The runs just claimed that must wait for older runs of their lane held by another
-    executor: the first claimed after each such run (the claimed runs behind it follow it
-    in the lane)."""
-    laned = {r.workflow_id for r in pending if r.lane is not None}
-    if not laned:
-        return set()
-    behind: set[str] = set()
-    others: set[str] = set()  # lanes where another executor's run came since one of ours
-    for workflow_id, lane, mine in rt.journal.pending_lane_order():
-        if not mine:
-            others.add(lane)
-        elif lane in others:
-            others.discard(lane)
-            if workflow_id in laned:
-                behind.add(workflow_id)
-    return behind
-
-
-def _after_older(rt: Runtime, lane: str, workflow_id: str) -> Callable[[], None]:
-    """A task of `lane`, queued before run `workflow_id`: it returns once no older run of the
-    lane is PENDING under another executor. If the engine closes first, the lane stays held:
-    nothing behind it runs out of order."""
-    def wait() -> None:
-        told = False
-        while not rt.closed:
-            try:
-                older = rt.journal.older_foreign_lane_runs(lane, workflow_id)
-            except JournalError as error:  # the journal may come back; the order must hold
-                log.warning("engine: lane %s: cannot count its older runs (%s); retrying",
-                            lane, error)
-                older = 1
-            if older == 0:
-                return
-            if not told:
-                log.info("engine: run %s, taken over, waits for %d older run(s) of lane %s "
-                         "that another executor holds, to keep their order", workflow_id,
-                         older, lane)
-                told = True
-            time.sleep(LANE_POLL)
-        rt.pool.hold_current_lane()
-
-    return wait
-
-
 def _resume_one(rt: Runtime, record: WorkflowRecord, tries: int,
-                handles: list[WorkflowHandle]) -> None:
-    """Queue one claimed run (in its lane's order), or park it if it keeps crashing."""
+                handles: list[WorkflowHandle]) -> heldlanes.Queue | None:
+    """Prepare one claimed run: returns how to queue it (in its lane, if any), or None if it
+    is parked for crashing again and again, or not defined here."""
     definition = REGISTRY.workflow(record.name)
     if definition is None:
         log.error("workflow %s: no workflow named %r is defined in this app; it stays "
                   "PENDING until an app that defines it runs", record.workflow_id, record.name)
-        return
-    if tries > definition.max_recovery_attempts:
-        rt.journal.park_workflow(record.workflow_id, rt.clock.now_ms())
+        return None
+    if tries > definition.max_recovery_attempts and _parked(rt, record):
         log.error("workflow %s (%s) was recovered %d times without progress and is "
                   "parked; fix the cause, then `eoflow workflows resume %s`",
                   record.workflow_id, record.name, tries - 1, record.workflow_id)
-        return
+        return None
     run = rt.runs.track(record.workflow_id)
+    handles.append(WorkflowHandle(rt, record.workflow_id, run))
     wake = record.not_before_ms
     if wake is not None and wake > rt.clock.now_ms() and record.lane is None:
-        rt.timers.at(wake, functools.partial(  # asleep: wake on time
+        return lambda: rt.timers.at(wake, functools.partial(  # asleep: wake on time
             runner.submit, rt, run, definition, None))
-    else:  # in its lane's order: a sleeper replays to its sleep and holds the lane again
-        runner.submit(rt, run, definition, None, record.lane)
-    handles.append(WorkflowHandle(rt, record.workflow_id, run))
+    # In its lane's order: a sleeper replays to its sleep and holds the lane again.
+    return functools.partial(runner.submit, rt, run, definition, None, record.lane)
+
+
+def _parked(rt: Runtime, record: WorkflowRecord) -> bool:
+    try:
+        rt.journal.park_workflow(record.workflow_id, rt.clock.now_ms())
+        return True
+    except JournalError as error:  # it is ours now: run it rather than leave it unqueued
+        log.warning("workflow %s: could not be parked (%s); it resumes", record.workflow_id,
+                    error)
+        return False

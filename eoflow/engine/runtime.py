@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 from eoflow.engine.active import ActiveRuns, StopReason
 from eoflow.engine.clock import Clock
 from eoflow.engine.config import EngineConfig
+from eoflow.engine.heldlanes import HeldLanes
 from eoflow.engine.notifier import Notifier
 from eoflow.engine.pool import WorkerPool
 from eoflow.engine.registry import REGISTRY
@@ -64,6 +65,9 @@ class Runtime:
         # Held by a takeover from its claim until it has queued the runs it claimed, and by a
         # Kafka lane gate while it counts a lane's runs held elsewhere (kafka/lanes.py).
         self.lanes_lock = threading.Lock()
+        # Runs taken over that wait for older runs of their lane held elsewhere.
+        self.held_lanes = HeldLanes(journal, pool, timers, clock, self.lanes_lock,
+                                    lambda: self._closed)
         self._resources = resources
         self._services: list[Service] = []
         self._closed = False

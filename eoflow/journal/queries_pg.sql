@@ -323,10 +323,5 @@ WHERE application_name = ANY(?1) AND datname = current_database()
 -- name: pending_lane_order
 -- As queries.sql's, in this schema's order of creation (seq).
 SELECT workflow_id, lane, coalesce(executor_id = ?1, false) FROM eoflow_workflows
-WHERE status = 'PENDING' AND lane IS NOT NULL ORDER BY seq;
-
--- name: older_foreign_lane_runs
--- As queries.sql's, in this schema's order of creation (seq).
-SELECT count(*) FROM eoflow_workflows
-WHERE status = 'PENDING' AND lane = ?1 AND (executor_id IS NULL OR executor_id <> ?2)
-  AND seq < (SELECT seq FROM eoflow_workflows WHERE workflow_id = ?3);
+WHERE status = 'PENDING' AND lane IS NOT NULL AND (CAST(?2 AS TEXT) IS NULL OR lane = ?2)
+ORDER BY seq;

@@ -125,6 +125,11 @@ class Reader:
     def _all(self, name: str, params: tuple[Any, ...] = ()) -> list[Any]:
         return self._run(lambda conn: conn.execute(Q[name], params).fetchall())
 
+    def rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        """The rows of one ad-hoc read-only query (tools and benchmarks: they watch a running
+        engine from here rather than through its writer, where a scan delays every commit)."""
+        return self._run(lambda conn: conn.execute(sql, params).fetchall())
+
     def _count(self, name: str, params: tuple[Any, ...] = ()) -> int:
         """The one value of a query that counts (`SELECT count(*) ...`: never NULL)."""
         return int(cast(int, self._all(name, params)[0][0]))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -90,38 +90,163 @@ def lg_taken(topic: str, partition: int, message: KafkaMessage) -> int:
     return message.offset
 
 
-def test_runs_taken_over_wait_for_older_runs_of_their_lane_held_elsewhere(pg_url: str) -> None:
-    """A partition's oldest run is PENDING under a live engine (still running it) while its
-    newer runs belong to a dead one (recorded while it waited for the first): the engine
-    that takes the dead one's runs over must not run them before the older one is done."""
+@workflow()
+def lg_plain() -> int:
+    return 7
+
+
+@pytest.fixture
+def two_executors(pg_url: str) -> Iterator[tuple[Any, Any, Callable[[Any, int], None], str]]:
+    """A live executor and a dead one (its lease ran out at once) on a PostgreSQL journal,
+    and `record(journal, offset)`: the run of partition 1's message at `offset`, recorded by
+    that executor. Runs are created in the order they are recorded."""
     from eoflow.journal.postgres import PostgresJournal
-    from eoflow.journal.records import Status
 
     spec = ConsumerSpec(definition_of(lg_taken), (TOPIC,), GROUP)
-    log = messages(TOPIC, 1, [b"first", b"second", b"third"])
+    log = messages(TOPIC, 1, [b"m"] * 4)
     lane = lane_of(spec, log[0])
 
-    def run_of(message: KafkaMessage) -> NewWorkflow:
-        inputs = codec.encode({"args": [TOPIC, 1, message], "kwargs": {}})
-        return NewWorkflow(f"lt-{message.offset}", "lg_taken", inputs, 1, lane=lane)
+    def record(journal: Any, offset: int) -> None:
+        inputs = codec.encode({"args": [TOPIC, 1, log[offset]], "kwargs": {}})
+        journal.create_workflows([NewWorkflow(f"lt-{offset}", "lg_taken", inputs, 1,
+                                              lane=lane)], time_ms())
 
     alive, dead = PostgresJournal.open(pg_url), PostgresJournal.open(pg_url)
+    alive.register_executor(lease_ms=600_000, now_ms=time_ms())
+    dead.register_executor(lease_ms=1, now_ms=time_ms())
+    TAKEN.clear()
     try:
-        alive.register_executor(lease_ms=600_000, now_ms=time_ms())
-        alive.create_workflows([run_of(log[0])], time_ms())
-        dead.register_executor(lease_ms=1, now_ms=time_ms())  # its lease ran out at once
-        dead.create_workflows([run_of(m) for m in log[1:]], time_ms())
-        TAKEN.clear()
-        with Engine(journal=pg_url, workers=2, grace_period=2) as engine:
-            wait_until(lambda: engine.runtime.journal.foreign_lane_runs(lane) == 1, 10,
-                       "the dead engine's runs to be taken over")
-            time.sleep(1.0)
-            assert TAKEN == [], "a run taken over overtook an older run of its lane"
-            alive.finish_workflow("lt-0", Status.SUCCESS, "0", None, time_ms(), urgent=True)
-            wait_until(lambda: TAKEN == [1, 2], 10, "the runs taken over, in order")
+        yield alive, dead, record, lane
     finally:
         alive.close()
         dead.close()
+
+
+def finish(journal: Any, workflow_id: str) -> None:
+    from eoflow.journal.records import Status
+
+    done = threading.Event()
+    journal.finish_workflow(workflow_id, Status.SUCCESS, "0", None, time_ms(),
+                            on_durable=lambda error, applied: done.set(), urgent=True)
+    assert done.wait(5)
+
+
+def test_runs_taken_over_wait_for_older_runs_of_their_lane_held_elsewhere(
+        two_executors: tuple[Any, Any, Callable[[Any, int], None], str], pg_url: str) -> None:
+    """A partition's oldest run is PENDING under a live engine (still running it) while its
+    newer runs belong to a dead one (recorded while it waited for the first): the engine
+    that takes the dead one's runs over must not run them before the older one is done, and
+    no worker thread waits with them."""
+    alive, dead, record, lane = two_executors
+    record(alive, 0)
+    record(dead, 1)
+    record(dead, 2)
+    with Engine(journal=pg_url, workers=1, grace_period=2) as engine:
+        wait_until(lambda: engine.runtime.journal.foreign_lane_runs(lane) == 1, 10,
+                   "the dead engine's runs to be taken over")
+        assert engine.start(lg_plain).result(timeout=5) == 7  # the only worker is free
+        time.sleep(0.6)
+        assert TAKEN == [], "a run taken over overtook an older run of its lane"
+        finish(alive, "lt-0")
+        wait_until(lambda: TAKEN == [1, 2], 10, "the runs taken over, in order")
+
+
+def test_an_older_run_taken_over_later_goes_first(
+        two_executors: tuple[Any, Any, Callable[[Any, int], None], str], pg_url: str) -> None:
+    """The live owner of the lane's oldest run dies while the newer ones wait: the engine
+    takes that run over too and runs it before them."""
+    from eoflow.journal.postgres import PostgresJournal
+
+    _, dead, record, _ = two_executors
+    dying = PostgresJournal.open(pg_url)
+    try:
+        dying.register_executor(lease_ms=2500, now_ms=time_ms())  # never renewed
+        record(dying, 0)
+        record(dead, 1)
+        record(dead, 2)
+        with Engine(journal=pg_url, workers=2, grace_period=2, lease=1.0):
+            wait_until(lambda: len(TAKEN) == 3, 20, "all three runs")
+            assert TAKEN == [0, 1, 2]
+    finally:
+        dying.close()
+
+
+def test_runs_older_than_the_one_held_elsewhere_do_not_wait(
+        two_executors: tuple[Any, Any, Callable[[Any, int], None], str], pg_url: str) -> None:
+    """Taken over: the lane's runs 0 and 2; the live engine holds run 1. Run 0 goes on at
+    once (the live engine's run waits for it), run 2 waits for run 1."""
+    alive, dead, record, _ = two_executors
+    record(dead, 0)
+    record(alive, 1)
+    record(dead, 2)
+    with Engine(journal=pg_url, workers=2, grace_period=2):
+        wait_until(lambda: TAKEN == [0], 10, "the oldest run")
+        time.sleep(0.6)
+        assert TAKEN == [0]
+        finish(alive, "lt-1")
+        wait_until(lambda: TAKEN == [0, 2], 10, "the newest run, after the live one's")
+
+
+def test_runs_taken_over_run_when_their_order_cannot_be_read_at_once(
+        two_executors: tuple[Any, Any, Callable[[Any, int], None], str], pg_url: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The read of the lanes' order fails right after the claim: the runs are this engine's
+    now (no other takes them), so they must still run, once it can be read."""
+    from eoflow.errors import JournalError
+    from eoflow.journal.postgres import PostgresJournal
+
+    _, dead, record, _ = two_executors
+    record(dead, 0)
+    record(dead, 1)
+    real, calls = PostgresJournal.pending_lane_order, []
+
+    def flaky(self: Any, lane: str | None = None) -> list[tuple[str, str, bool]]:
+        calls.append(lane)
+        if len(calls) == 1:
+            raise JournalError("journal", "is away for a moment")
+        return real(self, lane)
+
+    monkeypatch.setattr(PostgresJournal, "pending_lane_order", flaky)
+    with Engine(journal=pg_url, workers=2, grace_period=2):
+        wait_until(lambda: TAKEN == [0, 1], 10, "the runs taken over, in order")
+    assert len(calls) >= 2
+
+
+def test_runs_held_behind_an_older_one_hold_new_runs_back_too(
+        two_executors: tuple[Any, Any, Callable[[Any, int], None], str], pg_url: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The dead engine's run, taken over behind the live one's older run, is held (not
+    queued). The partition's new runs (the lane gate) wait for it too, not only for the
+    live one's: they go once it is queued."""
+    from eoflow.errors import JournalError
+
+    alive, dead, record, lane = two_executors
+    record(alive, 0)
+    record(dead, 1)
+    with Engine(journal=pg_url, workers=2, grace_period=2) as engine:
+        rt = engine.runtime
+        wait_until(lambda: rt.held_lanes.count(lane) == 1, 10, "the dead one's run, held")
+        real = rt.journal.pending_lane_order
+
+        def away(lane: str | None = None) -> list[tuple[str, str, bool]]:
+            raise JournalError("journal", "is away for a moment")
+
+        monkeypatch.setattr(rt.journal, "pending_lane_order", away)  # held, for now
+        passed = threading.Event()
+        gate = LaneGate(rt, ConsumerSpec(definition_of(lg_taken), (TOPIC,), GROUP),
+                        threading.Event())
+        waiter = threading.Thread(
+            target=lambda: (gate.wait(messages(TOPIC, 1, [b"m"] * 3)[2:]), passed.set()))
+        waiter.start()
+        finish(alive, "lt-0")
+        try:
+            assert not passed.wait(0.8), "the gate let a new run go before the held one"
+            assert TAKEN == []
+        finally:
+            monkeypatch.setattr(rt.journal, "pending_lane_order", real)
+        wait_until(passed.is_set, 10, "the gate")
+        waiter.join(5)
+        wait_until(lambda: TAKEN == [1], 10, "the run taken over")
 
 
 def time_ms() -> int:

@@ -6,8 +6,8 @@ A run's lane is its partition's (`ordered=True`), its key's within the partition
 were submitted. With several engines on one journal, a partition can move to this engine while
 runs of its lane are still PENDING under another executor: the previous consumer, finishing
 them, or a dead one whose runs this engine will take over once its lease runs out. New runs of
-that partition then wait (`LaneGate`) until none is left with another executor, so that they
-never overtake older ones.
+that partition then wait (`LaneGate`) until none is left with another executor, nor held
+here behind such runs (engine/heldlanes.py), so that they never overtake older ones.
 """
 
 from __future__ import annotations
@@ -62,8 +62,8 @@ class LaneGate:
         new run could overtake them)."""
         if not self._rt.lanes_lock.acquire(blocking=False):
             return 1  # a takeover is queueing what it claimed: look again in a moment
-        try:
-            return self._rt.journal.foreign_lane_runs(lane)
+        try:  # runs taken over but held behind older ones (heldlanes.py) come first too
+            return self._rt.journal.foreign_lane_runs(lane) + self._rt.held_lanes.count(lane)
         finally:
             self._rt.lanes_lock.release()
 
