@@ -260,10 +260,10 @@ class PostgresBackend:
         conn.on_reconnect = named
 
     def end_sessions(self, conn: Any, executor_ids: Sequence[str]) -> int:
-        names = [f"eoflow {executor_id}"[:63] for executor_id in executor_ids]
         other = conn.sibling()
         try:
-            return int(other.execute(QPG["end_named_sessions"], (names,)).fetchone()[0])
+            return int(other.execute(QPG["end_named_sessions"],
+                                     (list(executor_ids),)).fetchone()[0])
         finally:
             other.close()
 

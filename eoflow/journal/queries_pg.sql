@@ -295,30 +295,41 @@ SET topic_id = NULL, incarnation = eoflow_kafka_topics.incarnation + 1, updated_
 RETURNING incarnation;
 
 -- name: name_session
--- This session's name in pg_stat_activity: an engine's writer is named after its executor, so
--- that another engine can end it once its lease ran out (end_lapsed_sessions).
-SELECT set_config('application_name', left('eoflow ' || ?, 63), false);
+-- This session's name in pg_stat_activity: an engine's writer is named after its executor ?1,
+-- so that another engine can end it once its lease ran out (end_lapsed_sessions). A digest of
+-- the id comes first: the server keeps 63 bytes of a name, and an id of a long host name cut
+-- there would lose the random part that tells a restarted process from the one before it.
+-- The queries below compute the same name, on the same server.
+SELECT set_config('application_name',
+                  left('eoflow ' || to_hex(hashtext(?1)) || ' ' || ?1, 63), false);
 
 -- name: end_lapsed_sessions
 -- The writer sessions of the executors whose lease ran out by ?2 (this engine's clock) that
 -- are inside a transaction, ended before their runs are taken over (the transaction rolls
 -- back): an engine paused where the server never times its session out (between the
 -- statements of a pipeline and their Sync) would hold the journal's write lock, and every
--- takeover behind it, for as long as it sleeps.
+-- takeover behind it, for as long as it sleeps. Names as name_session's, or as engines before
+-- it named themselves ('eoflow ' || id) when that was not cut.
 SELECT count(*) FILTER (WHERE pg_terminate_backend(a.pid)) FROM pg_stat_activity AS a
-JOIN eoflow_executors AS x ON a.application_name = left('eoflow ' || x.executor_id, 63)
+JOIN eoflow_executors AS x ON a.application_name IN (
+    left('eoflow ' || to_hex(hashtext(x.executor_id)) || ' ' || x.executor_id, 63),
+    CASE WHEN length('eoflow ' || x.executor_id) <= 63 THEN 'eoflow ' || x.executor_id END)
 WHERE x.status = 'ALIVE' AND x.executor_id <> ?1 AND x.heartbeat_ms + x.lease_ms < ?2
   AND a.datname = current_database() AND a.pid <> pg_backend_pid()
   AND a.xact_start IS NOT NULL;
 
 -- name: end_named_sessions
--- The sessions named after the executors in ?1 (their names, an array) that are inside a
--- transaction, ended: in an application database (--app-db), the writer of an engine whose
--- runs were just taken over, so that its locks (a Kafka batch's keys, a @transaction's rows)
--- go with it instead of holding up the engines that apply the same messages.
-SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity
-WHERE application_name = ANY(?1) AND datname = current_database()
-  AND pid <> pg_backend_pid() AND xact_start IS NOT NULL;
+-- The sessions named after the executors in ?1 (an array of ids; names as end_lapsed_sessions
+-- matches them) that are inside a transaction, ended: in an application database (--app-db),
+-- the writer of an engine whose runs were just taken over, so that its locks (a Kafka batch's
+-- keys, a @transaction's rows) go with it instead of holding up the engines that apply the
+-- same messages.
+SELECT count(*) FILTER (WHERE pg_terminate_backend(a.pid)) FROM pg_stat_activity AS a
+JOIN unnest(CAST(?1 AS TEXT[])) AS x(executor_id) ON a.application_name IN (
+    left('eoflow ' || to_hex(hashtext(x.executor_id)) || ' ' || x.executor_id, 63),
+    CASE WHEN length('eoflow ' || x.executor_id) <= 63 THEN 'eoflow ' || x.executor_id END)
+WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()
+  AND a.xact_start IS NOT NULL;
 
 -- name: pending_lane_order
 -- As queries.sql's, in this schema's order of creation (seq).

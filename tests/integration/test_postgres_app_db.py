@@ -54,6 +54,28 @@ def test_an_app_db_url_holds_the_data_and_the_transaction_records(
         assert result.exit_code == 0, result.output
 
 
+LONG_HOST = "worker-7f9c4d8b6-x2k4p.orders-consumer.eu-west-1.compute.internal"
+
+
+def test_a_session_named_as_engines_before_named_themselves_is_ended_too() -> None:
+    """An engine of the previous version (a rolling upgrade) named its session
+    'eoflow <executor id>': a takeover by this version still ends it."""
+    import psycopg
+
+    from eoflow.journal.appdb import AppDatabase
+
+    app_db = pgserver.fresh_database()
+    older = psycopg.connect(app_db, application_name="eoflow host:9:0ld0ld")
+    app = AppDatabase.open(app_db)
+    try:
+        older.execute("SELECT 1")  # idle in its transaction (psycopg begins one)
+        assert app.tx.end_sessions(["host:9:0ld0ld"]) == 1
+    finally:
+        app.close()
+        with contextlib.suppress(Exception):
+            older.close()
+
+
 def test_an_app_db_session_named_after_an_executor_is_ended_with_its_locks() -> None:
     """A writer holding a row lock in the application database (an engine paused inside a
     transaction there) is ended by its executor's name, from a connection of its own: the
@@ -81,14 +103,17 @@ def test_an_app_db_session_named_after_an_executor_is_ended_with_its_locks() -> 
 
     threads = [threading.Thread(target=paused), threading.Thread(target=other)]
     try:
-        paused_db.tx.name_session("host:1:paused")
+        paused_db.tx.name_session(f"{LONG_HOST}:1:a1b2c3")
         threads[0].start()
         assert holding.wait(10)
         threads[1].start()
         assert not took.wait(0.5)  # it waits on the paused writer's lock
         assert other_db.tx.end_sessions(["host:2:someone-else"]) == 0
+        # The same long host and pid, another process: the names the server keeps (63 bytes)
+        # must still differ (red when the name began with the id and was cut).
+        assert other_db.tx.end_sessions([f"{LONG_HOST}:1:d4e5f6"]) == 0
         assert not took.wait(0.3)
-        assert other_db.tx.end_sessions(["host:1:paused"]) == 1
+        assert other_db.tx.end_sessions([f"{LONG_HOST}:1:a1b2c3"]) == 1
         assert took.wait(5), "the lock outlived the session"
     finally:
         wake.set()
