@@ -46,22 +46,37 @@ def submit(rt: Runtime, run: ActiveRun, definition: Definition, new: NewWorkflow
     rt.pool.submit(_task(rt, run, definition, new, on_done), lane=lane)
 
 
-def _task(rt: Runtime, run: ActiveRun, definition: Definition, new: NewWorkflow | None,
-          on_done: Callable[[], None] | None = None) -> Callable[[], None]:
-    def task() -> None:
+class _Task:
+    """A run's task on the pool: claim it, then execute it (`new`: just created, nothing to
+    replay) or replay its journal. An object, not a closure: a queued Kafka run is held in
+    memory until a worker takes it (up to 20,000 of them), and a closure's cells were half of
+    the objects the garbage collector went through for each (its full passes took 49 ms)."""
+
+    __slots__ = ("rt", "run", "definition", "new", "on_done")
+
+    def __init__(self, rt: Runtime, run: ActiveRun, definition: Definition,
+                 new: NewWorkflow | None, on_done: Callable[[], None] | None) -> None:
+        self.rt, self.run, self.definition, self.new, self.on_done = \
+            rt, run, definition, new, on_done
+
+    def __call__(self) -> None:
+        rt, run, new = self.rt, self.run, self.new
         try:
             if not rt.runs.claim(run):
                 return  # another thread ran it (a parent running its child inline)
             if new is not None:
-                execute(rt, run, definition, new.inputs, {}, new.deadline_ms,
+                execute(rt, run, self.definition, new.inputs, {}, new.deadline_ms,
                         trace_context=new.trace_context)
             else:
-                resume_claimed(rt, run, definition)
+                resume_claimed(rt, run, self.definition)
         finally:
-            if on_done is not None:
-                on_done()
+            if self.on_done is not None:
+                self.on_done()
 
-    return task
+
+def _task(rt: Runtime, run: ActiveRun, definition: Definition, new: NewWorkflow | None,
+          on_done: Callable[[], None] | None = None) -> Callable[[], None]:
+    return _Task(rt, run, definition, new, on_done)
 
 
 def resume_claimed(rt: Runtime, run: ActiveRun, definition: Definition,

@@ -90,6 +90,7 @@ class ConsumerLoop:
         self._uncommitted: dict[Partition, int] = {}
         self._in_flight = 0
         self._in_flight_lock = threading.Lock()
+        self._on_done = self._finished  # one bound method for all runs, not one each
         self._paused = False
         self._thread = threading.Thread(target=self._run, daemon=True,
                                         name=f"eoflow-kafka-{spec.name}")
@@ -328,7 +329,7 @@ class ConsumerLoop:
         with self._in_flight_lock:  # once a batch: the workers take it once a run
             self._in_flight += len(starts)
         for run, created_new, lane in starts:
-            runner.submit(rt, run, spec.definition, created_new, lane, on_done=self._finished)
+            runner.submit(rt, run, spec.definition, created_new, lane, on_done=self._on_done)
 
     def _finished(self) -> None:
         with self._in_flight_lock:
