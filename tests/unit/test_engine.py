@@ -295,9 +295,9 @@ def test_a_queued_run_costs_the_garbage_collector_one_object(tmp_path: object) -
         rt, definition = engine.runtime, definition_of(e_queued_cheaply)
         release = threading.Event()
         rt.pool.submit(lambda: release.wait(10), lane="cheap")  # the lane is busy meanwhile
-        runs = [(rt.runs.track(f"cheap-{n}"), NewWorkflow(f"cheap-{n}", "e_queued_cheaply",
-                                                          codec.encode({"args": [n], "kwargs": {}}), 1))
-                for n in range(2000)]
+        inputs = codec.encode({"args": [1], "kwargs": {}})
+        runs = [(rt.runs.track(f"cheap-{n}"),
+                 NewWorkflow(f"cheap-{n}", "e_queued_cheaply", inputs, 1)) for n in range(2000)]
         on_done = release.is_set  # any callable kept by the task
         gc.collect()
         before = len(gc.get_objects())
