@@ -51,12 +51,20 @@ class SqlJournal(Reader):
         """Join as a new executor running `app_version` of the app (the runs it creates record
         it); from now on every write batch is fenced by its lease."""
         executor_id = executors.new_executor_id()
-        self.committer.write(lambda conn: executors.register(conn, executor_id, lease_ms,
-                                                             now_ms, app_version))
+
+        def register(conn: Conn) -> None:
+            executors.register(conn, executor_id, lease_ms, now_ms, app_version)
+            self._settle_session(conn, executor_id, lease_ms)
+
+        self.committer.write(register)
         self.app_version = app_version
         self.executor_id = executor_id
         self.committer.fence = executors.fence(executor_id, self.path)
         return executor_id
+
+    def _settle_session(self, conn: Conn, executor_id: str, lease_ms: int) -> None:
+        """Set the writer's session up for `executor_id`, in the batch that registers it (a
+        server's journal names the session: postgres.py)."""
 
     def renew_lease(self, now_ms: int) -> None:
         """Renew this executor's lease (ExecutorFencedError once it was taken over). With

@@ -277,3 +277,29 @@ def test_a_takeover_ends_the_session_of_an_engine_paused_mid_pipeline(pg_url: st
         holder.join(10)
         first.close()
         second.close()
+
+
+def test_an_executor_is_visible_only_with_its_session_named(
+        pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL: the writer's session is named after its executor in the batch that
+    registers it. Named in a batch of its own after it, an engine paused in between was ALIVE
+    (its lease could run out) while holding the write lock under a name no takeover looked
+    for, and every takeover waited. Here, a naming that fails leaves no executor behind."""
+    from eoflow.errors import JournalError
+    from eoflow.journal import pg
+    from eoflow.journal.postgres import PostgresJournal
+
+    journal = PostgresJournal.open(pg_url)
+    try:
+        monkeypatch.setitem(pg.QPG, "name_session", "SELECT no_such_function(?)")
+        with pytest.raises(JournalError):
+            journal.register_executor(lease_ms=60_000, now_ms=1)
+        monkeypatch.undo()
+        assert journal.list_executors() == []
+        executor_id = journal.register_executor(lease_ms=60_000, now_ms=2)
+        names = journal.committer.read(lambda conn: conn.execute(
+            "SELECT application_name FROM pg_stat_activity WHERE pid = pg_backend_pid()"
+        ).fetchall())
+        assert names[0][0].startswith("eoflow ") and names[0][0].endswith(executor_id)
+    finally:
+        journal.close()

@@ -132,11 +132,15 @@ def finish(journal: Any, workflow_id: str) -> None:
 
 
 def test_runs_taken_over_wait_for_older_runs_of_their_lane_held_elsewhere(
-        two_executors: tuple[Any, Any, Callable[[Any, int], None], str], pg_url: str) -> None:
+        two_executors: tuple[Any, Any, Callable[[Any, int], None], str], pg_url: str,
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     """A partition's oldest run is PENDING under a live engine (still running it) while its
     newer runs belong to a dead one (recorded while it waited for the first): the engine
     that takes the dead one's runs over must not run them before the older one is done, and
-    no worker thread waits with them."""
+    no worker thread waits with them. While they wait, a warning says so now and then."""
+    from eoflow.engine import heldlanes
+
+    monkeypatch.setattr(heldlanes, "WARN_EVERY", 0.3)
     alive, dead, record, lane = two_executors
     record(alive, 0)
     record(dead, 1)
@@ -147,6 +151,7 @@ def test_runs_taken_over_wait_for_older_runs_of_their_lane_held_elsewhere(
         assert engine.start(lg_plain).result(timeout=5) == 7  # the only worker is free
         time.sleep(0.6)
         assert TAKEN == [], "a run taken over overtook an older run of its lane"
+        assert any("still wait for 1 older run" in r.getMessage() for r in caplog.records)
         finish(alive, "lt-0")
         wait_until(lambda: TAKEN == [1, 2], 10, "the runs taken over, in order")
 
