@@ -7,10 +7,11 @@ previous consumer), or one whose lease has not run out yet. The runs it claimed 
 here, unqueued, so that no worker thread waits with them.
 
 A lane's held runs are queued, in creation order, as soon as they are older than every run
-of the lane another executor holds: at the takeover itself, or at a re-check every
-`POLL` seconds (a timer, then a short task). A later takeover that claims one of those older
-runs (its owner died meanwhile) merges it in, in order. Kafka's lane gate (kafka/lanes.py)
-counts held runs as not yet queued: new runs of the partition wait behind them.
+of the lane another executor holds: at the takeover itself, or at a re-check every `POLL`
+seconds (a timer, then a short task, one read for all held lanes). A later takeover that
+claims one of those older runs (its owner died meanwhile) merges it in, in order. Kafka's
+lane gate (kafka/lanes.py) counts held runs as not yet queued: new runs of the partition wait
+behind them. An operator's resume of a held run (or a start of it again) leaves it held.
 
 Everything here runs under `Runtime.lanes_lock`, which a takeover holds from its claim until
 it has queued (or held) what it claimed.
@@ -44,7 +45,7 @@ class HeldLanes:
         self._closed = closed
         self._lanes: dict[str, dict[str, Queue]] = {}  # lane: {run id: how to queue it}
         self._warned: dict[str, float] = {}  # lane: when it was last reported (monotonic)
-        self._armed: set[str] = set()  # lanes with a re-check on its way
+        self._armed = False  # a re-check is on its way
 
     def count(self, lane: str) -> int:
         """Runs held in `lane` or in its keys' lanes (`lane:key:...`), under the lanes lock."""
@@ -52,28 +53,53 @@ class HeldLanes:
         return sum(len(runs) for name, runs in self._lanes.items()
                    if name == lane or name.startswith(prefix))
 
+    def requeue(self, workflow_id: str, queue_in: Callable[[str], Queue]) -> bool:
+        """An operator resumed (or a caller started again) run `workflow_id`: if it is held
+        here, it stays held, and `queue_in(its lane)` queues it when its turn comes. False if
+        it is not held (the caller queues it)."""
+        with self._lock:
+            for lane, held in self._lanes.items():
+                if workflow_id in held:
+                    held[workflow_id] = queue_in(lane)
+                    return True
+            return False
+
     def settle(self, claimed: Sequence[tuple[str, str, Queue]]) -> None:
-        """Runs just claimed, (id, lane, how to queue it): queue those that may run now, in
-        their lane's order with the runs already held there; hold the rest."""
+        """Runs just claimed, (id, lane, how to queue it), under the lanes lock: queue those
+        that may run now, in their lane's order with the runs already held there; hold the
+        rest."""
         if not claimed:
             return
         for workflow_id, lane, queue in claimed:
             self._lanes.setdefault(lane, {})[workflow_id] = queue
-        lanes = sorted({lane for _, lane, _ in claimed})
+        self._look(sorted({lane for _, lane, _ in claimed}))
+
+    def _look(self, lanes: Sequence[str]) -> None:
+        """Release what may run now in `lanes`, from one read of every lane's order; look
+        again later while anything is held."""
         try:
             order = self._journal.pending_lane_order()
-        except JournalError as error:  # claimed, so ours: they run once the re-check can read
-            log.warning("engine: cannot read the order of the runs taken over (%s); they wait "
-                        "until it can be read", error)
+        except JournalError as error:  # claimed, so ours: they run once it can be read
+            now = time.monotonic()
+            if now - self._warned.get("", 0.0) >= WARN_EVERY:
+                self._warned[""] = now
+                log.warning("engine: cannot read the order of the runs taken over (%s); "
+                            "they wait until it can be read", error)
+        else:
+            rows: dict[str, list[tuple[str, str, bool]]] = {lane: [] for lane in lanes}
+            for row in order:
+                if row[1] in rows:
+                    rows[row[1]].append(row)
             for lane in lanes:
-                self._arm(lane)
-            return
-        for lane in lanes:
-            self._release(lane, [row for row in order if row[1] == lane])
+                self._release(lane, rows[lane])
+        if self._lanes and not self._armed:
+            self._armed = True
+            self._timers.at(self._clock.now_ms() + int(POLL * 1000),
+                            lambda: self._pool.submit(self._recheck))
 
     def _release(self, lane: str, order: Order) -> None:
         """Queue the held runs of `lane` older than its oldest run held elsewhere, oldest
-        first; keep the others (and look again later)."""
+        first; keep the others."""
         held = self._lanes[lane]
         position = {workflow_id: n for n, (workflow_id, _, _) in enumerate(order)}
         foreign = next((n for n, (_, _, ours) in enumerate(order) if not ours), len(order))
@@ -88,7 +114,6 @@ class HeldLanes:
             self._warned.pop(lane, None)
             return
         self._tell(lane, len(held), sum(1 for _, _, ours in order if not ours))
-        self._arm(lane)
 
     def _tell(self, lane: str, held: int, older: int) -> None:
         now = time.monotonic()
@@ -103,26 +128,11 @@ class HeldLanes:
                         "run(s) that another executor holds (a run of another app version "
                         "waits for an engine of that version)", held, lane, older)
 
-    def _arm(self, lane: str) -> None:
-        if lane in self._armed:
-            return
-        self._armed.add(lane)
-        self._timers.at(self._clock.now_ms() + int(POLL * 1000),
-                        lambda: self._pool.submit(lambda: self._recheck(lane)))
-
-    def _recheck(self, lane: str) -> None:
+    def _recheck(self) -> None:
+        """Every POLL seconds while runs are held: one read for all their lanes (a takeover
+        behind a busy consumer may hold many keys' lanes)."""
         with self._lock:
-            self._armed.discard(lane)
-            if self._closed() or lane not in self._lanes:
+            self._armed = False
+            if self._closed():
                 return  # closing: the runs stay PENDING for the next engine
-            try:
-                order = self._journal.pending_lane_order(lane)
-            except JournalError as error:
-                now = time.monotonic()
-                if now - self._warned.get(lane, 0.0) >= WARN_EVERY:
-                    self._warned[lane] = now
-                    log.warning("engine: lane %s: cannot read its runs' order (%s); its %d "
-                                "run(s) taken over wait", lane, error, len(self._lanes[lane]))
-                self._arm(lane)
-                return
-            self._release(lane, order)
+            self._look(sorted(self._lanes))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 
 from eoflow.engine import heldlanes, runner
 from eoflow.engine.handle import WorkflowHandle
@@ -45,8 +46,10 @@ def take_over(rt: Runtime, if_any: bool = False) -> list[WorkflowHandle]:
             log.warning("engine: executor %s is gone (its process ended, or its lease ran "
                         "out); taking its runs over", executor)
         handles = _resume(rt, pending)
-    if expired:  # not on the caller's thread (the lease keeper's): it may connect for long
-        rt.pool.submit(functools.partial(_end_app_sessions, rt, expired))
+    if expired:  # on a thread of its own: not the lease keeper's (it may connect for long),
+        # nor a worker's (the workers may all be waiting on the very locks it ends)
+        threading.Thread(target=_end_app_sessions, args=(rt, expired), daemon=True,
+                         name="eoflow-end-sessions").start()
     return handles
 
 

@@ -7,6 +7,7 @@ outcome reaches the run's waiters only once it is durable (read-your-writes for 
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 
@@ -72,6 +73,12 @@ class _Task:
         finally:
             if self.on_done is not None:
                 self.on_done()
+
+
+def submit_in(rt: Runtime, run: ActiveRun, definition: Definition,
+              lane: str) -> Callable[[], None]:
+    """How to queue existing run `run` in `lane`, later (engine/heldlanes.py)."""
+    return functools.partial(submit, rt, run, definition, None, lane)
 
 
 def _task(rt: Runtime, run: ActiveRun, definition: Definition, new: NewWorkflow | None,

@@ -53,8 +53,8 @@ class SqlJournal(Reader):
         executor_id = executors.new_executor_id()
 
         def register(conn: Conn) -> None:
-            executors.register(conn, executor_id, lease_ms, now_ms, app_version)
             self._settle_session(conn, executor_id, lease_ms)
+            executors.register(conn, executor_id, lease_ms, now_ms, app_version)
 
         self.committer.write(register)
         self.app_version = app_version

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -154,17 +155,21 @@ def test_a_takeover_ends_the_app_db_session_of_an_engine_paused_in_a_transaction
         pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """An engine stops renewing its lease while its @transaction holds a row of the
     application database: the engine that takes its runs over also ends that session, so
-    its own transaction on the same row goes on instead of waiting until the other wakes."""
+    its own transaction on the same row goes on instead of waiting until the other wakes.
+    The taker has one worker, which the run it took over keeps waiting on that lock: the
+    session must be ended from elsewhere (red when it was a task for the workers)."""
+    from eoflow.journal.records import Status
+
     app_db = pgserver.fresh_database()
     journal_sql(app_db, "CREATE TABLE ad_held (id TEXT PRIMARY KEY)")
     AD_HOLDING.clear()
     AD_WAKE.clear()
     took = threading.Event()
     with Engine(journal=pg_url, app_db=app_db, lease=1.0) as paused, \
-            Engine(journal=pg_url, app_db=app_db, lease=30.0) as taker:
+            Engine(journal=pg_url, app_db=app_db, lease=30.0, workers=1) as taker:
         try:
             monkeypatch.setattr(paused.runtime.journal, "renew_lease", lambda now_ms: True)
-            paused.start(ad_held, "k")
+            held = paused.start(ad_held, "k")
             assert AD_HOLDING.wait(10)
 
             def take() -> None:
@@ -173,6 +178,13 @@ def test_a_takeover_ends_the_app_db_session_of_an_engine_paused_in_a_transaction
 
             threading.Thread(target=take, daemon=True).start()
             assert took.wait(15), "the taken-over engine's session kept its lock"
+            record = taker.runtime.journal.get_workflow(held.workflow_id)
+            deadline = time.monotonic() + 15
+            while record is not None and record.status is not Status.SUCCESS \
+                    and time.monotonic() < deadline:
+                time.sleep(0.1)
+                record = taker.runtime.journal.get_workflow(held.workflow_id)
+            assert record is not None and record.status is Status.SUCCESS, record
         finally:
             AD_WAKE.set()
     assert journal_sql(app_db, "SELECT id FROM ad_held") == [("k",)]

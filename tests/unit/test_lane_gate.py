@@ -156,6 +156,27 @@ def test_runs_taken_over_wait_for_older_runs_of_their_lane_held_elsewhere(
         wait_until(lambda: TAKEN == [1, 2], 10, "the runs taken over, in order")
 
 
+@pytest.mark.parametrize("cancelled_first", [False, True])
+def test_a_held_run_resumed_by_an_operator_keeps_its_place(
+        two_executors: tuple[Any, Any, Callable[[Any, int], None], str], pg_url: str,
+        cancelled_first: bool) -> None:
+    """A run held behind an older one elsewhere is resumed (after a cancel, or as it is): it
+    stays held, and runs once the older one is done, not at once."""
+    alive, dead, record, lane = two_executors
+    record(alive, 0)
+    record(dead, 1)
+    with Engine(journal=pg_url, workers=2, grace_period=2) as engine:
+        wait_until(lambda: engine.runtime.held_lanes.count(lane) == 1, 10, "the run, held")
+        if cancelled_first:
+            engine.cancel("lt-1")
+        handle = engine.resume("lt-1")
+        time.sleep(0.6)
+        assert TAKEN == [], "a resumed run overtook an older run of its lane"
+        finish(alive, "lt-0")
+        assert handle.result(timeout=10) == 1
+        assert TAKEN == [1]
+
+
 def test_an_older_run_taken_over_later_goes_first(
         two_executors: tuple[Any, Any, Callable[[Any, int], None], str], pg_url: str) -> None:
     """The live owner of the lane's oldest run dies while the newer ones wait: the engine
