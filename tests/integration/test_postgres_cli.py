@@ -92,7 +92,7 @@ def test_engines_share_a_postgres_journal_that_a_copy_holds_whole(secret_url: st
         # A copy waits for every engine to stop; the error names one of them (its writer
         # session is named after its executor).
         engines = "|".join(re.escape(str(e.journal.executor_id)) for e in (first, second))
-        with pytest.raises(JournalLockedError, match=f"eoflow ({engines}) "), \
+        with pytest.raises(JournalLockedError, match=f"eoflow [0-9a-f]+ ({engines}) "), \
                 owned(secret_url):
             pass
     with owned(secret_url), pytest.raises(JournalError, match="is being copied by .*eoflow pid"):
