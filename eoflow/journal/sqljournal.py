@@ -53,8 +53,9 @@ class SqlJournal(Reader):
         executor_id = executors.new_executor_id()
 
         def register(conn: Conn) -> None:
-            self._settle_session(conn, executor_id, lease_ms)
             executors.register(conn, executor_id, lease_ms, now_ms, app_version)
+            # Last: a server's idle timeout applies to this very transaction once set.
+            self._settle_session(conn, executor_id, lease_ms)
 
         self.committer.write(register)
         self.app_version = app_version

@@ -28,6 +28,10 @@ def sql(text: str, params: tuple[object, ...] = ()) -> None:
 @eoflow.on_start
 @transaction()
 def create_tables() -> None:
+    if type(eoflow.db()).__module__.startswith("psycopg"):
+        # Engines starting at once would race in CREATE TABLE IF NOT EXISTS, which
+        # PostgreSQL may answer with a unique violation (pg_type) for all but one.
+        sql("SELECT pg_advisory_xact_lock(4242)")
     sql("CREATE TABLE IF NOT EXISTS wf_counts (id INTEGER PRIMARY KEY, n INTEGER)")
     sql("CREATE TABLE IF NOT EXISTS tx_counts (id INTEGER PRIMARY KEY, n INTEGER)")
     sql("CREATE TABLE IF NOT EXISTS wf_order (id INTEGER, part INTEGER, off INTEGER, "
