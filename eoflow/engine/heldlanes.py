@@ -46,6 +46,7 @@ class HeldLanes:
         self._lanes: dict[str, dict[str, Queue]] = {}  # lane: {run id: how to queue it}
         self._warned: dict[str, float] = {}  # lane: when it was last reported (monotonic)
         self._armed = False  # a re-check is on its way
+        self._read_warned = 0.0  # when a failed read of the order was last reported
 
     def count(self, lane: str) -> int:
         """Runs held in `lane` or in its keys' lanes (`lane:key:...`), under the lanes lock."""
@@ -81,8 +82,8 @@ class HeldLanes:
             order = self._journal.pending_lane_order()
         except JournalError as error:  # claimed, so ours: they run once it can be read
             now = time.monotonic()
-            if now - self._warned.get("", 0.0) >= WARN_EVERY:
-                self._warned[""] = now
+            if now - self._read_warned >= WARN_EVERY:
+                self._read_warned = now
                 log.warning("engine: cannot read the order of the runs taken over (%s); "
                             "they wait until it can be read", error)
         else:

@@ -9,7 +9,6 @@ of the `RequestPoller`.
 
 from __future__ import annotations
 
-import functools
 import logging
 
 from eoflow.engine import runner
@@ -97,8 +96,7 @@ def _run(rt: Runtime, record: WorkflowRecord, definition: Definition, what: str
         return WorkflowHandle(rt, record.workflow_id)
     run = rt.runs.track(record.workflow_id)
     if record.status is Status.PENDING:  # a queued one waits for its queue's dispatcher
-        if not rt.held_lanes.requeue(record.workflow_id, functools.partial(
-                runner.submit_in, rt, run, definition)):  # held: behind older runs of its lane
+        if not runner.kept_held(rt, run, definition):
             runner.submit(rt, run, definition, None, record.lane)
     else:
         rt.queue_wakeup.set()

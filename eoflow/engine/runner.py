@@ -44,7 +44,7 @@ def submit(rt: Runtime, run: ActiveRun, definition: Definition, new: NewWorkflow
            lane: str | None = None, on_done: Callable[[], None] | None = None) -> None:
     """Queue a run on the pool (in `lane`, if any). `new`: it was just created (nothing to
     replay); else its journal is read when it starts."""
-    rt.pool.submit(_task(rt, run, definition, new, on_done), lane=lane)
+    rt.pool.submit(_Task(rt, run, definition, new, on_done), lane=lane)
 
 
 class _Task:
@@ -75,15 +75,11 @@ class _Task:
                 self.on_done()
 
 
-def submit_in(rt: Runtime, run: ActiveRun, definition: Definition,
-              lane: str) -> Callable[[], None]:
-    """How to queue existing run `run` in `lane`, later (engine/heldlanes.py)."""
-    return functools.partial(submit, rt, run, definition, None, lane)
-
-
-def _task(rt: Runtime, run: ActiveRun, definition: Definition, new: NewWorkflow | None,
-          on_done: Callable[[], None] | None = None) -> Callable[[], None]:
-    return _Task(rt, run, definition, new, on_done)
+def kept_held(rt: Runtime, run: ActiveRun, definition: Definition) -> bool:
+    """True if existing run `run` is held behind older runs of its lane (engine/heldlanes.py):
+    it is then queued, as `run`, in its turn; else the caller queues or runs it."""
+    return rt.held_lanes.requeue(
+        run.workflow_id, lambda lane: functools.partial(submit, rt, run, definition, None, lane))
 
 
 def resume_claimed(rt: Runtime, run: ActiveRun, definition: Definition,
@@ -248,7 +244,7 @@ def _again(rt: Runtime, run: ActiveRun, definition: Definition, keep_lane: bool,
     run.context = None
     rt.runs.unclaim(run)
     lane = rt.pool.hold_current_lane() if keep_lane else None
-    task = _task(rt, run, definition, None)
+    task = _Task(rt, run, definition, None, None)
 
     def back() -> None:
         if lane is None:

@@ -9,7 +9,6 @@ step of the parent, so that replay re-attaches to the same child instead of star
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Any
 
 from eoflow.engine import crashpoints, runner
@@ -106,8 +105,7 @@ def run_created(rt: Runtime, definition: Definition, wid: str, new: NewWorkflow 
     run = rt.runs.track(wid)
     if created:
         run.call = call
-    if created or not rt.held_lanes.requeue(wid, functools.partial(
-            runner.submit_in, rt, run, definition)):  # held: behind older runs of its lane
+    if created or not runner.kept_held(rt, run, definition):
         runner.submit(rt, run, definition, new if created else None, lane)
     return WorkflowHandle(rt, wid, run)
 
@@ -132,10 +130,8 @@ def attach(rt: Runtime, definition: Definition, wid: str, created: bool, status:
     if not created and status is Status.PENDING and runner.held_elsewhere(rt, wid):
         return WorkflowHandle(rt, wid).result()
     run = rt.runs.track(wid)
-    if not created and rt.held_lanes.requeue(
-            wid, functools.partial(runner.submit_in, rt, run, definition)):
-        pass  # held behind older runs of its lane: it runs in its turn; wait for it
-    elif rt.runs.claim(run):
+    # A run held behind older runs of its lane runs in its turn: then only wait for it.
+    if (created or not runner.kept_held(rt, run, definition)) and rt.runs.claim(run):
         if created and new is not None:
             run.call = call
             runner.execute(rt, run, definition, new.inputs, {}, new.deadline_ms, waited=True,

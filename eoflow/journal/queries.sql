@@ -262,11 +262,11 @@ WHERE status = 'PENDING' AND (lane = ?1 OR lane LIKE ?1 || ':key:%')
   AND (executor_id IS NULL OR executor_id <> ?2);
 
 -- name: pending_lane_order
--- The PENDING runs that have a lane (lane ?2, or any if NULL), in the order they were created:
--- (id, lane, owned by executor ?1?). A takeover finds in it the runs it claimed that older
--- runs of their lane, held by another executor, must precede (engine/heldlanes.py).
+-- The PENDING runs that have a lane, in the order they were created: (id, lane, owned by
+-- executor ?1?). A takeover finds in it the runs it claimed that older runs of their lane,
+-- held by another executor, must precede (engine/heldlanes.py).
 SELECT workflow_id, lane, coalesce(executor_id = ?1, 0) FROM eoflow_workflows
-WHERE status = 'PENDING' AND lane IS NOT NULL AND (?2 IS NULL OR lane = ?2) ORDER BY rowid;
+WHERE status = 'PENDING' AND lane IS NOT NULL ORDER BY rowid;
 
 -- name: anything_to_claim
 -- Whether claim_runs would find something (read first: an idle engine writes nothing).

@@ -106,11 +106,10 @@ class SqlJournal(Reader):
         """PENDING runs of a partition's lanes that this executor does not own (lanes.py)."""
         return self._count("foreign_lane_runs", (lane, self._me()))
 
-    def pending_lane_order(self, lane: str | None = None) -> list[tuple[str, str, bool]]:
-        """(id, lane, this executor's?) of every PENDING run with a lane (of `lane` alone,
-        if given), oldest first."""
-        return [(str(w), str(run_lane), bool(mine))
-                for w, run_lane, mine in self._all("pending_lane_order", (self._me(), lane))]
+    def pending_lane_order(self) -> list[tuple[str, str, bool]]:
+        """(id, lane, this executor's?) of every PENDING run with a lane, oldest first."""
+        return [(str(w), str(lane), bool(mine))
+                for w, lane, mine in self._all("pending_lane_order", (self._me(),))]
 
     def stop_executor(self, now_ms: int) -> int:
         """A clean shutdown: hand this executor's PENDING runs over; returns how many."""
