@@ -97,7 +97,7 @@ def lg_plain() -> int:
 
 @pytest.fixture
 def two_executors(pg_url: str) -> Iterator[tuple[Any, Any, Callable[[Any, int], None], str]]:
-    """A live executor and a dead one (its lease ran out at once) on a PostgreSQL journal,
+    """A live executor and a dead one (its lease ran out an hour ago) on a PostgreSQL journal,
     and `record(journal, offset)`: the run of partition 1's message at `offset`, recorded by
     that executor. Runs are created in the order they are recorded."""
     from eoflow.journal.postgres import PostgresJournal
@@ -113,7 +113,9 @@ def two_executors(pg_url: str) -> Iterator[tuple[Any, Any, Callable[[Any, int], 
 
     alive, dead = PostgresJournal.open(pg_url), PostgresJournal.open(pg_url)
     alive.register_executor(lease_ms=600_000, now_ms=time_ms())
-    dead.register_executor(lease_ms=1, now_ms=time_ms())
+    # Not a 1 ms lease: the server would end the dead one's session whenever it idled 1 ms
+    # between two statements of a transaction (its idle timeout is its lease; seen in CI).
+    dead.register_executor(lease_ms=60_000, now_ms=time_ms() - 3_600_000)
     TAKEN.clear()
     try:
         yield alive, dead, record, lane
