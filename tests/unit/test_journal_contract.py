@@ -8,7 +8,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -112,6 +112,67 @@ def test_recovery_bookkeeping(journal: Journal) -> None:
     journal.park_workflow("b", 5)
     assert journal.get_workflow("b").status is Status.PARKED  # type: ignore[union-attr]
     assert journal.resume_workflow("b", 6).status is Status.PENDING
+
+
+def test_a_look_for_runs_to_take_over_claims_only_what_no_live_executor_owns(
+        journal: Journal) -> None:
+    """claim_runs(if_any=True), the lease keeper's look every second: it reads first (by the
+    index of PENDING runs' owners: a Kafka consumer may keep 20,000 runs PENDING) and claims
+    only runs no live executor owns (unowned, of a stopped or expired executor, of one whose
+    row is gone) of its app version or none, or expires an executor whose lease ran out."""
+    def leave(workflow_id: str, owner: str, version: str = "NULL") -> None:  # as others left it
+        journal.create_workflows([new(workflow_id)], 3)
+        cast(Any, journal).committer.write(lambda conn: conn.execute(
+            f"UPDATE eoflow_workflows SET executor_id = {owner}, app_version = {version} "
+            f"WHERE workflow_id = '{workflow_id}'"))
+
+    def look() -> tuple[list[str], list[str]]:
+        expired, runs = journal.claim_runs(4, if_any=True)
+        return expired, [run.workflow_id for run in runs]
+
+    other = journal.register_executor(lease_ms=60_000, now_ms=1)
+    journal.create_workflows([new("theirs")], 1)
+    journal.register_executor(lease_ms=60_000, now_ms=2, app_version="v2")
+    journal.create_workflows([new("mine")], 2)
+    assert look() == ([], [])  # a live executor's run, and its own
+    cast(Any, journal).committer.write(lambda conn: conn.execute(
+        f"UPDATE eoflow_executors SET status = 'STOPPED' WHERE executor_id = '{other}'"))
+    assert look() == ([], ["theirs"])
+    leave("of-a-gone-row", "'gone'")
+    assert look() == ([], ["of-a-gone-row"])
+    leave("unowned", "NULL", "'v2'")
+    assert look() == ([], ["unowned"])
+    leave("unowned-v1", "NULL", "'v1'")
+    leave("gone-v1", "'gone'", "'v1'")
+    assert look() == ([], [])  # another version's: for an engine of that version
+    me = journal.executor_id
+    assert cast(Any, journal)._count("anything_to_claim", (me, 4)) == 0  # nor a write tried
+    cast(Any, journal).committer.write(lambda conn: conn.execute(
+        "INSERT INTO eoflow_executors (executor_id, host, pid, started_ms, heartbeat_ms, "
+        "lease_ms, status) VALUES ('lapsed', 'h', 1, 1, 1, 1, 'ALIVE')"))
+    assert look() == (["lapsed"], [])
+
+
+def test_runs_of_a_partitions_lanes_held_by_others_are_counted(journal: Journal) -> None:
+    """What a newly assigned partition's runs wait for (kafka/lanes.py): PENDING runs of its
+    lane and its keys' lanes that this executor does not own (another's, or nobody's)."""
+    other = journal.register_executor(lease_ms=60_000, now_ms=1)
+    journal.create_workflows([new("o-1", lane="P"), new("o-2", lane="P:key:ab"),
+                              new("o-3", lane="P2"), new("o-4", lane="Q:key:P"),
+                              new("o-done", lane="P")], 1)
+    journal.register_executor(lease_ms=60_000, now_ms=2)
+    journal.create_workflows([new("m-1", lane="P"), new("m-2", lane="P:key:cd")], 2)
+    assert other != journal.executor_id
+    assert journal.foreign_lane_runs("P") == 3  # o-1, o-2 and o-done
+    finished = threading.Event()
+    journal.finish_workflow("o-done", Status.SUCCESS, None, None, 3,
+                            on_durable=lambda error, applied: finished.set(), urgent=True)
+    assert finished.wait(5)
+    cast(Any, journal).committer.write(lambda conn: conn.execute(
+        "UPDATE eoflow_workflows SET executor_id = NULL WHERE workflow_id = 'o-1'"))
+    assert journal.foreign_lane_runs("P") == 2  # nobody's counts too
+    assert journal.foreign_lane_runs("P2") == 1
+    assert journal.foreign_lane_runs("Q") == 1
 
 
 def test_pending_runs_with_a_lane_in_creation_order(journal: Journal) -> None:
