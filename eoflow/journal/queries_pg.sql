@@ -344,11 +344,14 @@ SELECT set_config('application_name',
 -- back): an engine paused where the server never times its session out (between the
 -- statements of a pipeline and their Sync) would hold the journal's write lock, and every
 -- takeover behind it, for as long as it sleeps. Names as name_session's, or as engines before
--- it named themselves ('eoflow ' || id) when that was not cut.
+-- it named themselves ('eoflow ' || id) when that was not cut; for an id that is not printable
+-- ASCII (a host name), which the server escapes in a session's name, the name's digest.
 SELECT count(*) FILTER (WHERE pg_terminate_backend(a.pid)) FROM pg_stat_activity AS a
 JOIN eoflow_executors AS x ON a.application_name IN (
     left('eoflow ' || to_hex(hashtext(x.executor_id)) || ' ' || x.executor_id, 63),
     CASE WHEN length('eoflow ' || x.executor_id) <= 63 THEN 'eoflow ' || x.executor_id END)
+  OR (x.executor_id ~ '[^ -~]'  -- not printable ASCII: the server escaped it in the name
+      AND a.application_name LIKE 'eoflow ' || to_hex(hashtext(x.executor_id)) || ' %')
 WHERE x.status = 'ALIVE' AND x.executor_id <> ?1 AND x.heartbeat_ms + x.lease_ms < ?2
   AND a.datname = current_database() AND a.pid <> pg_backend_pid()
   AND a.xact_start IS NOT NULL;
@@ -363,6 +366,8 @@ SELECT count(*) FILTER (WHERE pg_terminate_backend(a.pid)) FROM pg_stat_activity
 JOIN unnest(CAST(?1 AS TEXT[])) AS x(executor_id) ON a.application_name IN (
     left('eoflow ' || to_hex(hashtext(x.executor_id)) || ' ' || x.executor_id, 63),
     CASE WHEN length('eoflow ' || x.executor_id) <= 63 THEN 'eoflow ' || x.executor_id END)
+  OR (x.executor_id ~ '[^ -~]'
+      AND a.application_name LIKE 'eoflow ' || to_hex(hashtext(x.executor_id)) || ' %')
 WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()
   AND a.xact_start IS NOT NULL;
 

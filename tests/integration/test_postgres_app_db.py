@@ -58,6 +58,30 @@ def test_an_app_db_url_holds_the_data_and_the_transaction_records(
 LONG_HOST = "worker-7f9c4d8b6-x2k4p.orders-consumer.eu-west-1.compute.internal"
 
 
+def test_a_session_named_after_an_executor_of_a_non_ascii_host_is_ended() -> None:
+    """The server keeps only printable ASCII in a session's name and escapes the rest: an
+    executor whose host name is not ASCII is still found by its name's digest."""
+    import psycopg
+
+    from eoflow.journal.appdb import AppDatabase
+    from eoflow.journal.pg import QPG, to_pg
+
+    app_db = pgserver.fresh_database()
+    executor_id = "hôte-büro:1:a1b2c3"
+    named = psycopg.connect(app_db)
+    app = AppDatabase.open(app_db)
+    try:
+        text, _, _ = to_pg(QPG["name_session"])
+        named.execute(text, {"p1": executor_id})  # as the engine's writer names itself
+        named.execute("SELECT 1")  # idle in its transaction (psycopg begins one)
+        assert app.tx.end_sessions(["hôte-büro:1:d4e5f6"]) == 0  # another process of it
+        assert app.tx.end_sessions([executor_id]) == 1
+    finally:
+        app.close()
+        with contextlib.suppress(Exception):
+            named.close()
+
+
 def test_a_session_named_as_engines_before_named_themselves_is_ended_too() -> None:
     """An engine of the previous version (a rolling upgrade) named its session
     'eoflow <executor id>': a takeover by this version still ends it."""

@@ -239,13 +239,20 @@ def test_an_engine_paused_inside_a_kafka_batch_holds_the_journal_for_a_lease_at_
         second.close()
 
 
-def test_a_takeover_ends_the_session_of_an_engine_paused_mid_pipeline(pg_url: str) -> None:
+@pytest.mark.parametrize("host", ["", "hôte-büro"])
+def test_a_takeover_ends_the_session_of_an_engine_paused_mid_pipeline(
+        pg_url: str, host: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Paused between a pipeline's statements and their Sync, an engine's session is not idle
     in a transaction: the server would wait for it for ever. The engine taking over ends it
-    (its writer is named after its executor), then goes on."""
+    (its writer is named after its executor), then goes on; also when its host name is not
+    ASCII, which the server escapes in the session's name."""
+    import socket
     import threading
 
     from eoflow.journal.postgres import PostgresJournal
+
+    if host:
+        monkeypatch.setattr(socket, "gethostname", lambda: host)
 
     first, second = PostgresJournal.open(pg_url), PostgresJournal.open(pg_url)
     paused, wake = threading.Event(), threading.Event()
@@ -263,6 +270,8 @@ def test_a_takeover_ends_the_session_of_an_engine_paused_mid_pipeline(pg_url: st
 
     try:
         paused_id = first.register_executor(lease_ms=500, now_ms=1000)
+        monkeypatch.undo()
+        assert paused_id.startswith(host)
         second.register_executor(lease_ms=60_000, now_ms=1000)
         first.create_workflows([new("a1")], 1000)
         holder = threading.Thread(target=batch)
