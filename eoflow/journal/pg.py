@@ -28,6 +28,9 @@ from eoflow.journal.urls import redact
 QPG = load("queries_pg.sql")
 _NAME_OF = {text: name for name, text in Q.items()}
 _NUMBERED = re.compile(r"\?(\d+)")
+# SQLite's planner is told which index to use where it would pick a worse one; PostgreSQL's
+# planner picks for itself (and has no such clause).
+_INDEXED_BY = re.compile(r"\s+INDEXED BY \w+")
 log = logging.getLogger(__name__)
 
 
@@ -56,10 +59,12 @@ def _first_line(error: BaseException) -> str:
 
 def to_pg(sql: str) -> tuple[str, str, bool]:
     """(the query with psycopg placeholders, the query as it is for a call without parameters,
-    whether its placeholders are numbered). queries_pg.sql's version wins over queries.sql's."""
+    whether its placeholders are numbered). queries_pg.sql's version wins over queries.sql's;
+    SQLite's INDEXED BY clauses are left out."""
     name = _NAME_OF.get(sql)
     if name is not None and name in QPG:
         sql = QPG[name]
+    sql = _INDEXED_BY.sub("", sql)
     numbered = _NUMBERED.search(sql) is not None
     text = sql.replace("%", "%%")
     text = _NUMBERED.sub(r"%(p\1)s", text) if numbered else text.replace("?", "%s")

@@ -199,41 +199,6 @@ SELECT workflow_id, name, status, inputs, output, error, created_ms, updated_ms,
        recovery_attempts, parent_id, queue, lane, deadline_ms, not_before_ms
 FROM eoflow_workflows WHERE status = 'PENDING' AND executor_id = ? ORDER BY seq;
 
--- name: foreign_lane_runs
--- As queries.sql's, without SQLite's INDEXED BY.
-SELECT count(*) FROM eoflow_workflows
-WHERE status = 'PENDING' AND (executor_id IS NULL OR executor_id <> ?2)
-  AND (lane = ?1 OR lane LIKE ?1 || ':key:%');
-
--- name: anything_to_claim
--- As queries.sql's, without SQLite's INDEXED BY: PostgreSQL's planner finds the index of
--- PENDING runs' owners itself.
-SELECT EXISTS (SELECT 1 FROM eoflow_executors
-               WHERE status = 'ALIVE' AND executor_id <> ?1 AND heartbeat_ms + lease_ms < ?2)
-    OR EXISTS (SELECT 1 FROM eoflow_workflows AS w
-               WHERE w.status = 'PENDING' AND w.executor_id IS NULL
-                 AND (w.app_version IS NULL OR w.app_version = (  -- see claim_runs
-                   SELECT x.app_version FROM eoflow_executors AS x
-                   WHERE x.executor_id = ?1)))
-    OR EXISTS (
-        WITH RECURSIVE owner (id) AS (
-            SELECT (SELECT min(executor_id) FROM eoflow_workflows
-                    WHERE status = 'PENDING')
-            UNION ALL
-            SELECT (SELECT min(executor_id) FROM eoflow_workflows
-                    WHERE status = 'PENDING' AND executor_id > owner.id)
-            FROM owner WHERE owner.id IS NOT NULL)
-        SELECT 1 FROM owner
-        WHERE owner.id IS NOT NULL AND NOT EXISTS (
-                SELECT 1 FROM eoflow_executors AS e
-                WHERE e.executor_id = owner.id AND e.status = 'ALIVE')
-          AND EXISTS (
-                SELECT 1 FROM eoflow_workflows AS w
-                WHERE w.status = 'PENDING' AND w.executor_id = owner.id
-                  AND (w.app_version IS NULL OR w.app_version = (
-                    SELECT x.app_version FROM eoflow_executors AS x
-                    WHERE x.executor_id = ?1))));
-
 -- name: expire_executors
 UPDATE eoflow_executors SET status = 'EXPIRED'
 WHERE status = 'ALIVE' AND executor_id <> ?1 AND (?3::boolean OR heartbeat_ms + lease_ms < ?2)
