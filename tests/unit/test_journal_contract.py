@@ -120,11 +120,13 @@ def test_a_look_for_runs_to_take_over_claims_only_what_no_live_executor_owns(
     index of PENDING runs' owners: a Kafka consumer may keep 20,000 runs PENDING) and claims
     only runs no live executor owns (unowned, of a stopped or expired executor, of one whose
     row is gone) of its app version or none, or expires an executor whose lease ran out."""
+    def sql(statement: str) -> None:
+        cast(Any, journal).committer.write(lambda conn: conn.execute(statement))
+
     def leave(workflow_id: str, owner: str, version: str = "NULL") -> None:  # as others left it
         journal.create_workflows([new(workflow_id)], 3)
-        cast(Any, journal).committer.write(lambda conn: conn.execute(
-            f"UPDATE eoflow_workflows SET executor_id = {owner}, app_version = {version} "
-            f"WHERE workflow_id = '{workflow_id}'"))
+        sql(f"UPDATE eoflow_workflows SET executor_id = {owner}, app_version = {version} "
+            f"WHERE workflow_id = '{workflow_id}'")
 
     def look() -> tuple[list[str], list[str]]:
         expired, runs = journal.claim_runs(4, if_any=True)
@@ -135,8 +137,7 @@ def test_a_look_for_runs_to_take_over_claims_only_what_no_live_executor_owns(
     journal.register_executor(lease_ms=60_000, now_ms=2, app_version="v2")
     journal.create_workflows([new("mine")], 2)
     assert look() == ([], [])  # a live executor's run, and its own
-    cast(Any, journal).committer.write(lambda conn: conn.execute(
-        f"UPDATE eoflow_executors SET status = 'STOPPED' WHERE executor_id = '{other}'"))
+    sql(f"UPDATE eoflow_executors SET status = 'STOPPED' WHERE executor_id = '{other}'")
     assert look() == ([], ["theirs"])
     leave("of-a-gone-row", "'gone'")
     assert look() == ([], ["of-a-gone-row"])
@@ -147,9 +148,8 @@ def test_a_look_for_runs_to_take_over_claims_only_what_no_live_executor_owns(
     assert look() == ([], [])  # another version's: for an engine of that version
     me = journal.executor_id
     assert cast(Any, journal)._count("anything_to_claim", (me, 4)) == 0  # nor a write tried
-    cast(Any, journal).committer.write(lambda conn: conn.execute(
-        "INSERT INTO eoflow_executors (executor_id, host, pid, started_ms, heartbeat_ms, "
-        "lease_ms, status) VALUES ('lapsed', 'h', 1, 1, 1, 1, 'ALIVE')"))
+    sql("INSERT INTO eoflow_executors (executor_id, host, pid, started_ms, heartbeat_ms, "
+        "lease_ms, status) VALUES ('lapsed', 'h', 1, 1, 1, 1, 'ALIVE')")
     assert look() == (["lapsed"], [])
 
 
