@@ -35,14 +35,14 @@ _UNSET: Any = object()  # an op's result until it has one: typed Any to stand fo
 
 
 class _Batch:
-    __slots__ = ("done", "error", "callbacks", "waiting", "waiters")
+    __slots__ = ("done", "error", "callbacks", "waiting", "callers")
 
     def __init__(self) -> None:
         self.done = Latch()
         self.error: BaseException | None = None
         self.callbacks: list[Durable] = []
         self.waiting = False  # does anyone wait for this batch to be durable?
-        self.waiters = 0  # how many callers wait for it
+        self.callers: set[int] = set()  # the threads that wait for it
 
 
 class _Op(Generic[T]):
@@ -66,7 +66,7 @@ class GroupCommitter:
         backend: Backend,
         *,
         linger: float = 0.002,
-        gather: float = 0.0003,
+        gather: float = 0.0005,
     ) -> None:
         self.conn = conn
         self.path = path
@@ -74,8 +74,9 @@ class GroupCommitter:
         # What beginning a batch may raise: the driver's errors, or ours (a server away).
         self._failures: tuple[type[BaseException], ...] = (JournalError, *backend.errors)
         self._linger = linger  # how long a batch nobody waits for may wait for company
-        self._gather = gather  # how long a waited-on batch may wait for the usual company
-        self._last_waiters = 0
+        self._gather = gather  # how long after a commit the next one may wait for its callers
+        self._expected = 0  # callers the next batch waits for (see _expect)
+        self._history: tuple[set[int], set[int], set[int]] = (set(), set(), set())
         self._cv = threading.Condition()
         self._ops: list[_Op[Any]] = []
         self._batch = _Batch()
@@ -155,17 +156,16 @@ class GroupCommitter:
             batch = self._batch
             if on_durable is not None:
                 batch.callbacks.append(on_durable)
+            expected = self._expected
             if wait:
-                lingering = not batch.waiting
                 batch.waiting = True
-                batch.waiters += 1
-                # Wake the writer only when it has something to decide: it is idle or lingering
-                # (the batch had no waiter yet), or gathering and this is the last waiter it
-                # expects. (Waking it
-                # for each waiter cost every writer a futex wake and the GIL a turn.)
-                if lingering or batch.waiters >= self._last_waiters:
+                batch.callers.add(threading.get_ident())
+                # Wake the writer only when it has something to decide: the callers it
+                # expects are all in, or it expects none (it is idle or lingering). Each wake
+                # is a thread switch, and the GIL's, on the way of the callers still to come.
+                if len(batch.callers) >= expected:
                     self._cv.notify()
-            elif len(self._ops) == 1:
+            elif len(self._ops) == 1 and not expected:
                 self._cv.notify()
         return batch
 
@@ -196,28 +196,45 @@ class GroupCommitter:
 
     def _take(self) -> tuple[list[_Op[Any]], _Batch] | None:
         with self._cv:
-            while not self._ops and not self._closed:
-                self._cv.wait()
-            if not self._ops:
-                return None  # closed and drained
-            if not self._batch.waiting and not self._closed:
-                # Nobody waits on these (outcomes): give the next waiting writer a moment to
-                # carry them in its commit rather than paying an fsync of their own.
-                self._cv.wait_for(lambda: self._batch.waiting or self._closed, self._linger)
-            elif self._batch.waiters < self._last_waiters:
-                # As many callers waited on the last batch: those still running are about to
-                # write (the next step of a workflow). Gathering them briefly makes one fsync
-                # serve all, where committing at once makes each wait for two.
+            expected = self._expected
+            back_to_back = self._batch.waiting  # its callers came while the last was written
+            if expected and not self._closed:
+                # Callers of the last batches are about to write again (the next step of a
+                # workflow): gathering them makes one fsync serve all, where committing at
+                # once makes each wait for two. Nobody wakes the writer until the last of them
+                # is in, or the time is up.
                 deadline = time.monotonic() + self._gather
-                while self._batch.waiters < self._last_waiters and not self._closed:
+                while len(self._batch.callers) < expected and not self._closed:
                     left = deadline - time.monotonic()
                     if left <= 0:
                         break
                     self._cv.wait(left)
+                if not self._batch.waiting:  # none came: from now on the first write wakes it
+                    self._expected = expected = 0
+            while not self._ops and not self._closed:
+                self._cv.wait()
+            if not self._ops:
+                return None  # closed and drained
+            if not expected and not self._batch.waiting and not self._closed:
+                # Nobody waits on these (outcomes): give the next waiting writer a moment to
+                # carry them in its commit rather than paying an fsync of their own.
+                self._cv.wait_for(lambda: self._batch.waiting or self._closed, self._linger)
             ops, batch = self._ops, self._batch
             self._ops, self._batch = [], _Batch()
-            self._last_waiters = batch.waiters
+            self._expect(batch.callers, back_to_back)
             return ops, batch
+
+    def _expect(self, callers: set[int], back_to_back: bool) -> None:
+        """The callers the next batch waits for: those of this one, back after its commit, and,
+        when this one's came while the last batch was being written, the callers of that one
+        that wrote in one of the two batches before it too: a group that takes turns with this
+        one (one group writing while the other runs its next step, as the four partitions of a
+        Kafka consumer fell into after one of them was late). Without them each group would pay
+        a commit of its own for good. Threads that write one after another with the writer idle
+        in between (a pool's workers, taking turns at a light load) are not waited for."""
+        last, before, earlier = self._history
+        self._expected = len(callers | (last & (before | earlier)) if back_to_back else callers)
+        self._history = (callers, last, before)
 
     def _run(self) -> None:
         while True:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
+import queue
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -130,14 +131,14 @@ class Rig:
     """A committer on a real journal file, with a count of the commits of its write connection
     and a handle on its writer thread."""
 
-    def __init__(self, path: str, linger: float) -> None:
+    def __init__(self, path: str, linger: float, gather: float) -> None:
         self.path = path
         self.conn = connect(path)
         self.conn.execute("CREATE TABLE t(v INTEGER)")
         self.commits = 0
         self.conn.set_commit_hook(self._count)
         before = set(threading.enumerate())
-        self.committer = GroupCommitter(self.conn, path, SQLITE, linger=linger)
+        self.committer = GroupCommitter(self.conn, path, SQLITE, linger=linger, gather=gather)
         self.writer = next(t for t in threading.enumerate()
                            if t not in before and t.name == "eoflow-writer")
 
@@ -163,8 +164,8 @@ class Rig:
 def rigs(tmp_path: Path) -> Iterator[Callable[..., Rig]]:
     made: list[Rig] = []
 
-    def make(linger: float = 0.002) -> Rig:
-        made.append(Rig(str(tmp_path / f"j{len(made)}.db"), linger))
+    def make(linger: float = 0.002, gather: float = 0.0005) -> Rig:
+        made.append(Rig(str(tmp_path / f"j{len(made)}.db"), linger, gather))
         return made[-1]
 
     yield make
@@ -217,9 +218,12 @@ class Queued:
         """Run `fn` (which queues one op, then waits) in a thread; return once it is queued."""
         target = self.count + 1
         call = Call(fn)
-        with self._cv:
-            assert self._cv.wait_for(lambda: self.count >= target, WAIT)
+        self.reach(target)
         return call
+
+    def reach(self, count: int) -> None:
+        with self._cv:
+            assert self._cv.wait_for(lambda: self.count >= count, WAIT)
 
 
 @pytest.fixture
@@ -522,3 +526,124 @@ def test_a_failing_callback_is_logged_and_the_others_are_still_told(
     assert len(failures) == 1 and failures[0].exc_info is not None
     assert str(failures[0].exc_info[1]) == "callback bug"
     assert committer.write(insert(3)) == 30
+
+
+# -- whom a batch waits for --------------------------------------------------------------------
+
+class Caller(threading.Thread):
+    """One thread that runs the calls sent to it, one at a time: a caller the committer knows
+    again from one batch to the next, as it knows a workflow's worker thread."""
+
+    def __init__(self) -> None:
+        super().__init__(name="test-caller", daemon=True)
+        self._inbox: queue.Queue[Sent | None] = queue.Queue()
+        self.start()
+
+    def send(self, fn: Callable[[], object]) -> Sent:
+        sent = Sent(fn)
+        self._inbox.put(sent)
+        return sent
+
+    def run(self) -> None:
+        while (sent := self._inbox.get()) is not None:
+            sent.run()
+
+    def stop(self) -> None:
+        self._inbox.put(None)
+        self.join(WAIT)
+
+
+class Sent:
+    """A call sent to a Caller: `finish()` waits for it, then `result` or `error` holds it."""
+
+    def __init__(self, fn: Callable[[], object]) -> None:
+        self._fn = fn
+        self.done = threading.Event()
+        self.result: object = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.result = self._fn()
+        except BaseException as error:  # handed to the test
+            self.error = error
+        finally:
+            self.done.set()
+
+    def finish(self) -> Sent:
+        assert self.done.wait(WAIT), "the call is still blocked"
+        return self
+
+
+class Turns:
+    """Writes of one value each, from Callers, counted in as queued; a write may hold the
+    writer inside its batch until released, so that the next write queues meanwhile (the
+    batches then follow each other with no pause, as when the writer is the bottleneck)."""
+
+    def __init__(self, rig: Rig, queued: Queued) -> None:
+        self.rig, self.queued, self.values = rig, queued, iter(range(100))
+
+    def write(self, caller: Caller) -> Sent:
+        """Queue a write from `caller`; return once it is queued."""
+        value, target = next(self.values), self.queued.count + 1
+        sent = caller.send(lambda: self.rig.committer.write(insert(value)))
+        self.queued.reach(target)
+        return sent
+
+    def held(self, caller: Caller, release: Callable[[], None] | None = None
+             ) -> threading.Event:
+        """Queue a write from `caller` that holds the writer in its batch; run `release` (the
+        batch before it goes), then return once the writer holds. Set the event to go on."""
+        hold, entered = threading.Event(), threading.Event()
+        value = next(self.values)
+
+        def then() -> None:
+            entered.set()
+            assert hold.wait(WAIT)
+
+        target = self.queued.count + 1
+        caller.send(lambda: self.rig.committer.write(insert(value, then)))
+        self.queued.reach(target)
+        if release is not None:
+            release()
+        assert entered.wait(WAIT)
+        return hold
+
+
+def test_two_groups_of_callers_that_take_turns_are_gathered_into_one_batch(
+        rigs: Callable[..., Rig], queued: Queued) -> None:
+    """After one partition of a Kafka consumer was late, its four fell into two groups: one
+    group wrote while the other ran its next step, each paying a commit. When a batch's
+    callers came while the last batch was written, the next batch waits for the callers of
+    both (those of the last one that wrote before it too)."""
+    rig = rigs(gather=30.0)  # the writer waits for the callers it expects as long as it takes
+    turns, first, second = Turns(rig, queued), Caller(), Caller()
+    hold = turns.held(first)  # each batch is written while the next one's caller comes
+    hold = turns.held(second, release=hold.set)
+    hold = turns.held(first, release=hold.set)
+    last = turns.write(second)
+    hold.set()
+    last.finish()
+    assert rig.committed() == [0, 1, 2, 3]
+    before = rig.commits
+    alone = turns.write(first)
+    assert not alone.done.wait(0.05), "committed without the other group"
+    assert rig.committed() == [0, 1, 2, 3] and rig.commits == before
+    turns.write(second).finish()
+    assert alone.finish().error is None
+    assert rig.committed() == [0, 1, 2, 3, 4, 5] and rig.commits == before + 1
+    first.stop()
+    second.stop()
+
+
+def test_threads_taking_turns_at_a_light_load_are_not_waited_for(
+        rigs: Callable[..., Rig], queued: Queued) -> None:
+    """A pool's workers taking turns, each write done before the next comes: each commits at
+    once, not after the time the writer may wait for callers it expects."""
+    rig = rigs(gather=30.0)
+    turns, first, second = Turns(rig, queued), Caller(), Caller()
+    for caller in (first, second, first, second, first):
+        assert turns.write(caller).finish().error is None
+    assert rig.committed() == [0, 1, 2, 3, 4]
+    first.stop()
+    second.stop()
