@@ -79,7 +79,7 @@ class HeldLanes:
         """Release what may run now in `lanes`, from one read of every lane's order; look
         again later while anything is held."""
         try:
-            order = self._journal.pending_lane_order()
+            order = self._journal.pending_lane_order(lanes)
         except JournalError as error:  # claimed, so ours: they run once it can be read
             now = time.monotonic()
             if now - self._read_warned >= WARN_EVERY:

@@ -339,4 +339,4 @@ WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()
 -- name: pending_lane_order
 -- As queries.sql's, in this schema's order of creation (seq).
 SELECT workflow_id, lane, coalesce(executor_id = ?1, false) FROM eoflow_workflows
-WHERE status = 'PENDING' AND lane IS NOT NULL ORDER BY seq;
+WHERE status = 'PENDING' AND lane IN (SELECT jsonb_array_elements_text(?2::jsonb)) ORDER BY seq;

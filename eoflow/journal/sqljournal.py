@@ -8,6 +8,7 @@ the connections and own what differs (a file lock, a server's reconnection).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, TypeVar, cast
 
@@ -106,10 +107,10 @@ class SqlJournal(Reader):
         """PENDING runs of a partition's lanes that this executor does not own (lanes.py)."""
         return self._count("foreign_lane_runs", (lane, self._me()))
 
-    def pending_lane_order(self) -> list[tuple[str, str, bool]]:
-        """(id, lane, this executor's?) of every PENDING run with a lane, oldest first."""
-        return [(str(w), str(lane), bool(mine))
-                for w, lane, mine in self._all("pending_lane_order", (self._me(),))]
+    def pending_lane_order(self, lanes: Sequence[str]) -> list[tuple[str, str, bool]]:
+        """(id, lane, this executor's?) of every PENDING run in `lanes`, oldest first."""
+        rows = self._all("pending_lane_order", (self._me(), json.dumps(list(lanes))))
+        return [(str(w), str(lane), bool(mine)) for w, lane, mine in rows]
 
     def stop_executor(self, now_ms: int) -> int:
         """A clean shutdown: hand this executor's PENDING runs over; returns how many."""

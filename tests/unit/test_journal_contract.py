@@ -176,19 +176,25 @@ def test_runs_of_a_partitions_lanes_held_by_others_are_counted(journal: Journal)
 
 
 def test_pending_runs_with_a_lane_in_creation_order(journal: Journal) -> None:
-    """What a takeover reads to keep a lane's order (engine/heldlanes.py): PENDING runs with
-    a lane, oldest first, each with whether this executor owns it."""
+    """What a takeover reads to keep a lane's order (engine/heldlanes.py): the PENDING runs of
+    the lanes asked for, oldest first, each with whether this executor owns it."""
     journal.register_executor(lease_ms=60_000, now_ms=1)
     journal.create_workflows([new("z-old", lane="L"), new("m-other", lane="M")], 1)
-    journal.create_workflows([new("a-free", lane="L"), new("no-lane")], 2)
+    journal.create_workflows([new("a-free", lane="L"), new("no-lane"), new("n-next", lane="N"),
+                              new("l-key", lane="L:key:k")], 2)
     journal.register_executor(lease_ms=60_000, now_ms=2)  # a second executor: the runs above
     journal.create_workflows([new("b-mine", lane="L")], 3)  # are another's, this one its own
     finished = threading.Event()
     journal.finish_workflow("m-other", Status.SUCCESS, None, None, 4,
                             on_durable=lambda error, applied: finished.set(), urgent=True)
     assert finished.wait(5)
-    assert journal.pending_lane_order() == [
+    assert journal.pending_lane_order(["L"]) == [
         ("z-old", "L", False), ("a-free", "L", False), ("b-mine", "L", True)]
+    assert journal.pending_lane_order(["N", "M", "L"]) == [
+        ("z-old", "L", False), ("a-free", "L", False), ("n-next", "N", False),
+        ("b-mine", "L", True)]
+    assert journal.pending_lane_order(["L:key:k"]) == [("l-key", "L:key:k", False)]
+    assert journal.pending_lane_order([]) == []
 
 
 def test_fork_copies_steps_before_a_number(journal: Journal) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -228,11 +228,11 @@ def test_runs_taken_over_run_when_their_order_cannot_be_read_at_once(
     record(dead, 1)
     real, calls = PostgresJournal.pending_lane_order, []
 
-    def flaky(self: Any) -> list[tuple[str, str, bool]]:
+    def flaky(self: Any, lanes: Sequence[str]) -> list[tuple[str, str, bool]]:
         calls.append(1)
         if len(calls) == 1:
             raise JournalError("journal", "is away for a moment")
-        return real(self)
+        return real(self, lanes)
 
     monkeypatch.setattr(PostgresJournal, "pending_lane_order", flaky)
     with Engine(journal=pg_url, workers=2, grace_period=2):
@@ -256,7 +256,7 @@ def test_runs_held_behind_an_older_one_hold_new_runs_back_too(
         wait_until(lambda: rt.held_lanes.count(lane) == 1, 10, "the dead one's run, held")
         real = rt.journal.pending_lane_order
 
-        def away() -> list[tuple[str, str, bool]]:
+        def away(lanes: Sequence[str]) -> list[tuple[str, str, bool]]:
             raise JournalError("journal", "is away for a moment")
 
         monkeypatch.setattr(rt.journal, "pending_lane_order", away)  # held, for now
