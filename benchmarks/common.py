@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
 import platform
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +20,15 @@ HERE = Path(__file__).resolve().parent
 PEERS = HERE / "peers"
 
 
-def run_peer(python: str | None, script: str, *args: str, timeout: float = 900) -> dict[str, Any]:
-    """Run a DBOS peer script in its own interpreter; its last stdout line is JSON."""
+def run_peer(python: str | None, script: str, *args: str, timeout: float = 900,
+             cpu: int | None = None) -> dict[str, Any]:
+    """Run a DBOS peer script in its own interpreter; its last stdout line is JSON. `cpu`:
+    the process runs on that CPU only (as under `taskset -c`)."""
     if not python:
         return {"skipped": "no --dbos-python given"}
+    pin = None if cpu is None else functools.partial(os.sched_setaffinity, 0, {cpu})
     done = subprocess.run([python, str(PEERS / script), *args], capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, preexec_fn=pin)
     if done.returncode != 0:
         return {"error": done.stderr.strip().splitlines()[-1:] or ["failed"]}
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
@@ -61,3 +67,23 @@ def fsync_ms(folder: str, rounds: int = 50) -> float:
         times.append((time.perf_counter() - started) * 1000)
     conn.close()
     return sorted(times)[len(times) // 2]
+
+
+def one_cpu() -> int:
+    """The CPU the one-CPU runs use: the last this process may run on."""
+    return max(os.sched_getaffinity(0))
+
+
+@contextlib.contextmanager
+def on_cpu(cpu: int | None) -> Iterator[None]:
+    """Threads this thread starts inside run on `cpu` only (None: anywhere it may), as those
+    of a process started under `taskset -c CPU` would; its own affinity is restored after."""
+    if cpu is None:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {cpu})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)

@@ -12,6 +12,12 @@ process's CPU time (all its threads; the broker runs apart) from the start of co
 the last message, per message: unlike wall time, it carries across machines. eoflow runs at
 full durability: a message is acknowledged to Kafka only after its record is fsynced; the
 commit latency of the disk, measured first, is printed with the figures.
+
+"one CPU" rows: the same, with the consuming process on one CPU only (as `taskset -c N eoflow
+run app.py` would run it; the broker runs apart, anywhere). A workflow run's threads take
+turns (a worker, the journal's writer, the next worker): on one CPU each turn is a switch on
+a CPU that is awake, where across CPUs the next thread's may first have to be woken. DBOS runs
+both ways too; the one-CPU rows are compared with the faster of its two figures.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import eoflow  # noqa: E402
-from benchmarks.common import dump, fsync_ms, machine, run_peer  # noqa: E402
+from benchmarks.common import dump, fsync_ms, machine, on_cpu, one_cpu, run_peer  # noqa: E402
 from benchmarks.peers.fill_topic import make_value  # noqa: E402
 from eoflow import Engine, KafkaMessage, kafka_consume, step, transaction, workflow  # noqa: E402
 from eoflow.devbroker import LocalBroker  # noqa: E402
@@ -71,9 +77,11 @@ def raw_rate(brokers: str, topic: str, count: int) -> dict[str, float]:
 
 
 def eoflow_rate(brokers: str, topic: str, count: int, path: str, ordered: bool | str = True,
-                timeout: float = 600, journal: str | None = None) -> dict[str, float]:
+                timeout: float = 600, journal: str | None = None,
+                cpu: int | None = None) -> dict[str, float]:
     """Consume `topic` through one eoflow path; rates from the recorded commit times. The
-    journal is a temp SQLite file, or `journal` (an empty PostgreSQL database's URL, say)."""
+    journal is a temp SQLite file, or `journal` (an empty PostgreSQL database's URL, say).
+    `cpu`: the engine's threads run on that CPU only."""
     group = f"eoflow-{path}-{topic}"
     mark = "%s" if journal and journal.startswith("postgres") else "?"  # psycopg's, or apsw's
     with tempfile.TemporaryDirectory() as folder:
@@ -101,7 +109,7 @@ def eoflow_rate(brokers: str, topic: str, count: int, path: str, ordered: bool |
             def bench_flow(topic: str, partition: int, message: KafkaMessage) -> None:
                 bench_record(bench_parse(message.value or b"{}"))
             handler = bench_flow
-        with Engine(journal=journal) as engine:
+        with on_cpu(cpu), Engine(journal=journal) as engine:
             engine.runtime.txstore.committer.write(
                 lambda c: c.execute("CREATE TABLE applied (id TEXT, at DOUBLE PRECISION)"))
             started, cpu = time.time(), time.process_time()
@@ -140,9 +148,10 @@ def main() -> None:
     with LocalBroker() as broker:
         brokers = broker.address
         topics = {name: f"bench-{name}-{uuid.uuid4().hex[:6]}"
-                  for name in ("raw", "tx", "wf", "wf_key", "wf_unordered", "dbos")}
+                  for name in ("raw", "tx", "wf", "wf_key", "wf_unordered", "wf_cpu",
+                               "wf_unordered_cpu", "dbos", "dbos_cpu")}
         for name, topic in topics.items():
-            fill(brokers, topic, args.dbos_count if name == "dbos" else args.count,
+            fill(brokers, topic, args.dbos_count if name.startswith("dbos") else args.count,
                  args.partitions, keys=1000 if name == "wf_key" else 0)
         results["raw"] = raw_rate(brokers, topics["raw"], args.count)
         results["transaction"] = eoflow_rate(brokers, topics["tx"], args.count, "transaction")
@@ -151,10 +160,18 @@ def main() -> None:
                                                  "workflow", ordered="key")
         results["workflow_unordered"] = eoflow_rate(brokers, topics["wf_unordered"], args.count,
                                                     "workflow", ordered=False)
-        results["dbos"] = run_peer(args.dbos_python, "dbos_kafka.py", "--brokers", brokers,
-                                   "--topic", topics["dbos"], "--count", str(args.dbos_count),
-                                   "--group", f"dbos-{topics['dbos']}")
+        cpu = one_cpu()
+        results["workflow_one_cpu"] = eoflow_rate(brokers, topics["wf_cpu"], args.count,
+                                                  "workflow", cpu=cpu)
+        results["workflow_unordered_one_cpu"] = eoflow_rate(
+            brokers, topics["wf_unordered_cpu"], args.count, "workflow", ordered=False, cpu=cpu)
+        for name, on in (("dbos", None), ("dbos_cpu", cpu)):
+            results[name] = run_peer(args.dbos_python, "dbos_kafka.py", "--brokers", brokers,
+                                     "--topic", topics[name], "--count", str(args.dbos_count),
+                                     "--group", f"dbos-{topics[name]}", cpu=on)
     dbos = results["dbos"].get("steady_per_second")
+    dbos_cpu = results["dbos_cpu"].get("steady_per_second")
+    best = max(dbos or 0, dbos_cpu or 0)
     print(f"\n== Kafka end to end, {args.count} messages of 1 KB, {args.partitions} partitions; "
           f"workflow = a step + a transaction; one durable commit here takes {commit_ms:.2f} ms "
           f"({machine()})")
@@ -163,9 +180,12 @@ def main() -> None:
             ("eoflow transaction path", results["transaction"]),
             ("eoflow workflow path (ordered per partition)", results["workflow"]),
             ("eoflow workflow path (ordered per key)", results["workflow_by_key"]),
-            ("eoflow workflow path (unordered)", results["workflow_unordered"])]
+            ("eoflow workflow path (unordered)", results["workflow_unordered"]),
+            (f"... ordered per partition, one CPU ({cpu})", results["workflow_one_cpu"]),
+            (f"... unordered, one CPU ({cpu})", results["workflow_unordered_one_cpu"])]
     for label, figures in rows:
-        ratio = f"{figures['steady'] / dbos:8.0f}x" if dbos and label.startswith("eoflow") else ""
+        against = best if "one CPU" in label else dbos
+        ratio = f"{figures['steady'] / against:8.0f}x" if against and label[0] in "e." else ""
         print(f"{label:46} {figures['steady']:10.0f} {figures['total']:10.0f} "
               f"{figures['cpu_us']:11.0f} {ratio:>9}")
     if dbos:
@@ -173,6 +193,9 @@ def main() -> None:
               f"{dbos:10.0f} {results['dbos']['per_second']:10.0f}")
     else:
         print(f"DBOS: {results['dbos']}")
+    if dbos_cpu:
+        print(f"{'... one CPU (' + str(cpu) + ')':46} "
+              f"{dbos_cpu:10.0f} {results['dbos_cpu']['per_second']:10.0f}")
     dump("kafka", {**results, "commit_ms": commit_ms})
 
 
