@@ -69,8 +69,11 @@ def fsync_ms(folder: str, rounds: int = 50) -> float:
     return sorted(times)[len(times) // 2]
 
 
-def one_cpu() -> int:
-    """The CPU the one-CPU runs use: the last this process may run on."""
+def one_cpu() -> int | None:
+    """The CPU the one-CPU runs use: the last this process may run on (None where a process
+    cannot be held to CPUs: macOS, Windows)."""
+    if not hasattr(os, "sched_getaffinity"):
+        return None
     return max(os.sched_getaffinity(0))
 
 
