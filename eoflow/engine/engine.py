@@ -31,7 +31,7 @@ from eoflow.engine.handle import WorkflowHandle
 from eoflow.engine.kafka.consumer import ConsumerLoop
 from eoflow.engine.kafka.quarantine import retry_quarantined
 from eoflow.engine.kafka.start import start_consumers
-from eoflow.engine.lease import LeaseKeeper
+from eoflow.engine.lease import Heartbeat, LeaseKeeper
 from eoflow.engine.operations import RequestPoller
 from eoflow.engine.registry import Definition, definition_of, require_workflow
 from eoflow.engine.retention import Pruner
@@ -87,13 +87,17 @@ class Engine:
             requests = RequestPoller(runtime)
             runtime.add_service(requests)
             runtime.journal.set_fenced_callback(self._fenced)
+            heartbeat = Heartbeat(runtime)  # before the takeover, which may wait long
+            runtime.add_service(heartbeat)
+            heartbeat.start()
             if recover:
                 recovery.recover(runtime)
                 requests.apply_pending()  # left by the CLI while no engine ran
             requests.start()
-            keeper = LeaseKeeper(runtime, claim=recover)
-            runtime.add_service(keeper)
-            keeper.start()
+            if recover:  # take others' runs over, and runs a Client started
+                keeper = LeaseKeeper(runtime)
+                runtime.add_service(keeper)
+                keeper.start()
             window = self.config.retention
             runtime.journal.set_retention(None if window is None else int(window * 1000))
             self.pruner = None if window is None else Pruner(runtime, window)
