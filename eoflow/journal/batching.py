@@ -77,6 +77,8 @@ class GroupCommitter:
         self._gather = gather  # how long after a commit the next one may wait for its callers
         self._expected = 0  # callers the next batch waits for (see _expect)
         self._history: tuple[set[int], set[int], set[int]] = (set(), set(), set())
+        # Did the next batch have a waiting caller when the last one was released? (_expect)
+        self._back_to_back = False
         self._cv = threading.Condition()
         self._ops: list[_Op[Any]] = []
         self._batch = _Batch()
@@ -197,7 +199,7 @@ class GroupCommitter:
     def _take(self) -> tuple[list[_Op[Any]], _Batch] | None:
         with self._cv:
             expected = self._expected
-            back_to_back = self._batch.waiting  # its callers came while the last was written
+            back_to_back = self._back_to_back  # its callers came while the last was written
             if expected and not self._closed:
                 # Callers of the last batches are about to write again (the next step of a
                 # workflow): gathering them makes one fsync serve all, where committing at
@@ -319,6 +321,9 @@ class GroupCommitter:
             pass
 
     def _release(self, batch: _Batch) -> None:
+        with self._cv:  # read here, not when the writer is back in _take: a caller that came
+            # after this release (the writer slow to get back) did not write back to back
+            self._back_to_back = self._batch.waiting
         batch.done.set()
         for callback in batch.callbacks:
             try:

@@ -618,22 +618,24 @@ def test_two_groups_of_callers_that_take_turns_are_gathered_into_one_batch(
     both (those of the last one that wrote before it too)."""
     rig = rigs(gather=30.0)  # the writer waits for the callers it expects as long as it takes
     turns, first, second = Turns(rig, queued), Caller(), Caller()
-    hold = turns.held(first)  # each batch is written while the next one's caller comes
-    hold = turns.held(second, release=hold.set)
-    hold = turns.held(first, release=hold.set)
-    last = turns.write(second)
-    hold.set()
-    last.finish()
-    assert rig.committed() == [0, 1, 2, 3]
-    before = rig.commits
-    alone = turns.write(first)
-    assert not alone.done.wait(0.05), "committed without the other group"
-    assert rig.committed() == [0, 1, 2, 3] and rig.commits == before
-    turns.write(second).finish()
-    assert alone.finish().error is None
-    assert rig.committed() == [0, 1, 2, 3, 4, 5] and rig.commits == before + 1
-    first.stop()
-    second.stop()
+    try:
+        hold = turns.held(first)  # each batch is written while the next one's caller comes
+        hold = turns.held(second, release=hold.set)
+        hold = turns.held(first, release=hold.set)
+        last = turns.write(second)
+        hold.set()
+        last.finish()
+        assert rig.committed() == [0, 1, 2, 3]
+        before = rig.commits
+        alone = turns.write(first)
+        assert not alone.done.wait(0.05), "committed without the other group"
+        assert rig.committed() == [0, 1, 2, 3] and rig.commits == before
+        turns.write(second).finish()
+        assert alone.finish().error is None
+        assert rig.committed() == [0, 1, 2, 3, 4, 5] and rig.commits == before + 1
+    finally:
+        first.stop()
+        second.stop()
 
 
 def test_threads_taking_turns_at_a_light_load_are_not_waited_for(
@@ -642,8 +644,10 @@ def test_threads_taking_turns_at_a_light_load_are_not_waited_for(
     once, not after the time the writer may wait for callers it expects."""
     rig = rigs(gather=30.0)
     turns, first, second = Turns(rig, queued), Caller(), Caller()
-    for caller in (first, second, first, second, first):
-        assert turns.write(caller).finish().error is None
-    assert rig.committed() == [0, 1, 2, 3, 4]
-    first.stop()
-    second.stop()
+    try:
+        for caller in (first, second, first, second, first):
+            assert turns.write(caller).finish().error is None
+        assert rig.committed() == [0, 1, 2, 3, 4]
+    finally:
+        first.stop()
+        second.stop()
